@@ -1,0 +1,53 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+)
+
+// envelope is the shape of every response: code 0 means success.
+type envelope struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data"`
+}
+
+// Error is a failure a client can act on: an HTTP status and a human message.
+// Its envelope code is the HTTP status, so it is never 0.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func errorf(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v) //nolint:errcheck // the client went away; nothing left to tell it
+}
+
+func (s *Server) ok(w http.ResponseWriter, data any) {
+	writeJSON(w, http.StatusOK, envelope{Code: 0, Message: "success", Data: data})
+}
+
+// fail writes err as an error envelope. Errors that are not *Error are
+// internal: logged with detail, answered with a generic 500.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		s.log.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Any("err", err))
+		e = errorf(http.StatusInternalServerError, "internal error; the server log has the details")
+	}
+	writeJSON(w, e.Status, envelope{Code: e.Status, Message: e.Message, Data: nil})
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/storage"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// errHelp means --help was asked for and printed; not a failure.
+var errHelp = flag.ErrHelp
+
+// usageError is a mistake on the command line (exit code 2).
+type usageError struct{ error }
+
+// Main is the whole program, callable from tests: they run it in-process
+// against a fake TAPD and a real database, exactly as main does.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// Listening, when set, is told the API's bound address once serving starts.
+	Listening func(addr string)
+}
+
+type command struct {
+	name, summary string
+	run           func(m *Main, ctx context.Context, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "serve the API and run the sync schedule (default)", (*Main).serve},
+		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
+		{"version", "print the version", (*Main).printVersion},
+	}
+}
+
+// Run parses args (the subcommand first) and runs it until ctx ends.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if m.Getenv == nil {
+		m.Getenv = os.Getenv
+	}
+	name := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if name == "help" {
+		m.usage()
+		return errHelp
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(m, ctx, args)
+		}
+	}
+	m.usage()
+	return usageError{fmt.Errorf("unknown command %q", name)}
+}
+
+func (m *Main) usage() {
+	fmt.Fprintln(m.Stderr, "usage: tapd-mirror [command] [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(m.Stderr, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(m.Stderr, "\nrun 'tapd-mirror COMMAND --help' for a command's flags; settings come from --config FILE and TAPD_MIRROR_* env vars (see README)")
+}
+
+// common are the flags every command that touches config shares.
+type common struct {
+	configPath string
+	logFormat  string
+	logLevel   string
+}
+
+func (m *Main) flags(name, synopsis string, c *common) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(m.Stderr, "usage: tapd-mirror %s [flags]\n\n%s\n\nflags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	if c != nil {
+		fs.StringVar(&c.configPath, "config", "", "YAML config `file` (env vars TAPD_MIRROR_* override it)")
+		fs.StringVar(&c.logFormat, "log-format", "auto", "log format: text, json, or auto (text on a terminal, json otherwise)")
+		fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// setup loads and validates config and builds the logger.
+func (m *Main) setup(c common) (config.Config, *slog.Logger, error) {
+	log, err := newLogger(m.Stderr, c.logFormat, c.logLevel)
+	if err != nil {
+		return config.Config{}, nil, usageError{err}
+	}
+	cfg, err := config.Load(c.configPath, m.Getenv)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return cfg, log, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, log, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text, json or auto", format)
+}
+
+// openStore opens the database and applies pending migrations.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*storage.Store, error) {
+	st, err := storage.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	for _, v := range applied {
+		log.Info("migration applied", "version", v)
+	}
+	return st, nil
+}
+
+func (m *Main) migrate(ctx context.Context, args []string) error {
+	var c common
+	fs := m.flags("migrate", "Apply pending database migrations (database_url) and print what was applied.", &c)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, log, err := m.setup(c)
+	if err != nil {
+		return err
+	}
+	st, err := storage.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	for _, v := range applied {
+		fmt.Fprintln(m.Stdout, "applied", v)
+	}
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(m.Stdout, "database is up to date")
+	}
+	log.Debug("migrate done", "database", config.RedactURL(cfg.DatabaseURL))
+	return nil
+}
+
+func (m *Main) printVersion(_ context.Context, args []string) error {
+	fs := m.flags("version", "Print the version.", nil)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	v := version
+	if info, ok := debug.ReadBuildInfo(); ok && v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
+	}
+	fmt.Fprintln(m.Stdout, "tapd-mirror", v)
+	return nil
+}

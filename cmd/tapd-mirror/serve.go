@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/api"
+	"github.com/tapd-mirror/tapd-mirror/config"
+)
+
+// shutdownGrace is how long in-flight requests get after SIGINT/SIGTERM.
+const shutdownGrace = 15 * time.Second
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	var c common
+	fs := m.flags("serve", "Serve the Activity Log API (listen) and mirror TAPD on the sync schedule.", &c)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, log, err := m.setup(c)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv := api.New(api.Options{Store: st, AdminToken: cfg.AdminToken, Logger: log})
+	return m.listenAndServe(ctx, cfg, log, srv.Handler())
+}
+
+// listenAndServe serves h on cfg.Listen until ctx ends, then drains.
+func (m *Main) listenAndServe(ctx context.Context, cfg config.Config, log *slog.Logger, h http.Handler) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s (listen, TAPD_MIRROR_LISTEN): %w", cfg.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      10 * time.Minute, // exports stream for a long time
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	log.Info("serving Activity Log API", "url", "http://"+addr, "database", config.RedactURL(cfg.DatabaseURL))
+	if m.Listening != nil {
+		m.Listening(addr)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving API: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down API: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+// Package config loads tapd-mirror's settings from an optional YAML file and
+// the environment, applies defaults, and validates the result.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of tapd-mirror's configuration.
+type Config struct {
+	DatabaseURL string `yaml:"database_url"`
+	Listen      string `yaml:"listen"`
+	AdminToken  string `yaml:"admin_token"`
+	Timezone    string `yaml:"timezone"`
+	TAPD        TAPD   `yaml:"tapd"`
+	Sync        Sync   `yaml:"sync"`
+}
+
+// TAPD holds how to reach the TAPD open API.
+type TAPD struct {
+	BaseURL           string `yaml:"base_url"`
+	APIUser           string `yaml:"api_user"`
+	APIPassword       string `yaml:"api_password"`
+	AccessToken       string `yaml:"access_token"`
+	PageSize          int    `yaml:"page_size"`
+	RequestsPerMinute int    `yaml:"requests_per_minute"`
+}
+
+// Sync holds what to mirror and how often.
+type Sync struct {
+	Workspaces []string `yaml:"workspaces"`
+	Interval   Duration `yaml:"interval"`
+	Overlap    Duration `yaml:"overlap"`
+}
+
+// Duration is a time.Duration written as "10m" in YAML and env.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML accepts Go duration strings such as "90s" or "10m".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 10m or 90s", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration back as "10m0s".
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		DatabaseURL: "sqlite:tapd-mirror.db",
+		Listen:      "127.0.0.1:50809",
+		Timezone:    "Asia/Shanghai",
+		TAPD: TAPD{
+			BaseURL:           "https://api.tapd.cn",
+			PageSize:          200,
+			RequestsPerMinute: 60,
+		},
+		Sync: Sync{
+			Interval: Duration{10 * time.Minute},
+			Overlap:  Duration{5 * time.Minute},
+		},
+	}
+}
+
+// Field describes one setting: its file key, its env var and how to set it
+// from a string. The table below is the single list of every setting.
+type Field struct {
+	Key    string
+	Env    string
+	Secret bool
+	set    func(c *Config, v string) error
+	get    func(c *Config) string
+}
+
+// Fields lists every setting in the order the README documents them.
+var Fields = []Field{
+	strField("database_url", "TAPD_MIRROR_DATABASE_URL", false, func(c *Config) *string { return &c.DatabaseURL }),
+	strField("listen", "TAPD_MIRROR_LISTEN", false, func(c *Config) *string { return &c.Listen }),
+	strField("admin_token", "TAPD_MIRROR_ADMIN_TOKEN", true, func(c *Config) *string { return &c.AdminToken }),
+	strField("timezone", "TAPD_MIRROR_TIMEZONE", false, func(c *Config) *string { return &c.Timezone }),
+	strField("tapd.base_url", "TAPD_MIRROR_TAPD_BASE_URL", false, func(c *Config) *string { return &c.TAPD.BaseURL }),
+	strField("tapd.api_user", "TAPD_MIRROR_TAPD_API_USER", false, func(c *Config) *string { return &c.TAPD.APIUser }),
+	strField("tapd.api_password", "TAPD_MIRROR_TAPD_API_PASSWORD", true, func(c *Config) *string { return &c.TAPD.APIPassword }),
+	strField("tapd.access_token", "TAPD_MIRROR_TAPD_ACCESS_TOKEN", true, func(c *Config) *string { return &c.TAPD.AccessToken }),
+	intField("tapd.page_size", "TAPD_MIRROR_TAPD_PAGE_SIZE", func(c *Config) *int { return &c.TAPD.PageSize }),
+	intField("tapd.requests_per_minute", "TAPD_MIRROR_TAPD_REQUESTS_PER_MINUTE", func(c *Config) *int { return &c.TAPD.RequestsPerMinute }),
+	{
+		Key: "sync.workspaces", Env: "TAPD_MIRROR_WORKSPACES",
+		set: func(c *Config, v string) error {
+			c.Sync.Workspaces = nil
+			for _, w := range strings.Split(v, ",") {
+				if w = strings.TrimSpace(w); w != "" {
+					c.Sync.Workspaces = append(c.Sync.Workspaces, w)
+				}
+			}
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(c.Sync.Workspaces, ",") },
+	},
+	durField("sync.interval", "TAPD_MIRROR_SYNC_INTERVAL", func(c *Config) *Duration { return &c.Sync.Interval }),
+	durField("sync.overlap", "TAPD_MIRROR_SYNC_OVERLAP", func(c *Config) *Duration { return &c.Sync.Overlap }),
+}
+
+func strField(key, env string, secret bool, p func(*Config) *string) Field {
+	return Field{Key: key, Env: env, Secret: secret,
+		set: func(c *Config, v string) error { *p(c) = v; return nil },
+		get: func(c *Config) string { return *p(c) }}
+}
+
+func intField(key, env string, p func(*Config) *int) Field {
+	return Field{Key: key, Env: env,
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			*p(c) = n
+			return nil
+		},
+		get: func(c *Config) string { return strconv.Itoa(*p(c)) }}
+}
+
+func durField(key, env string, p func(*Config) *Duration) Field {
+	return Field{Key: key, Env: env,
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not a duration like 10m or 90s", v)
+			}
+			p(c).Duration = d
+			return nil
+		},
+		get: func(c *Config) string { return p(c).String() }}
+}
+
+// Load reads the optional YAML file at path (empty: none), then applies the
+// environment through getenv (os.Getenv when nil). It does not validate.
+func Load(path string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("reading config file: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("parsing config file %s: %w", path, err)
+		}
+	}
+	var errs []error
+	for _, f := range Fields {
+		v, ok := lookup(getenv, f.Env)
+		if !ok {
+			continue
+		}
+		if err := f.set(&c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w (%s)", f.Key, err, f.Env))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// Validate returns every problem at once, each naming the key and env var.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s (%s)", key, fmt.Sprintf(format, args...), envOf(key)))
+	}
+	if _, _, err := ParseDatabaseURL(c.DatabaseURL); err != nil {
+		bad("database_url", "%v", err)
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		bad("listen", "%q is not host:port", c.Listen)
+	} else if !isLoopback(host) && c.AdminToken == "" {
+		bad("listen", "%q is reachable from other machines but admin_token is empty; set TAPD_MIRROR_ADMIN_TOKEN or listen on 127.0.0.1", c.Listen)
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
+		bad("timezone", "%q is not an IANA time zone such as Asia/Shanghai", c.Timezone)
+	}
+	if u, err := url.Parse(c.TAPD.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("tapd.base_url", "%q is not an http(s) URL", c.TAPD.BaseURL)
+	}
+	if (c.TAPD.APIUser == "") != (c.TAPD.APIPassword == "") {
+		bad("tapd.api_user", "api_user and api_password must be set together")
+	}
+	if c.TAPD.AccessToken != "" && c.TAPD.APIUser != "" {
+		bad("tapd.access_token", "set either access_token or api_user/api_password, not both")
+	}
+	if len(c.Sync.Workspaces) > 0 && c.TAPD.AccessToken == "" && c.TAPD.APIUser == "" {
+		bad("tapd.api_user", "workspaces are configured but no TAPD credentials are set")
+	}
+	if c.TAPD.PageSize < 1 || c.TAPD.PageSize > 200 {
+		bad("tapd.page_size", "%d is outside 1..200 (TAPD caps pages at 200)", c.TAPD.PageSize)
+	}
+	if c.TAPD.RequestsPerMinute < 1 {
+		bad("tapd.requests_per_minute", "%d must be at least 1", c.TAPD.RequestsPerMinute)
+	}
+	for _, w := range c.Sync.Workspaces {
+		if _, err := ParseWorkspace(w); err != nil {
+			bad("sync.workspaces", "%v", err)
+		}
+	}
+	if c.Sync.Interval.Duration < time.Second {
+		bad("sync.interval", "%s is too short (at least 1s)", c.Sync.Interval)
+	}
+	if c.Sync.Overlap.Duration < time.Minute {
+		bad("sync.overlap", "%s is too short: TAPD works in minutes, so at least 1m", c.Sync.Overlap)
+	}
+	return errors.Join(errs...)
+}
+
+func envOf(key string) string {
+	for _, f := range Fields {
+		if f.Key == key {
+			return f.Env
+		}
+	}
+	return "no env var"
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Location returns the loaded TAPD time zone; call after Validate.
+func (c Config) Location() *time.Location {
+	loc, err := time.LoadLocation(c.Timezone)
+	if err != nil {
+		return time.FixedZone("UTC+8", 8*3600)
+	}
+	return loc
+}
+
+// Redacted returns "key = value" lines for every setting, secrets masked.
+func (c Config) Redacted() string {
+	var b strings.Builder
+	for _, f := range Fields {
+		v := f.get(&c)
+		if f.Key == "database_url" {
+			v = RedactURL(v)
+		}
+		if f.Secret && v != "" {
+			v = "****"
+		}
+		fmt.Fprintf(&b, "%-26s = %s\n", f.Key, v)
+	}
+	return b.String()
+}
+
+// RedactURL hides the password of a database URL.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+// Dialects tapd-mirror can store into.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+)
+
+// ParseDatabaseURL splits database_url into a dialect and a driver DSN.
+func ParseDatabaseURL(raw string) (dialect, dsn string, err error) {
+	switch {
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		return Postgres, raw, nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
+		if path == "" {
+			return "", "", fmt.Errorf("%q has no file path (use sqlite:PATH)", raw)
+		}
+		return SQLite, path, nil
+	default:
+		return "", "", fmt.Errorf("%q must start with postgres:// or sqlite:", RedactURL(raw))
+	}
+}
+
+// Workspace is one unit of sync as configured.
+type Workspace struct {
+	// Key is the configured form ("123", "company:1", "projects:1").
+	Key string
+	// ID is the TAPD workspace (project or company) id.
+	ID string
+	// CompanyOnly asks TAPD for company-level logs only.
+	CompanyOnly bool
+	// ExpandProjects means "every project of company ID".
+	ExpandProjects bool
+}
+
+// ParseWorkspace parses "ID", "company:ID" or "projects:ID".
+func ParseWorkspace(s string) (Workspace, error) {
+	kind, id, found := strings.Cut(strings.TrimSpace(s), ":")
+	if !found {
+		kind, id = "", kind
+	}
+	if id == "" || strings.Trim(id, "0123456789") != "" {
+		return Workspace{}, fmt.Errorf("workspace %q: id must be digits (forms: ID, company:ID, projects:ID)", s)
+	}
+	w := Workspace{Key: s, ID: id}
+	switch kind {
+	case "":
+	case "company":
+		w.CompanyOnly = true
+	case "projects":
+		w.ExpandProjects = true
+	default:
+		return Workspace{}, fmt.Errorf("workspace %q: unknown prefix %q (forms: ID, company:ID, projects:ID)", s, kind)
+	}
+	return w, nil
+}

@@ -1,0 +1,247 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Sources of activity records.
+const (
+	SourceLocal = "local" // POSTed to the local API
+	SourceTAPD  = "tapd"  // mirrored from TAPD
+)
+
+// Activity is one record of the common activity-log schema.
+type Activity struct {
+	ID           int64
+	Platform     string
+	Serial       string
+	ActionType   string
+	ActionDetail string
+	Username     string
+	Timestamp    time.Time
+	Source       string
+	SourceID     string // empty for local records
+	WorkspaceID  string // the sync workspace that first stored it
+	Extra        map[string]string
+	IngestedAt   time.Time
+}
+
+// activityRow is Activity as the database hands it back.
+type activityRow struct {
+	ID           int64   `db:"id"`
+	Platform     string  `db:"platform"`
+	Serial       string  `db:"serial"`
+	ActionType   string  `db:"action_type"`
+	ActionDetail string  `db:"action_detail"`
+	Username     string  `db:"username"`
+	Timestamp    dbTime  `db:"timestamp"`
+	Source       string  `db:"source"`
+	SourceID     *string `db:"source_id"`
+	WorkspaceID  string  `db:"workspace_id"`
+	Extra        string  `db:"extra"`
+	IngestedAt   dbTime  `db:"ingested_at"`
+}
+
+const activityColumns = `id, platform, serial, action_type, action_detail, username, timestamp,
+	source, source_id, workspace_id, extra, ingested_at`
+
+func (r activityRow) activity() (Activity, error) {
+	a := Activity{
+		ID: r.ID, Platform: r.Platform, Serial: r.Serial, ActionType: r.ActionType,
+		ActionDetail: r.ActionDetail, Username: r.Username, Timestamp: r.Timestamp.Time,
+		Source: r.Source, WorkspaceID: r.WorkspaceID, IngestedAt: r.IngestedAt.Time,
+	}
+	if r.SourceID != nil {
+		a.SourceID = *r.SourceID
+	}
+	if err := json.Unmarshal([]byte(r.Extra), &a.Extra); err != nil {
+		return a, fmt.Errorf("activity %d: reading extra: %w", r.ID, err)
+	}
+	return a, nil
+}
+
+// Filter selects activity records; zero fields do not filter.
+type Filter struct {
+	Platform   string
+	Serial     string
+	ActionType string
+	Username   string
+	Source     string
+	Since      time.Time // inclusive
+	Until      time.Time // exclusive
+}
+
+// where builds the WHERE clause for f with ? placeholders.
+func (s *Store) where(f Filter) (string, []any) {
+	var conds []string
+	var args []any
+	eq := func(col, v string) {
+		if v != "" {
+			conds = append(conds, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	eq("platform", f.Platform)
+	eq("serial", f.Serial)
+	eq("action_type", f.ActionType)
+	eq("username", f.Username)
+	eq("source", f.Source)
+	if !f.Since.IsZero() {
+		conds = append(conds, "timestamp >= ?")
+		args = append(args, s.timeArg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, "timestamp < ?")
+		args = append(args, s.timeArg(f.Until))
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// InsertActivity stores one local record and returns its id.
+func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
+	extra, err := json.Marshal(nonNil(a.Extra))
+	if err != nil {
+		return 0, fmt.Errorf("inserting activity: encoding extra: %w", err)
+	}
+	var sourceID any
+	if a.SourceID != "" {
+		sourceID = a.SourceID
+	}
+	if a.Source == "" {
+		a.Source = SourceLocal
+	}
+	var id int64
+	err = s.db.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
+		INSERT INTO activity_log (platform, serial, action_type, action_detail, username, timestamp,
+			source, source_id, workspace_id, extra, ingested_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
+		a.Source, sourceID, a.WorkspaceID, string(extra), s.timeArg(time.Now())).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("inserting activity: %w", err)
+	}
+	return id, nil
+}
+
+// ListActivities returns records matching f, newest first (timestamp, then
+// id, both descending), skipping offset and returning at most limit.
+func (s *Store) ListActivities(ctx context.Context, f Filter, limit, offset int) ([]Activity, error) {
+	where, args := s.where(f)
+	q := `SELECT ` + activityColumns + ` FROM activity_log` + where +
+		` ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?`
+	rows, err := s.db.QueryxContext(ctx, s.rebind(q), append(args, limit, offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("listing activities: %w", err)
+	}
+	defer rows.Close()
+	out := []Activity{}
+	for rows.Next() {
+		var r activityRow
+		if err := rows.StructScan(&r); err != nil {
+			return nil, fmt.Errorf("listing activities: %w", err)
+		}
+		a, err := r.activity()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing activities: %w", err)
+	}
+	return out, nil
+}
+
+// CountActivities returns the exact number of records matching f.
+func (s *Store) CountActivities(ctx context.Context, f Filter) (int64, error) {
+	where, args := s.where(f)
+	var n int64
+	if err := s.db.GetContext(ctx, &n, s.rebind(`SELECT COUNT(*) FROM activity_log`+where), args...); err != nil {
+		return 0, fmt.Errorf("counting activities: %w", err)
+	}
+	return n, nil
+}
+
+// DeleteActivity removes one record. A mirrored record leaves a tombstone so
+// that no later sync brings it back. It returns the deleted record.
+func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) {
+	var deleted Activity
+	err := s.inTx(ctx, fmt.Sprintf("deleting activity %d", id), func(tx *sqlx.Tx) error {
+		var r activityRow
+		err := tx.GetContext(ctx, &r, s.rebind(`SELECT `+activityColumns+` FROM activity_log WHERE id = ?`), id)
+		if isNoRows(err) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if deleted, err = r.activity(); err != nil {
+			return err
+		}
+		if deleted.SourceID != "" {
+			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
+				VALUES (?, ?, ?) ON CONFLICT (source, source_id) DO NOTHING`),
+				deleted.Source, deleted.SourceID, s.timeArg(time.Now())); err != nil {
+				return fmt.Errorf("writing tombstone: %w", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, s.rebind(`DELETE FROM activity_log WHERE id = ?`), id)
+		return err
+	})
+	return deleted, err
+}
+
+// DeleteAllActivities removes every record, tombstoning the mirrored ones,
+// and returns how many rows were deleted.
+func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, "deleting all activities", func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
+			SELECT source, source_id, ? FROM activity_log WHERE source_id IS NOT NULL
+			ON CONFLICT (source, source_id) DO NOTHING`), s.timeArg(time.Now())); err != nil {
+			return fmt.Errorf("writing tombstones: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM activity_log`)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// CountTombstones returns how many mirrored records were deleted on request.
+func (s *Store) CountTombstones(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.db.GetContext(ctx, &n, `SELECT COUNT(*) FROM activity_tombstone`); err != nil {
+		return 0, fmt.Errorf("counting tombstones: %w", err)
+	}
+	return n, nil
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// sameContent reports whether a stored mirrored record already says what a
+// fresh copy says. WorkspaceID is not compared: the first workspace keeps it.
+func sameContent(stored, fresh Activity) bool {
+	return stored.Platform == fresh.Platform && stored.Serial == fresh.Serial &&
+		stored.ActionType == fresh.ActionType && stored.ActionDetail == fresh.ActionDetail &&
+		stored.Username == fresh.Username && stored.Timestamp.Equal(fresh.Timestamp) &&
+		maps.Equal(nonNil(stored.Extra), nonNil(fresh.Extra))
+}

@@ -1,0 +1,151 @@
+// Package storage keeps activity records and sync state in PostgreSQL or
+// SQLite behind one Store. It knows SQL, not TAPD's wire format.
+//
+// Dialect differences are few and marked "dialect:": SQLite has no time type,
+// so times are INTEGER Unix seconds there and TIMESTAMPTZ on PostgreSQL.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"  // registers "postgres"
+	_ "modernc.org/sqlite" // registers "sqlite"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/migrations"
+)
+
+// ErrNotFound is returned when the asked-for row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is the one handle on the database.
+type Store struct {
+	db      *sqlx.DB
+	dialect string
+}
+
+// Open connects to database_url ("postgres://…" or "sqlite:PATH") and pings it.
+func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	dialect, dsn, err := config.ParseDatabaseURL(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if dialect == config.SQLite {
+		if dir := filepath.Dir(dsn); dir != "." {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("creating directory for sqlite file: %w", err)
+			}
+		}
+		// WAL lets readers run beside the writer; immediate transactions take the
+		// write lock up front so two writers queue on busy_timeout instead of
+		// failing with SQLITE_BUSY halfway through.
+		dsn = "file:" + dsn + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	}
+	db, err := sqlx.Open(dialect, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s database: %w", dialect, err)
+	}
+	if dialect == config.SQLite {
+		db.SetMaxOpenConns(4)
+	} else {
+		db.SetMaxOpenConns(20)
+		db.SetMaxIdleConns(10)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to %s database %s: %w", dialect, config.RedactURL(databaseURL), err)
+	}
+	return &Store{db: db, dialect: dialect}, nil
+}
+
+// Close releases the connection pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Dialect is config.Postgres or config.SQLite.
+func (s *Store) Dialect() string { return s.dialect }
+
+// DB exposes the pool for migrations, locks and benchmarks.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Migrate applies pending schema migrations and returns their versions.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	return migrations.Apply(ctx, s.db.DB, s.dialect)
+}
+
+// Ready reports an error when the database is unreachable or not migrated.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	pending, err := migrations.Pending(ctx, s.db.DB, s.dialect)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("migrations pending: %v", pending)
+	}
+	return nil
+}
+
+// timeArg converts t for use as a query parameter. dialect: see package doc.
+func (s *Store) timeArg(t time.Time) any {
+	if s.dialect == config.SQLite {
+		return t.Unix()
+	}
+	return t.UTC()
+}
+
+// nullTimeArg is timeArg for optional times; the zero time is NULL.
+func (s *Store) nullTimeArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return s.timeArg(t)
+}
+
+// dbTime scans a TIMESTAMPTZ (PostgreSQL) or Unix seconds (SQLite); NULL is the zero time.
+type dbTime struct{ time.Time }
+
+func (t *dbTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		t.Time = time.Time{}
+	case time.Time:
+		t.Time = x.UTC()
+	case int64:
+		t.Time = time.Unix(x, 0).UTC()
+	default:
+		return fmt.Errorf("cannot read %T as a time", v)
+	}
+	return nil
+}
+
+// inTx runs fn in one transaction, committed only when fn succeeds.
+func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", what, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback() //nolint:errcheck // the first error is the one worth reporting
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", what, err)
+	}
+	return nil
+}
+
+// rebind turns ? placeholders into the dialect's.
+func (s *Store) rebind(q string) string { return s.db.Rebind(q) }
+
+// isNoRows maps sql.ErrNoRows to ErrNotFound.
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
