@@ -1,0 +1,305 @@
+package tapd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/tapd"
+	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, tapdtest.Shanghai)
+
+func newFake(t *testing.T) *tapdtest.Server {
+	t.Helper()
+	f := tapdtest.New(tapdtest.Options{Seed: 1, Now: now, Months: 2, RecordsPerDay: 5})
+	t.Cleanup(f.Close)
+	return f
+}
+
+// fastClient talks to the fake with millisecond backoffs and no quota.
+func fastClient(t *testing.T, f *tapdtest.Server, mod ...func(*tapd.Options)) *tapd.Client {
+	t.Helper()
+	user, pw := f.Credentials()
+	o := tapd.Options{BaseURL: f.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond, RateLimitWait: 2 * time.Millisecond,
+		MaxRetries: 4, Timeout: 5 * time.Second}
+	for _, m := range mod {
+		m(&o)
+	}
+	c, err := tapd.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func lastWeek(ws string) tapd.Query {
+	return tapd.Query{WorkspaceID: ws, Limit: 200, Page: 1, Start: now.Add(-72 * time.Hour), End: now}
+}
+
+func TestDecodesTheReferenceExampleByteForByte(t *testing.T) {
+	body, err := os.ReadFile("testdata/member_activity_log_example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	c, _ := tapd.New(tapd.Options{BaseURL: srv.URL, RequestsPerMinute: -1})
+	p, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: "10158231"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PerPage != 1 || p.TotalItems != 1009 || p.CurrentPage != 2 || len(p.Records) != 1 {
+		t.Fatalf("page = %+v", p)
+	}
+	r := p.Records[0]
+	want := tapd.Record{ID: "7480633", Action: "/iteration/create",
+		Created: time.Date(2023, 10, 31, 16, 22, 44, 0, tapdtest.Shanghai), Creator: "啊啊啊",
+		ProjectName: "西门子灌灌灌乐了路虎退货", OperateType: "新增", OperateObject: "迭代", Title: "batch_create_998",
+		URL: "10074561/prong/iterations/card_view/1110074561001024855", IP: "1.1.1.1",
+		UA: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/117.0.0.0 Safari/537.36"}
+	if !r.Created.Equal(want.Created) || r.Created.Unix() != 1698740564 {
+		t.Fatalf("created = %v (unix %d), want 2023-10-31 16:22:44 +08:00", r.Created, r.Created.Unix())
+	}
+	r.Created = want.Created
+	if r != want {
+		t.Fatalf("record =\n%+v\nwant\n%+v", r, want)
+	}
+	if p.OperateTypes["add"] != "新增" || p.OperateObjects["member_activity_log"] != "成员活动日志" || len(p.OperateObjects) != 13 {
+		t.Fatalf("label maps = %v %v", p.OperateTypes, p.OperateObjects)
+	}
+}
+
+func TestStringAndNumberTolerance(t *testing.T) {
+	body := `{"status":"1","data":{"perPage":200,"totalItems":"3","currentPage":1,"records":[{"id":7480633,"created":"2026-11-01 00:00:00"}]},"info":"success"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
+	defer srv.Close()
+	c, _ := tapd.New(tapd.Options{BaseURL: srv.URL, RequestsPerMinute: -1})
+	p, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PerPage != 200 || p.TotalItems != 3 || p.CurrentPage != 1 || p.Records[0].ID != "7480633" {
+		t.Fatalf("page = %+v", p)
+	}
+}
+
+func TestEveryFaultRecovers(t *testing.T) {
+	f := newFake(t)
+	c := fastClient(t, f)
+	ws := f.Projects()[0].ID
+	for _, fault := range append(tapdtest.AllFaults, tapdtest.FaultRateLimit) {
+		t.Run(string(fault), func(t *testing.T) {
+			f.ResetRequests()
+			f.FailNext(fault, 2)
+			p, err := c.MemberActivityLog(context.Background(), lastWeek(ws))
+			if err != nil {
+				t.Fatalf("after 2 %s faults: %v", fault, err)
+			}
+			if p.TotalItems == 0 || len(p.Records) == 0 {
+				t.Fatalf("empty page after recovery: %+v", p)
+			}
+			if n := len(f.Requests()); n < 3 {
+				t.Fatalf("%d requests, want at least 3 (2 faults + 1 success)", n)
+			}
+		})
+	}
+}
+
+func TestFaultsThatOutlastRetriesAreTyped(t *testing.T) {
+	for fault, kind := range map[tapdtest.Fault]error{
+		tapdtest.Fault500: tapd.ErrServer, tapdtest.Fault502HTML: tapd.ErrServer, tapdtest.Fault503: tapd.ErrServer,
+		tapdtest.FaultTruncated: tapd.ErrMalformed, tapdtest.FaultReset: tapd.ErrServer, tapdtest.FaultRateLimit: tapd.ErrRateLimited,
+	} {
+		t.Run(string(fault), func(t *testing.T) {
+			f := newFake(t)
+			c := fastClient(t, f, func(o *tapd.Options) { o.MaxRetries = 2 })
+			f.FailNext(fault, 100)
+			_, err := c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
+			if !errors.Is(err, kind) || !tapd.Retryable(err) {
+				t.Fatalf("err = %v, want %v", err, kind)
+			}
+			// 1 + 2 retries; Go's transport may re-send a GET once more by
+			// itself when a reused connection is reset.
+			if n := len(f.Requests()); n < 3 || n > 4 {
+				t.Fatalf("%d requests, want 3 (1 + 2 retries)", n)
+			}
+		})
+	}
+	f := newFake(t)
+	c := fastClient(t, f, func(o *tapd.Options) { o.MaxRetries = 2 })
+	ws := f.Projects()[0].ID
+	t.Run("html page names its first bytes", func(t *testing.T) {
+		f.FailNext(tapdtest.Fault502HTML, 3)
+		_, err := c.MemberActivityLog(context.Background(), lastWeek(ws))
+		if err == nil || !strings.Contains(err.Error(), "502 Bad Gateway") {
+			t.Fatalf("err = %v, want the HTML's first bytes", err)
+		}
+	})
+}
+
+func TestClientErrorsAreNotRetried(t *testing.T) {
+	f := newFake(t)
+	ws := f.Projects()[0].ID
+	cases := []struct {
+		name  string
+		c     *tapd.Client
+		q     tapd.Query
+		kind  error
+		words string
+	}{
+		{"unknown workspace", fastClient(t, f), lastWeek("1010480"), tapd.ErrNotFound, "workspace 1010480 not existed"},
+		{"bad password", fastClient(t, f, func(o *tapd.Options) { o.APIPassword = "wrong" }), lastWeek(ws), tapd.ErrAuth, "TAPD_MIRROR_TAPD_API_USER"},
+		{"bad token", fastClient(t, f, func(o *tapd.Options) { o.APIUser, o.AccessToken = "", "nope" }), lastWeek(ws), tapd.ErrAuth, "access token provided is invalid"},
+		{"two months", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -1, 0), End: now}, tapd.ErrParam, "不能跨月"},
+		{"beyond half year", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)}, tapd.ErrParam, "半年"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.ResetRequests()
+			_, err := tc.c.MemberActivityLog(context.Background(), tc.q)
+			if !errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.words) || tapd.Retryable(err) {
+				t.Fatalf("err = %v; want %v mentioning %q", err, tc.kind, tc.words)
+			}
+			if n := len(f.Requests()); n != 1 {
+				t.Fatalf("%d requests, want 1 (no retry)", n)
+			}
+		})
+	}
+}
+
+func TestHelloWorldOnWrongPathIsAnError(t *testing.T) {
+	f := newFake(t)
+	c := fastClient(t, f, func(o *tapd.Options) { o.BaseURL = f.URL + "/api" })
+	_, err := c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
+	if !errors.Is(err, tapd.ErrMalformed) || !strings.Contains(err.Error(), "Hello world") {
+		t.Fatalf("err = %v, want ErrMalformed quoting the greeting", err)
+	}
+}
+
+func TestCancellationStopsRetriesAtOnce(t *testing.T) {
+	f := newFake(t)
+	c := fastClient(t, f, func(o *tapd.Options) { o.RetryWaitMin, o.RetryWaitMax, o.MaxRetries = time.Hour, time.Hour, 10 })
+	f.FailNext(tapdtest.Fault500, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for len(f.Requests()) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := c.MemberActivityLog(ctx, lastWeek(f.Projects()[0].ID)) // would wait an hour if cancel were ignored
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if n := len(f.Requests()); n != 1 {
+		t.Fatalf("%d requests after cancel, want 1", n)
+	}
+}
+
+func TestCredentialsNeverLogged(t *testing.T) {
+	f := newFake(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	user, pw := f.Credentials()
+	basic := fastClient(t, f, func(o *tapd.Options) {
+		o.Logger = logger
+		o.BaseURL = strings.Replace(f.URL, "://", "://"+user+":"+pw+"@", 1)
+	})
+	bearer := fastClient(t, f, func(o *tapd.Options) { o.Logger = logger; o.APIUser, o.APIPassword, o.AccessToken = "", "", f.Token() })
+	wrong := fastClient(t, f, func(o *tapd.Options) { o.Logger = logger; o.APIPassword = "wrong-pw-123" })
+	f.FailNext(tapdtest.Fault500, 1)
+	for _, c := range []*tapd.Client{basic, bearer, wrong} {
+		c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, "tapd request") || !strings.Contains(out, "attempt=2") {
+		t.Fatalf("expected debug attempt logs, got:\n%s", out)
+	}
+	for _, secret := range []string{pw, f.Token(), "wrong-pw-123", base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("secret %q leaked into logs:\n%s", secret, out)
+		}
+	}
+}
+
+type lockedWriter struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func TestLimiterKeepsBurstWithinQuota(t *testing.T) {
+	burst := func(c *tapd.Client, f *tapdtest.Server) (rejected int) {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: f.Projects()[0].ID, Limit: 1, Start: now.Add(-time.Hour), End: now})
+			}()
+		}
+		wg.Wait()
+		for _, r := range f.Requests() {
+			if r.Status == http.StatusTooManyRequests {
+				rejected++
+			}
+		}
+		return rejected
+	}
+	// The fake allows 10 requests per second; 300/min is 5/s with a burst of 5,
+	// so any one-second span holds at most 10 of the client's requests.
+	f := newFake(t)
+	f.SetRateLimit(10, time.Second, false)
+	limited := fastClient(t, f, func(o *tapd.Options) { o.RequestsPerMinute = 300; o.MaxRetries = 0 })
+	if n := burst(limited, f); n != 0 {
+		t.Fatalf("limited client got %d 429s", n)
+	}
+	if limited.LimiterWait() == 0 {
+		t.Fatal("limiter never waited")
+	}
+	// Control: without the limiter the same burst does hit the quota.
+	g := newFake(t)
+	g.SetRateLimit(10, time.Second, false)
+	if n := burst(fastClient(t, g, func(o *tapd.Options) { o.MaxRetries = 0 }), g); n == 0 {
+		t.Fatal("unlimited burst was never rejected; the test proves nothing")
+	}
+}
+
+func TestProjectsSkipsTheOrganization(t *testing.T) {
+	f := newFake(t)
+	ps, err := fastClient(t, f).Projects(context.Background(), f.CompanyID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != len(f.Projects()) {
+		t.Fatalf("projects = %+v", ps)
+	}
+	for i, p := range ps {
+		if p.ID != f.Projects()[i].ID || p.Category != "project" {
+			t.Fatalf("project %d = %+v", i, p)
+		}
+	}
+	if _, err := fastClient(t, f).Projects(context.Background(), "999"); !errors.Is(err, tapd.ErrNotFound) {
+		t.Fatalf("unknown company err = %v", err)
+	}
+}

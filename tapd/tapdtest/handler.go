@@ -1,0 +1,278 @@
+package tapdtest
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm() //nolint:errcheck // a bad form reads as missing parameters, like TAPD
+	s.mu.Lock()
+	fault, retryAfter := s.pickFaultLocked()
+	latency := s.faults.latency
+	if fault == "" && r.URL.Path == "/workspaces/member_activity_log" {
+		s.arriveLocked()
+	}
+	s.mu.Unlock()
+
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		s.mu.Lock()
+		s.requests = append(s.requests, Request{Path: r.URL.Path, Query: r.Form, Status: rec.status, Fault: string(fault)})
+		s.mu.Unlock()
+	}()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if fault != "" {
+		s.injectFault(rec, fault, retryAfter)
+		return
+	}
+	if !s.authorized(rec, r) {
+		return
+	}
+	switch r.URL.Path {
+	case "/workspaces/member_activity_log":
+		s.memberActivityLog(rec, r)
+	case "/workspaces/projects":
+		s.companyProjects(rec, r)
+	case "/quickstart/testauth":
+		writeTAPD(rec, http.StatusOK, 1, map[string]string{"api_user": s.opts.User}, "success")
+	default:
+		// TAPD answers a mistyped path with a greeting, not a 404.
+		writeTAPD(rec, http.StatusOK, 1, "Hello world from TAPD API. Please check your request path.", "success")
+	}
+}
+
+func (s *Server) injectFault(w *statusRecorder, f Fault, retryAfter bool) {
+	switch f {
+	case FaultRateLimit:
+		if retryAfter {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeTAPD(w, http.StatusTooManyRequests, 429, "",
+			fmt.Sprintf("To many requests, api account %s! max request rates is 1800req/10min", s.opts.User))
+	case Fault500:
+		writeTAPD(w, http.StatusInternalServerError, 500, "", "Internal Server Error")
+	case Fault502HTML:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprint(w, "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+	case Fault503:
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "Service Temporarily Unavailable")
+	case FaultTruncated:
+		body := encodeTAPD(envelope{Status: 1, Data: map[string]any{"perPage": "200", "totalItems": 1009,
+			"currentPage": "1", "records": []any{map[string]string{"id": "1", "title": "截断的记录"}}}, Info: "success"})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(body[:len(body)/2])
+	case FaultReset:
+		if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) authorized(w *statusRecorder, r *http.Request) bool {
+	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
+		if subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(auth, "Bearer ")), []byte(s.opts.Token)) == 1 {
+			return true
+		}
+		writeTAPD(w, 422, 422, "", "The access token provided is invalid")
+		return false
+	}
+	user, pass, ok := r.BasicAuth()
+	if ok && user == s.opts.User && pass == s.opts.Password {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
+	writeTAPD(w, http.StatusUnauthorized, 401, "", "Unauthorized")
+	return false
+}
+
+// pageData is data of a member_activity_log answer, in TAPD's field order.
+type pageData struct {
+	PerPage        string            `json:"perPage"`
+	TotalItems     int               `json:"totalItems"`
+	CurrentPage    string            `json:"currentPage"`
+	Records        []wireRecord      `json:"records"`
+	OperateTypes   map[string]string `json:"operate_types"`
+	OperateObjects map[string]string `json:"operate_objects"`
+}
+
+type wireRecord struct {
+	ID            string `json:"id"`
+	Action        string `json:"action"`
+	Created       string `json:"created"`
+	Creator       string `json:"creator"`
+	ProjectName   string `json:"project_name"`
+	OperateType   string `json:"operate_type"`
+	OperateObject string `json:"operate_object"`
+	Title         string `json:"title"`
+	URL           string `json:"url"`
+	IP            string `json:"ip"`
+	UA            string `json:"ua"`
+}
+
+func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
+	q := r.Form
+	ws := q.Get("workspace_id")
+	if ws == "" {
+		writeTAPD(w, 422, 422, "", "workspace_id is required")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.knownWorkspace(ws) {
+		writeTAPD(w, http.StatusNotFound, 404, "", fmt.Sprintf("workspace %s not existed", ws))
+		return
+	}
+	companyOnly := q.Get("company_only") == "1"
+	if companyOnly && ws != s.opts.CompanyID {
+		writeTAPD(w, 422, 422, "", "company_only requires workspace_id to be a company id")
+		return
+	}
+	now := s.nowLocked()
+	end, start := now, time.Time{}
+	var err error
+	if v := q.Get("end_time"); v != "" {
+		if end, err = time.ParseInLocation("2006-01-02 15:04", v, Shanghai); err != nil {
+			writeTAPD(w, 422, 422, "", "end_time format error, expect Y-m-d H:i")
+			return
+		}
+	}
+	if v := q.Get("start_time"); v != "" {
+		if start, err = time.ParseInLocation("2006-01-02 15:04", v, Shanghai); err != nil {
+			writeTAPD(w, 422, 422, "", "start_time format error, expect Y-m-d H:i")
+			return
+		}
+	} else {
+		start = end.AddDate(0, 0, -7)
+	}
+	horizon := now.AddDate(0, 0, -s.opts.HorizonDays)
+	switch {
+	case start.Before(horizon.Truncate(time.Minute)):
+		writeTAPD(w, 422, 422, "", "start_time 只能查最近半年内的数据")
+		return
+	case start.Year() != end.Year() || start.Month() != end.Month():
+		writeTAPD(w, 422, 422, "", "start_time 与 end_time 不能跨月")
+		return
+	case end.Before(start):
+		writeTAPD(w, 422, 422, "", "end_time must not be before start_time")
+		return
+	}
+	limit := atoiOr(q.Get("limit"), 20)
+	if limit < 1 {
+		limit = 20
+	}
+	limit = min(limit, 200)
+	page := max(atoiOr(q.Get("page"), 1), 1)
+	if page*limit > s.opts.PagingCap {
+		writeTAPD(w, 422, 422, "", fmt.Sprintf("page * limit must not exceed %d", s.opts.PagingCap))
+		return
+	}
+	// end_time's minute is inclusive: records up to hh:mm:59.
+	all := s.selectLocked(ws, companyOnly, start.Truncate(time.Minute), end.Truncate(time.Minute).Add(time.Minute), q)
+	data := pageData{PerPage: strconv.Itoa(limit), TotalItems: len(all), CurrentPage: strconv.Itoa(page),
+		Records: []wireRecord{}, OperateTypes: OperateTypes, OperateObjects: OperateObjects}
+	for _, rec := range all[min((page-1)*limit, len(all)):min(page*limit, len(all))] {
+		data.Records = append(data.Records, wireRecord{ID: rec.ID, Action: rec.Action,
+			Created: rec.Created.In(Shanghai).Format("2006-01-02 15:04:05"), Creator: rec.Creator,
+			ProjectName: rec.ProjectName, OperateType: OperateTypes[rec.TypeKey],
+			OperateObject: OperateObjects[rec.ObjectKey], Title: rec.Title, URL: rec.URL, IP: rec.IP, UA: rec.UA})
+	}
+	writeTAPD(w, http.StatusOK, 1, data, "success")
+}
+
+func (s *Server) companyProjects(w *statusRecorder, r *http.Request) {
+	if r.Form.Get("company_id") != s.opts.CompanyID {
+		writeTAPD(w, http.StatusNotFound, 404, "", fmt.Sprintf("company %s not existed", r.Form.Get("company_id")))
+		return
+	}
+	type ws struct {
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		Status   string `json:"status"`
+		Category string `json:"category"`
+	}
+	list := []map[string]ws{{"Workspace": {ID: s.opts.CompanyID, Name: "演示公司", Status: "normal", Category: "organization"}}}
+	for _, p := range s.projects {
+		list = append(list, map[string]ws{"Workspace": {ID: p.ID, Name: p.Name, Status: "normal", Category: "project"}})
+	}
+	writeTAPD(w, http.StatusOK, 1, list, "success")
+}
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}
+
+type envelope struct {
+	Status int    `json:"status"`
+	Data   any    `json:"data"`
+	Info   string `json:"info"`
+}
+
+func writeTAPD(w http.ResponseWriter, httpStatus, status int, data any, info string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(httpStatus)
+	w.Write(encodeTAPD(envelope{Status: status, Data: data, Info: info}))
+}
+
+// encodeTAPD encodes like PHP's json_encode, as TAPD does: every non-ASCII
+// character as \uXXXX (surrogate pairs above U+FFFF) and "/" as "\/".
+func encodeTAPD(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(fmt.Sprintf("tapdtest: encoding response: %v", err))
+	}
+	raw := bytes.TrimRight(buf.Bytes(), "\n")
+	out := make([]byte, 0, len(raw)*2)
+	for len(raw) > 0 {
+		r, size := utf8.DecodeRune(raw)
+		switch {
+		case r == '/':
+			out = append(out, '\\', '/')
+		case r < utf8.RuneSelf:
+			out = append(out, byte(r))
+		case r > 0xFFFF:
+			r -= 0x10000
+			out = fmt.Appendf(out, `\u%04x\u%04x`, 0xD800+(r>>10), 0xDC00+(r&0x3FF))
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+		raw = raw[size:]
+	}
+	return out
+}
