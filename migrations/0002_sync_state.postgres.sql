@@ -1,6 +1,7 @@
 -- Per-workspace checkpoint: everything before high_water is committed and verified.
 CREATE TABLE sync_checkpoint (
     workspace  TEXT        PRIMARY KEY,
+    origin     TIMESTAMPTZ NOT NULL, -- start of the first committed window: gaps are looked for after it
     high_water TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
 );

@@ -1,5 +1,6 @@
 CREATE TABLE sync_checkpoint (
     workspace  TEXT    PRIMARY KEY,
+    origin     INTEGER NOT NULL, -- start of the first committed window: gaps are looked for after it
     high_water INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );

@@ -29,6 +29,7 @@ var ErrNotFound = errors.New("not found")
 type Store struct {
 	db      *sqlx.DB
 	dialect string
+	dsn     string // scopes SQLite's in-process locks to one file
 }
 
 // Open connects to database_url ("postgres://…" or "sqlite:PATH") and pings it.
@@ -63,7 +64,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connecting to %s database %s: %w", dialect, config.RedactURL(databaseURL), err)
 	}
-	return &Store{db: db, dialect: dialect}, nil
+	return &Store{db: db, dialect: dialect, dsn: dsn}, nil
 }
 
 // Close releases the connection pool.

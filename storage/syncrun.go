@@ -1,0 +1,131 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Run outcomes.
+const (
+	OutcomeRunning  = "running"
+	OutcomeSuccess  = "success"
+	OutcomePartial  = "partial" // finished, but some window did not reconcile (see warnings)
+	OutcomeFailed   = "failed"
+	OutcomeCanceled = "canceled"
+)
+
+// SyncRun is the record of one sync of one workspace.
+type SyncRun struct {
+	ID          int64     `json:"id"`
+	Workspace   string    `json:"workspace"`
+	Trigger     string    `json:"trigger"` // schedule, manual, cli
+	Outcome     string    `json:"outcome"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+	Windows     int       `json:"windows"`
+	Pages       int       `json:"pages"`
+	Requests    int       `json:"requests"`
+	Fetched     int       `json:"fetched"`
+	Inserted    int       `json:"inserted"`
+	Updated     int       `json:"updated"`
+	Unchanged   int       `json:"unchanged"`
+	Suppressed  int       `json:"suppressed"`
+	RemoteTotal int       `json:"remote_total"`
+	Warnings    []string  `json:"warnings"`
+	Error       string    `json:"error"`
+}
+
+type syncRunRow struct {
+	ID          int64  `db:"id"`
+	Workspace   string `db:"workspace"`
+	Trigger     string `db:"trigger"`
+	Outcome     string `db:"outcome"`
+	StartedAt   dbTime `db:"started_at"`
+	FinishedAt  dbTime `db:"finished_at"`
+	WindowStart dbTime `db:"window_start"`
+	WindowEnd   dbTime `db:"window_end"`
+	Windows     int    `db:"windows"`
+	Pages       int    `db:"pages"`
+	Requests    int    `db:"requests"`
+	Fetched     int    `db:"fetched"`
+	Inserted    int    `db:"inserted"`
+	Updated     int    `db:"updated"`
+	Unchanged   int    `db:"unchanged"`
+	Suppressed  int    `db:"suppressed"`
+	RemoteTotal int    `db:"remote_total"`
+	Warnings    string `db:"warnings"`
+	Error       string `db:"error"`
+}
+
+const syncRunColumns = `id, workspace, trigger, outcome, started_at, finished_at, window_start, window_end,
+	windows, pages, requests, fetched, inserted, updated, unchanged, suppressed, remote_total, warnings, error`
+
+func (r syncRunRow) run() SyncRun {
+	out := SyncRun{ID: r.ID, Workspace: r.Workspace, Trigger: r.Trigger, Outcome: r.Outcome,
+		StartedAt: r.StartedAt.Time, FinishedAt: r.FinishedAt.Time, WindowStart: r.WindowStart.Time,
+		WindowEnd: r.WindowEnd.Time, Windows: r.Windows, Pages: r.Pages, Requests: r.Requests,
+		Fetched: r.Fetched, Inserted: r.Inserted, Updated: r.Updated, Unchanged: r.Unchanged,
+		Suppressed: r.Suppressed, RemoteTotal: r.RemoteTotal, Error: r.Error, Warnings: []string{}}
+	json.Unmarshal([]byte(r.Warnings), &out.Warnings) //nolint:errcheck // written by UpdateRun as a JSON list
+	return out
+}
+
+// CreateRun inserts run and sets its ID.
+func (s *Store) CreateRun(ctx context.Context, run *SyncRun) error {
+	err := s.db.QueryRowxContext(ctx, s.rebind(`INSERT INTO sync_run (workspace, trigger, outcome, started_at)
+		VALUES (?, ?, ?, ?) RETURNING id`), run.Workspace, run.Trigger, run.Outcome, s.timeArg(run.StartedAt)).Scan(&run.ID)
+	if err != nil {
+		return fmt.Errorf("recording sync run of %s: %w", run.Workspace, err)
+	}
+	return nil
+}
+
+// UpdateRun writes every field of run.
+func (s *Store) UpdateRun(ctx context.Context, run SyncRun) error {
+	if run.Warnings == nil {
+		run.Warnings = []string{}
+	}
+	warnings, _ := json.Marshal(run.Warnings)
+	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE sync_run SET outcome = ?, finished_at = ?, window_start = ?,
+		window_end = ?, windows = ?, pages = ?, requests = ?, fetched = ?, inserted = ?, updated = ?, unchanged = ?,
+		suppressed = ?, remote_total = ?, warnings = ?, error = ? WHERE id = ?`),
+		run.Outcome, s.nullTimeArg(run.FinishedAt), s.nullTimeArg(run.WindowStart), s.nullTimeArg(run.WindowEnd),
+		run.Windows, run.Pages, run.Requests, run.Fetched, run.Inserted, run.Updated, run.Unchanged,
+		run.Suppressed, run.RemoteTotal, string(warnings), run.Error, run.ID)
+	if err != nil {
+		return fmt.Errorf("updating sync run %d: %w", run.ID, err)
+	}
+	return nil
+}
+
+// GetRun returns one run or ErrNotFound.
+func (s *Store) GetRun(ctx context.Context, id int64) (SyncRun, error) {
+	var r syncRunRow
+	err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+syncRunColumns+` FROM sync_run WHERE id = ?`), id)
+	if isNoRows(err) {
+		return SyncRun{}, ErrNotFound
+	}
+	if err != nil {
+		return SyncRun{}, fmt.Errorf("reading sync run %d: %w", id, err)
+	}
+	return r.run(), nil
+}
+
+// ListRuns returns runs latest first, optionally of one workspace and/or outcome.
+func (s *Store) ListRuns(ctx context.Context, workspace, outcome string, limit, offset int) ([]SyncRun, error) {
+	q := `SELECT ` + syncRunColumns + ` FROM sync_run WHERE (? = '' OR workspace = ?) AND (? = '' OR outcome = ?)
+		ORDER BY id DESC LIMIT ? OFFSET ?`
+	var rows []syncRunRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), workspace, workspace, outcome, outcome, limit, offset); err != nil {
+		return nil, fmt.Errorf("listing sync runs: %w", err)
+	}
+	out := make([]SyncRun, len(rows))
+	for i, r := range rows {
+		out[i] = r.run()
+	}
+	return out, nil
+}

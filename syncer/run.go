@@ -1,0 +1,293 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/tapd"
+)
+
+// runState is one run of one target in progress.
+type runState struct {
+	s       *Syncer
+	t       Target
+	run     *storage.SyncRun
+	log     *slog.Logger
+	started time.Time
+	span    time.Duration // TAPD time to cover, for the ETA
+	done    time.Duration // TAPD time covered so far
+}
+
+// plan returns the windows to fetch, oldest first: unverified holes still
+// inside TAPD's half year, then checkpoint−overlap (or the horizon on a
+// first or full run) up to the last closed minute.
+func (s *Syncer) plan(state storage.SyncState, ro RunOptions, now time.Time) (windows []Interval, horizon, to time.Time) {
+	to = now.Truncate(time.Minute) // exclusive: the last closed minute is to−1m
+	horizon = ceilMinute(now.AddDate(0, 0, -s.o.HorizonDays).Add(s.o.HorizonMargin))
+	from := horizon
+	switch {
+	case ro.Full || !state.Synced():
+	case !ro.Since.IsZero():
+		from = maxTime(ro.Since.Truncate(time.Minute), horizon)
+	default:
+		from = maxTime(state.HighWater.Add(-s.o.Overlap).Truncate(time.Minute), horizon)
+	}
+	var spans []Interval
+	if state.Synced() && from.After(horizon) {
+		for _, h := range storage.Holes(maxTime(state.Origin, horizon), from, state.Coverage) {
+			spans = append(spans, h)
+		}
+	}
+	if from.Before(to) {
+		spans = append(spans, Interval{Start: from, End: to})
+	}
+	for _, sp := range spans {
+		windows = append(windows, splitByMonth(sp, s.o.Location)...)
+	}
+	return windows, horizon, to
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// execute performs a claimed run and records its outcome.
+func (s *Syncer) execute(ctx context.Context, t Target, run *storage.SyncRun, ro RunOptions) (storage.SyncRun, error) {
+	r := &runState{s: s, t: t, run: run, started: time.Now(),
+		log: s.log.With("workspace", t.Key, "run", run.ID)}
+	err := r.sync(ctx, ro)
+	run.FinishedAt = time.Now()
+	switch {
+	case err == nil && len(run.Warnings) > 0:
+		run.Outcome = storage.OutcomePartial
+	case err == nil:
+		run.Outcome = storage.OutcomeSuccess
+	case ctx.Err() != nil:
+		run.Outcome, run.Error = storage.OutcomeCanceled, "stopped: "+context.Cause(ctx).Error()
+	default:
+		run.Outcome, run.Error = storage.OutcomeFailed, err.Error()
+	}
+	if uerr := s.o.Store.UpdateRun(context.WithoutCancel(ctx), *run); uerr != nil {
+		err = errors.Join(err, uerr)
+	}
+	s.o.Metrics.RunFinished(*run)
+	took := run.FinishedAt.Sub(run.StartedAt)
+	attrs := []any{"outcome", run.Outcome, "trigger", run.Trigger, "windows", run.Windows, "pages", run.Pages,
+		"requests", run.Requests, "fetched", run.Fetched, "inserted", run.Inserted, "updated", run.Updated,
+		"unchanged", run.Unchanged, "suppressed", run.Suppressed, "took", took.Round(time.Millisecond)}
+	switch run.Outcome {
+	case storage.OutcomeFailed:
+		r.log.Error("sync run failed", append(attrs, "err", run.Error)...)
+	case storage.OutcomePartial:
+		r.log.Warn("sync run finished with warnings", append(attrs, "warnings", run.Warnings)...)
+	default:
+		r.log.Info("sync run finished", attrs...)
+	}
+	if err != nil {
+		return *run, fmt.Errorf("syncing %s: %w", t.Key, err)
+	}
+	return *run, nil
+}
+
+func (r *runState) sync(ctx context.Context, ro RunOptions) error {
+	store := r.s.o.Store
+	state, err := store.SyncState(ctx, r.t.Key)
+	if err != nil {
+		return err
+	}
+	windows, horizon, to := r.s.plan(state, ro, r.s.o.Now())
+	if len(windows) > 0 {
+		r.run.WindowStart, r.run.WindowEnd = windows[0].Start, to
+	}
+	for _, w := range windows {
+		r.span += w.End.Sub(w.Start)
+	}
+	if state.Synced() && state.HighWater.Before(horizon) {
+		r.warn(fmt.Sprintf("checkpoint %s is older than TAPD's half year (%s): records between them are lost to the mirror",
+			r.fmt(state.HighWater), r.fmt(horizon)))
+	}
+	r.log.Info("sync run started", "trigger", ro.Trigger, "windows", len(windows), "full", ro.Full,
+		"from", r.fmtOr(r.run.WindowStart), "to", r.fmt(to))
+	for _, w := range windows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.window(ctx, w, 0); err != nil {
+			return err
+		}
+	}
+	// Report every remaining gap on every run until it is filled.
+	if state, err = store.SyncState(ctx, r.t.Key); err != nil {
+		return err
+	}
+	for _, g := range state.Gaps() {
+		r.warn(fmt.Sprintf("gap in coverage: %s to %s was never verified", r.fmt(g.Start), r.fmt(g.End)))
+	}
+	r.s.o.Metrics.Coverage(r.t.Key, state)
+	return nil
+}
+
+// window fetches w completely, splitting it in time when TAPD holds more
+// records than one window should page, then commits it (checkpoint and,
+// when reconciled, coverage). depth counts splits, for logs.
+func (r *runState) window(ctx context.Context, w Interval, depth int) error {
+	o := r.s.o
+	for attempt := 1; ; attempt++ {
+		first, err := r.page(ctx, w, 1)
+		if err != nil {
+			return err
+		}
+		total := first.TotalItems
+		if total > o.SplitAbove || total > o.PagingCap {
+			if older, newer, ok := halve(w); ok {
+				r.log.Debug("window split", "window", r.fmtWindow(w), "total", total, "depth", depth+1)
+				if err := r.store(ctx, first); err != nil { // page 1 is valid data: keep it
+					return err
+				}
+				if err := r.window(ctx, older, depth+1); err != nil {
+					return err
+				}
+				return r.window(ctx, newer, depth+1)
+			}
+		}
+		seen, lastTotal, err := r.pageAll(ctx, w, first)
+		if err != nil {
+			return err
+		}
+		verified := seen == total && lastTotal == total
+		reachable := min(total, o.PagingCap)
+		if !verified && attempt < o.ReconcileTries && total <= o.PagingCap {
+			r.log.Info("window changed while paging; fetching it again", "window", r.fmtWindow(w),
+				"remote_total_first", total, "remote_total_last", lastTotal, "distinct_fetched", seen, "attempt", attempt)
+			continue
+		}
+		if !verified {
+			r.warn(fmt.Sprintf("window %s did not reconcile after %d fetches: TAPD reports %d records, %d distinct fetched (%d reachable by paging)",
+				r.fmtWindow(w), attempt, lastTotal, seen, reachable))
+		}
+		if err := o.Store.CommitWindow(context.WithoutCancel(ctx), r.t.Key, w, verified); err != nil {
+			return err
+		}
+		r.run.RemoteTotal += lastTotal
+		r.run.Windows++
+		r.done += w.End.Sub(w.Start)
+		r.progress(w, lastTotal)
+		return nil
+	}
+}
+
+// pageAll fetches pages 2.. of w after first, storing each page, and returns
+// how many distinct records it saw and TAPD's total on the last page.
+func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page) (distinct, lastTotal int, err error) {
+	seen := make(map[string]struct{}, first.TotalItems)
+	note := func(p tapd.Page) {
+		for _, rec := range p.Records {
+			seen[rec.ID] = struct{}{}
+		}
+		lastTotal = p.TotalItems
+	}
+	if err := r.store(ctx, first); err != nil {
+		return 0, 0, err
+	}
+	note(first)
+	limit := r.s.o.PageSize
+	pages := (min(first.TotalItems, r.s.o.PagingCap) + limit - 1) / limit
+	for n := 2; n <= pages; n++ {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		p, err := r.page(ctx, w, n)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := r.store(ctx, p); err != nil {
+			return 0, 0, err
+		}
+		note(p)
+		if len(p.Records) == 0 {
+			break // the window shrank under us; reconciliation decides
+		}
+	}
+	return len(seen), lastTotal, nil
+}
+
+// page fetches page n of window w.
+func (r *runState) page(ctx context.Context, w Interval, n int) (tapd.Page, error) {
+	q := tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly, Limit: r.s.o.PageSize, Page: n,
+		Start: w.Start, End: w.End.Add(-time.Minute)} // end_time's minute is inclusive
+	r.run.Requests++
+	p, err := r.s.o.TAPD.MemberActivityLog(ctx, q)
+	if err != nil {
+		return p, fmt.Errorf("fetching window %s page %d: %w", r.fmtWindow(w), n, err)
+	}
+	r.run.Pages++
+	r.run.Fetched += len(p.Records)
+	r.log.Debug("page fetched", "window", r.fmtWindow(w), "page", n, "records", len(p.Records), "total", p.TotalItems)
+	return p, nil
+}
+
+// store normalizes and upserts one page in one transaction. It runs even
+// when ctx is canceled mid-way, so a fetched page is never thrown away.
+func (r *runState) store(ctx context.Context, p tapd.Page) error {
+	if len(p.Records) == 0 {
+		return nil
+	}
+	labels := indexLabels(p)
+	batch := make([]storage.Activity, len(p.Records))
+	for i, rec := range p.Records {
+		batch[i] = normalize(rec, labels, r.t)
+	}
+	res, err := r.s.o.Store.UpsertMirrored(context.WithoutCancel(ctx), batch)
+	if err != nil {
+		return err
+	}
+	r.run.Inserted += res.Inserted
+	r.run.Updated += res.Updated
+	r.run.Unchanged += res.Unchanged
+	r.run.Suppressed += res.Suppressed
+	r.s.o.Metrics.Records(r.t.Key, len(p.Records), res)
+	return nil
+}
+
+func (r *runState) warn(msg string) {
+	r.run.Warnings = append(r.run.Warnings, msg)
+	r.log.Warn(msg)
+}
+
+// progress logs a committed window with rate and, for long runs, an ETA,
+// and saves the run's counters so status shows a run in flight.
+func (r *runState) progress(w Interval, remoteTotal int) {
+	elapsed := time.Since(r.started)
+	rate := float64(r.run.Fetched) / max(elapsed.Seconds(), 1e-3)
+	attrs := []any{"window", r.fmtWindow(w), "remote_total", remoteTotal, "pages", r.run.Pages,
+		"fetched", r.run.Fetched, "inserted", r.run.Inserted, "rate_per_s", int(rate)}
+	if r.span > 0 && r.done < r.span {
+		frac := float64(r.done) / float64(r.span)
+		eta := time.Duration(float64(elapsed) * (1 - frac) / max(frac, 1e-9))
+		attrs = append(attrs, "done_pct", int(frac*100), "eta", eta.Round(time.Second))
+	}
+	r.log.Info("window synced", attrs...)
+	if err := r.s.o.Store.UpdateRun(context.Background(), *r.run); err != nil {
+		r.log.Warn("saving run progress failed", "err", err)
+	}
+}
+
+func (r *runState) fmt(t time.Time) string { return t.In(r.s.o.Location).Format("2006-01-02 15:04") }
+
+func (r *runState) fmtOr(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return r.fmt(t)
+}
+
+func (r *runState) fmtWindow(w Interval) string {
+	return "[" + r.fmt(w.Start) + ", " + r.fmt(w.End) + ")"
+}
