@@ -19,6 +19,7 @@ const MaxBodyBytes = 1 << 20
 // Server holds what the handlers need.
 type Server struct {
 	store      *storage.Store
+	syncer     Syncer
 	adminToken string
 	log        *slog.Logger
 	now        func() time.Time
@@ -27,6 +28,7 @@ type Server struct {
 // Options configures a Server.
 type Options struct {
 	Store      *storage.Store
+	Syncer     Syncer // nil: the sync endpoints answer 503
 	AdminToken string // empty: mutations are open, DELETE …/all is refused
 	Logger     *slog.Logger
 }
@@ -36,7 +38,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: o.Store, adminToken: o.AdminToken, log: o.Logger, now: time.Now}
+	return &Server{store: o.Store, syncer: o.Syncer, adminToken: o.AdminToken, log: o.Logger, now: time.Now}
 }
 
 // Handler returns the routed HTTP handler.
@@ -48,6 +50,11 @@ func (s *Server) Handler() http.Handler {
 	// The literal "all" is more specific than {id}, so it is never parsed as an id.
 	mux.HandleFunc("DELETE /api/v1/activity_log/all", s.admin(true, s.deleteAllActivities))
 	mux.HandleFunc("DELETE /api/v1/activity_log/{id}", s.admin(false, s.deleteActivity))
+
+	mux.HandleFunc("POST /api/v1/sync", s.admin(true, s.needSyncer(s.triggerSync)))
+	mux.HandleFunc("GET /api/v1/sync/status", s.admin(true, s.needSyncer(s.syncStatus)))
+	mux.HandleFunc("GET /api/v1/sync/runs", s.admin(true, s.listRuns))
+	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.admin(true, s.getRun))
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))
@@ -67,6 +74,16 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+}
+
+func (s *Server) needSyncer(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.syncer == nil {
+			s.fail(w, r, errorf(http.StatusServiceUnavailable, "syncing is not running in this process"))
+			return
+		}
+		next(w, r)
+	}
 }
 
 func (s *Server) methodNotAllowed(allow string) http.HandlerFunc {

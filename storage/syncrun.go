@@ -23,9 +23,9 @@ type SyncRun struct {
 	Trigger     string    `json:"trigger"` // schedule, manual, cli
 	Outcome     string    `json:"outcome"`
 	StartedAt   time.Time `json:"started_at"`
-	FinishedAt  time.Time `json:"finished_at"`
-	WindowStart time.Time `json:"window_start"`
-	WindowEnd   time.Time `json:"window_end"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	WindowStart time.Time `json:"window_start,omitzero"`
+	WindowEnd   time.Time `json:"window_end,omitzero"`
 	Windows     int       `json:"windows"`
 	Pages       int       `json:"pages"`
 	Requests    int       `json:"requests"`

@@ -41,6 +41,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "serve the API and run the sync schedule (default)", (*Main).serve},
+		{"sync", "sync the configured workspaces once and exit", (*Main).sync},
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
 		{"version", "print the version", (*Main).printVersion},
 	}

@@ -31,7 +31,21 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	srv := api.New(api.Options{Store: st, AdminToken: cfg.AdminToken, Logger: log})
+	s, err := newSyncer(cfg, st, log, observer{})
+	if err != nil {
+		return err
+	}
+	if len(cfg.Sync.Workspaces) == 0 {
+		log.Warn("no TAPD workspaces configured (sync.workspaces, TAPD_MIRROR_WORKSPACES): serving the API only")
+	} else if err := s.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		if err := s.Stop(); err != nil {
+			log.Warn("stopping sync schedule", "err", err)
+		}
+	}()
+	srv := api.New(api.Options{Store: st, Syncer: s, AdminToken: cfg.AdminToken, Logger: log})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 

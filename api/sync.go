@@ -1,0 +1,128 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
+)
+
+// Syncer is what the API needs of the sync engine.
+type Syncer interface {
+	Trigger(ctx context.Context, workspace string, full bool) ([]storage.SyncRun, error)
+	Status(ctx context.Context) ([]syncer.WorkspaceStatus, error)
+}
+
+type triggerRequest struct {
+	Workspace string `json:"workspace"`
+	Full      bool   `json:"full"`
+}
+
+func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
+	var req triggerRequest
+	if err := decodeOptionalBody(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	runs, err := s.syncer.Trigger(r.Context(), req.Workspace, req.Full)
+	switch {
+	case errors.Is(err, syncer.ErrBusy):
+		s.fail(w, r, errorf(http.StatusConflict, "%v; wait for the running sync (GET /api/v1/sync/status)", err))
+		return
+	case errors.Is(err, syncer.ErrUnknownWorkspace):
+		s.fail(w, r, errorf(http.StatusNotFound, "%v", err))
+		return
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	}
+	type started struct {
+		ID        int64  `json:"id"`
+		Workspace string `json:"workspace"`
+	}
+	out := make([]started, len(runs))
+	for i, run := range runs {
+		out[i] = started{ID: run.ID, Workspace: run.Workspace}
+	}
+	writeJSON(w, http.StatusAccepted, envelope{Code: 0, Message: "success", Data: map[string]any{"runs": out, "full": req.Full}})
+}
+
+// decodeOptionalBody is decodeBody where an empty body means "defaults".
+func decodeOptionalBody(w http.ResponseWriter, r *http.Request, dst any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	if r.ContentLength < 0 { // chunked: peek for emptiness
+		b := make([]byte, 1)
+		n, _ := io.ReadFull(r.Body, b)
+		if n == 0 {
+			return nil
+		}
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b[:n]), r.Body), r.Body}
+	}
+	return decodeBody(w, r, dst)
+}
+
+func (s *Server) syncStatus(w http.ResponseWriter, r *http.Request) {
+	if _, err := parseQuery(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.syncer.Status(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.ok(w, st)
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r, "workspace", "outcome", "limit", "offset")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := q.int("limit", 50, 1, 1000)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	offset, err := q.int("offset", 0, 0, maxInt)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	runs, err := s.store.ListRuns(r.Context(), q.str("workspace"), q.str("outcome"), int(limit), int(offset))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.ok(w, runs)
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		s.fail(w, r, errorf(http.StatusBadRequest, "run id must be a positive integer, got %q", raw))
+		return
+	}
+	run, err := s.store.GetRun(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		s.fail(w, r, errorf(http.StatusNotFound, "sync run %d not found", id))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.ok(w, run)
+}
