@@ -31,6 +31,28 @@ func toJSON(a storage.Activity) activityJSON {
 		ActionDetail: a.ActionDetail, Username: a.Username, Timestamp: a.Timestamp.Unix()}
 }
 
+// activityDetailJSON adds provenance to the contract's fields (?detail=1, export).
+type activityDetailJSON struct {
+	activityJSON
+	Source      string            `json:"source"`
+	SourceID    string            `json:"source_id"`
+	WorkspaceID string            `json:"workspace_id"`
+	Extra       map[string]string `json:"extra"`
+	IngestedAt  int64             `json:"ingested_at"`
+}
+
+func toDetailJSON(a storage.Activity) activityDetailJSON {
+	return activityDetailJSON{activityJSON: toJSON(a), Source: a.Source, SourceID: a.SourceID,
+		WorkspaceID: a.WorkspaceID, Extra: nonNilMap(a.Extra), IngestedAt: a.IngestedAt.Unix()}
+}
+
+// pagedEnvelope is the envelope plus next_cursor, used only when the request
+// asked for keyset paging, so the contract's shape is otherwise untouched.
+type pagedEnvelope struct {
+	envelope
+	NextCursor *string `json:"next_cursor"`
+}
+
 // createRequest is the POST body. Pointers tell "absent" from "empty".
 type createRequest struct {
 	Platform     *string `json:"platform"`
@@ -160,7 +182,7 @@ func jsonKind(goKind string) string {
 }
 
 func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, append([]string{"limit", "offset"}, filterParams...)...)
+	q, err := parseQuery(r, append([]string{"limit", "offset", "cursor", "detail"}, filterParams...)...)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -180,16 +202,51 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	detail, err := q.flag("detail")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	_, keyset := q.v["cursor"]
+	if keyset {
+		if _, both := q.v["offset"]; both {
+			s.fail(w, r, errorf(http.StatusBadRequest, "use either cursor or offset, not both"))
+			return
+		}
+		if f.After, err = decodeCursor(q.str("cursor")); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	rows, err := s.store.ListActivities(r.Context(), f, int(limit), int(offset))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]activityJSON, len(rows))
-	for i, a := range rows {
-		out[i] = toJSON(a)
+	var data any
+	if detail {
+		out := make([]activityDetailJSON, len(rows))
+		for i, a := range rows {
+			out[i] = toDetailJSON(a)
+		}
+		data = out
+	} else {
+		out := make([]activityJSON, len(rows))
+		for i, a := range rows {
+			out[i] = toJSON(a)
+		}
+		data = out
 	}
-	s.ok(w, out)
+	if !keyset {
+		s.ok(w, data)
+		return
+	}
+	page := pagedEnvelope{envelope: envelope{Code: 0, Message: "success", Data: data}}
+	if len(rows) == int(limit) {
+		next := encodeCursor(rows[len(rows)-1])
+		page.NextCursor = &next
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) countActivities(w http.ResponseWriter, r *http.Request) {

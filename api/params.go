@@ -63,6 +63,17 @@ func (q query) int(name string, def, lo, hi int64) (int64, error) {
 
 const maxInt = int64(^uint64(0) >> 1)
 
+// flag reads a boolean parameter: 1/true or 0/false.
+func (q query) flag(name string) (bool, error) {
+	switch q.str(name) {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	}
+	return false, errorf(http.StatusBadRequest, "parameter %s must be 1 or 0, got %q", name, q.str(name))
+}
+
 // filterParams are the filters shared by list, count and export.
 var filterParams = []string{"platform", "serial", "action_type", "username", "source", "since", "until"}
 

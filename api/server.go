@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,8 @@ const MaxBodyBytes = 1 << 20
 type Server struct {
 	store      *storage.Store
 	syncer     Syncer
+	metrics    *Metrics
+	ready      func(context.Context) error
 	adminToken string
 	log        *slog.Logger
 	now        func() time.Time
@@ -27,8 +30,11 @@ type Server struct {
 
 // Options configures a Server.
 type Options struct {
-	Store      *storage.Store
-	Syncer     Syncer // nil: the sync endpoints answer 503
+	Store   *storage.Store
+	Syncer  Syncer   // nil: the sync endpoints answer 503
+	Metrics *Metrics // nil: no /metrics, no request metrics
+	// Ready reports why the process cannot serve yet (GET /readyz); nil: store.Ready.
+	Ready      func(context.Context) error
 	AdminToken string // empty: mutations are open, DELETE …/all is refused
 	Logger     *slog.Logger
 }
@@ -38,7 +44,11 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: o.Store, syncer: o.Syncer, adminToken: o.AdminToken, log: o.Logger, now: time.Now}
+	if o.Ready == nil {
+		o.Ready = o.Store.Ready
+	}
+	return &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
+		adminToken: o.AdminToken, log: o.Logger, now: time.Now}
 }
 
 // Handler returns the routed HTTP handler.
@@ -47,6 +57,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/activity_log", s.admin(false, s.createActivity))
 	mux.HandleFunc("GET /api/v1/activity_log", s.listActivities)
 	mux.HandleFunc("GET /api/v1/activity_log/count", s.countActivities)
+	mux.HandleFunc("GET /api/v1/activity_log/export", s.admin(false, s.exportActivities))
 	// The literal "all" is more specific than {id}, so it is never parsed as an id.
 	mux.HandleFunc("DELETE /api/v1/activity_log/all", s.admin(true, s.deleteAllActivities))
 	mux.HandleFunc("DELETE /api/v1/activity_log/{id}", s.admin(false, s.deleteActivity))
@@ -60,7 +71,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/api/v1/activity_log/{rest...}", func(w http.ResponseWriter, r *http.Request) {
 		switch rest := r.PathValue("rest"); {
-		case rest == "count":
+		case rest == "count" || rest == "export":
 			s.methodNotAllowed("GET")(w, r)
 		case rest != "" && !strings.Contains(rest, "/"):
 			s.methodNotAllowed("DELETE")(w, r)
@@ -68,8 +79,39 @@ func (s *Server) Handler() http.Handler {
 			s.notFound(w, r)
 		}
 	})
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	var h http.Handler = mux
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics.Handler())
+		h = s.metrics.instrument(mux)
+	}
 	mux.HandleFunc("/", s.notFound)
-	return s.recoverPanics(mux)
+	return s.recoverPanics(h)
+}
+
+// healthz says the process is alive; it touches nothing.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	s.ok(w, map[string]string{"status": "ok"})
+}
+
+// readyz says whether the database is reachable and migrated and the
+// scheduler runs; the reason is generic so nothing internal leaks.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		s.log.WarnContext(ctx, "not ready", "err", err)
+		s.fail(w, r, errorf(http.StatusServiceUnavailable, "not ready: %s", readinessReason(err)))
+		return
+	}
+	s.ok(w, map[string]string{"status": "ready"})
+}
+
+// readinessReason keeps only the first clause of a readiness error.
+func readinessReason(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), ":")
+	return msg
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

@@ -76,6 +76,14 @@ type Filter struct {
 	Source     string
 	Since      time.Time // inclusive
 	Until      time.Time // exclusive
+	// After is a keyset position: only rows after it in newest-first order.
+	After *Position
+}
+
+// Position is a row's place in the newest-first order.
+type Position struct {
+	Timestamp time.Time
+	ID        int64
 }
 
 // where builds the WHERE clause for f with ? placeholders.
@@ -100,6 +108,11 @@ func (s *Store) where(f Filter) (string, []any) {
 	if !f.Until.IsZero() {
 		conds = append(conds, "timestamp < ?")
 		args = append(args, s.timeArg(f.Until))
+	}
+	if f.After != nil {
+		// Row-value comparison walks the (timestamp DESC, id DESC) indexes.
+		conds = append(conds, "(timestamp, id) < (?, ?)")
+		args = append(args, s.timeArg(f.After.Timestamp), f.After.ID)
 	}
 	if len(conds) == 0 {
 		return "", nil
@@ -137,29 +150,50 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 // id, both descending), skipping offset and returning at most limit.
 func (s *Store) ListActivities(ctx context.Context, f Filter, limit, offset int) ([]Activity, error) {
 	where, args := s.where(f)
-	q := `SELECT ` + activityColumns + ` FROM activity_log` + where +
-		` ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?`
-	rows, err := s.db.QueryxContext(ctx, s.rebind(q), append(args, limit, offset)...)
+	out := []Activity{}
+	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+		` ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?`), append(args, limit, offset), func(a Activity) error {
+		out = append(out, a)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing activities: %w", err)
 	}
+	return out, nil
+}
+
+// eachActivity runs an activity query and calls fn row by row.
+func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args []any, fn func(Activity) error) error {
+	rows, err := q.QueryxContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
 	defer rows.Close()
-	out := []Activity{}
 	for rows.Next() {
 		var r activityRow
 		if err := rows.StructScan(&r); err != nil {
-			return nil, fmt.Errorf("listing activities: %w", err)
+			return err
 		}
 		a, err := r.activity()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, a)
+		if err := fn(a); err != nil {
+			return err
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing activities: %w", err)
+	return rows.Err()
+}
+
+// StreamActivities calls fn for every record matching f, oldest first,
+// reading rows one at a time so memory stays flat however many match.
+func (s *Store) StreamActivities(ctx context.Context, f Filter, fn func(Activity) error) error {
+	where, args := s.where(f)
+	if err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+		` ORDER BY timestamp, id`), args, fn); err != nil {
+		return fmt.Errorf("exporting activities: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // CountActivities returns the exact number of records matching f.

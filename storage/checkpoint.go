@@ -144,3 +144,18 @@ func (s *Store) CountWorkspaceRecords(ctx context.Context, workspace string) (in
 	}
 	return n, nil
 }
+
+// WorkspaceSpan returns the oldest and newest record timestamps stored by a
+// workspace (zero times when it has none).
+func (s *Store) WorkspaceSpan(ctx context.Context, workspace string) (oldest, newest time.Time, err error) {
+	var row struct {
+		Oldest dbTime `db:"oldest"`
+		Newest dbTime `db:"newest"`
+	}
+	err = s.db.GetContext(ctx, &row, s.rebind(`SELECT MIN(timestamp) AS oldest, MAX(timestamp) AS newest
+		FROM activity_log WHERE workspace_id = ?`), workspace)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("reading record span of %s: %w", workspace, err)
+	}
+	return row.Oldest.Time, row.Newest.Time, nil
+}

@@ -126,24 +126,15 @@ func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryxContext(ctx, s.rebind(q), args...)
+	out := make(map[string]Activity, len(keys))
+	err = eachActivity(ctx, tx, s.rebind(q), args, func(a Activity) error {
+		out[a.SourceID] = a
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading stored records: %w", err)
 	}
-	defer rows.Close()
-	out := make(map[string]Activity, len(keys))
-	for rows.Next() {
-		var r activityRow
-		if err := rows.StructScan(&r); err != nil {
-			return nil, fmt.Errorf("reading stored records: %w", err)
-		}
-		a, err := r.activity()
-		if err != nil {
-			return nil, err
-		}
-		out[a.SourceID] = a
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (s *Store) insertMany(ctx context.Context, tx *sqlx.Tx, rows []Activity) (int, error) {

@@ -27,7 +27,7 @@ type runState struct {
 // first or full run) up to the last closed minute.
 func (s *Syncer) plan(state storage.SyncState, ro RunOptions, now time.Time) (windows []Interval, horizon, to time.Time) {
 	to = now.Truncate(time.Minute) // exclusive: the last closed minute is to−1m
-	horizon = ceilMinute(now.AddDate(0, 0, -s.o.HorizonDays).Add(s.o.HorizonMargin))
+	horizon = ceilMinute(s.horizonAt(now).Add(s.o.HorizonMargin))
 	from := horizon
 	switch {
 	case ro.Full || !state.Synced():

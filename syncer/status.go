@@ -71,3 +71,19 @@ func (s *Syncer) statusOf(ctx context.Context, t Target) (WorkspaceStatus, error
 	}
 	return st, nil
 }
+
+// KnownKeys lists the workspace keys known so far.
+func (s *Syncer) KnownKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.known))
+	for i, t := range s.known {
+		out[i] = t.Key
+	}
+	return out
+}
+
+// Horizon is the oldest instant TAPD still answers for, by the syncer's clock.
+func (s *Syncer) Horizon() time.Time { return s.horizonAt(s.o.Now()) }
+
+func (s *Syncer) horizonAt(now time.Time) time.Time { return now.AddDate(0, 0, -s.o.HorizonDays) }

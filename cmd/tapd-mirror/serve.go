@@ -11,6 +11,8 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
+	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
 
 // shutdownGrace is how long in-flight requests get after SIGINT/SIGTERM.
@@ -26,16 +28,30 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	return m.runServer(ctx, cfg, log)
+}
+
+// runServer is serve after configuration: database, schedule, API, until ctx ends.
+func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	s, err := newSyncer(cfg, st, log, observer{})
-	if err != nil {
+	var s *syncer.Syncer
+	var client *tapd.Client
+	metrics := api.NewMetrics(&api.WorkspaceGauges{
+		Store:      st,
+		Workspaces: func() []string { return s.KnownKeys() },
+		Horizon:    func() time.Time { return s.Horizon() },
+		LimitWait:  func() time.Duration { return client.LimiterWait() },
+		Logger:     log,
+	})
+	if s, client, err = newSyncer(cfg, st, log, metrics); err != nil {
 		return err
 	}
-	if len(cfg.Sync.Workspaces) == 0 {
+	scheduled := len(cfg.Sync.Workspaces) > 0
+	if !scheduled {
 		log.Warn("no TAPD workspaces configured (sync.workspaces, TAPD_MIRROR_WORKSPACES): serving the API only")
 	} else if err := s.Start(); err != nil {
 		return err
@@ -45,7 +61,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			log.Warn("stopping sync schedule", "err", err)
 		}
 	}()
-	srv := api.New(api.Options{Store: st, Syncer: s, AdminToken: cfg.AdminToken, Logger: log})
+	ready := func(ctx context.Context) error {
+		if err := st.Ready(ctx); err != nil {
+			return err
+		}
+		if scheduled && !s.Running() {
+			return errors.New("scheduler stopped")
+		}
+		return nil
+	}
+	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, AdminToken: cfg.AdminToken, Logger: log})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 

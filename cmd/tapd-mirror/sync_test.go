@@ -112,6 +112,22 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 		if s := status.Data[0]; s.LastSuccess.Trigger != "schedule" || s.RecordsStored == 0 || s.NextRun == nil {
 			t.Fatalf("status = %+v", s)
 		}
+		_, metrics := get(t, p.base+"/metrics")
+		for _, want := range []string{
+			`tapdmirror_sync_runs_total{outcome="success",workspace="10074561"} 1`,
+			`tapdmirror_records_written_total{result="inserted",workspace="10074561"}`,
+			`tapdmirror_tapd_requests_total{code="200"}`,
+			`tapdmirror_workspace_seconds_since_last_success{workspace="10074561"}`,
+			`tapdmirror_workspace_gaps{workspace="10074561"} 0`,
+			`tapdmirror_tapd_rate_limit_wait_seconds_total`,
+		} {
+			if !strings.Contains(metrics, want) {
+				t.Fatalf("metrics lack %s:\n%s", want, metrics)
+			}
+		}
+		if strings.Contains(metrics, "tapdmirror_workspace_oldest_mirror_only_record_timestamp_seconds{") {
+			t.Fatal("a fresh mirror reports records older than TAPD's horizon")
+		}
 		if code, _ := get(t, p.base+"/api/v1/sync/status"); code != 401 {
 			t.Fatalf("status without token = %d, want 401", code)
 		}

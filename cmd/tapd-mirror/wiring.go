@@ -2,15 +2,23 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
 
-// newSyncer builds the TAPD client and the sync engine from configuration.
-func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, obs observer) (*syncer.Syncer, error) {
+// newSyncer builds the TAPD client and the sync engine from configuration;
+// m (may be nil) receives their metrics.
+func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics) (*syncer.Syncer, *tapd.Client, error) {
+	var observe func(int, int, time.Duration)
+	var sm syncer.Metrics
+	if m != nil {
+		observe, sm = m.TAPDAttempt, m
+	}
 	client, err := tapd.New(tapd.Options{
 		BaseURL:           cfg.TAPD.BaseURL,
 		APIUser:           cfg.TAPD.APIUser,
@@ -20,16 +28,16 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, obs obser
 		UserAgent:         "tapd-mirror/" + version,
 		RequestsPerMinute: cfg.TAPD.RequestsPerMinute,
 		Logger:            log,
-		Observe:           obs.tapdAttempt,
+		Observe:           observe,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var workspaces []config.Workspace
 	for _, w := range cfg.Sync.Workspaces {
 		p, err := config.ParseWorkspace(w)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		workspaces = append(workspaces, p)
 	}
@@ -42,6 +50,6 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, obs obser
 		Overlap:    cfg.Sync.Overlap.Duration,
 		Interval:   cfg.Sync.Interval.Duration,
 		Logger:     log,
-		Metrics:    obs.syncMetrics(),
-	}), nil
+		Metrics:    sm,
+	}), client, nil
 }

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+)
+
+// Metrics holds every Prometheus metric of the process. It implements
+// syncer.Metrics; TAPDAttempt is the TAPD client's Observe hook.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	runs          *prometheus.CounterVec
+	fetched       *prometheus.CounterVec
+	written       *prometheus.CounterVec
+	tapdRequests  *prometheus.CounterVec
+	tapdRetries   prometheus.Counter
+	tapdDuration  prometheus.Histogram
+	httpRequests  *prometheus.CounterVec
+	httpDurations *prometheus.HistogramVec
+}
+
+// WorkspaceGauges are read at scrape time from the database, so they are
+// right after a restart and across replicas.
+type WorkspaceGauges struct {
+	Store      *storage.Store
+	Workspaces func() []string      // known workspace keys
+	Horizon    func() time.Time     // TAPD's current half-year horizon
+	LimitWait  func() time.Duration // time spent waiting for the TAPD rate limiter
+	Logger     *slog.Logger
+}
+
+// NewMetrics registers the metrics; g may be nil (no per-workspace gauges).
+func NewMetrics(g *WorkspaceGauges) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_sync_runs_total",
+		Help: "Sync runs finished, by workspace and outcome (success, partial, failed, canceled)."}, []string{"workspace", "outcome"})
+	m.fetched = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_records_fetched_total",
+		Help: "Records fetched from TAPD, by workspace (re-reads included)."}, []string{"workspace"})
+	m.written = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_records_written_total",
+		Help: "Fetched records by what the upsert did: inserted, updated, unchanged, suppressed (tombstoned)."}, []string{"workspace", "result"})
+	m.tapdRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_tapd_requests_total",
+		Help: "HTTP attempts to TAPD by status code (0: network error), retries included."}, []string{"code"})
+	m.tapdRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "tapdmirror_tapd_retries_total",
+		Help: "TAPD attempts that were retries of a failed attempt."})
+	m.tapdDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tapdmirror_tapd_request_duration_seconds",
+		Help: "Time to TAPD's response headers per attempt.", Buckets: prometheus.DefBuckets})
+	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_http_requests_total",
+		Help: "API requests by route pattern and status code."}, []string{"route", "code"})
+	m.httpDurations = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tapdmirror_http_request_duration_seconds",
+		Help: "API request latency by route pattern.", Buckets: prometheus.DefBuckets}, []string{"route"})
+	for _, c := range []prometheus.Collector{m.runs, m.fetched, m.written, m.tapdRequests, m.tapdRetries,
+		m.tapdDuration, m.httpRequests, m.httpDurations,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	if g != nil {
+		f(&workspaceCollector{g: g})
+		if g.LimitWait != nil {
+			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tapdmirror_tapd_rate_limit_wait_seconds_total",
+				Help: "Time TAPD calls spent waiting for the client-side rate limiter."},
+				func() float64 { return g.LimitWait().Seconds() }))
+		}
+	}
+	return m
+}
+
+// Handler serves the metrics in Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// TAPDAttempt records one HTTP attempt to TAPD.
+func (m *Metrics) TAPDAttempt(status, attempt int, took time.Duration) {
+	m.tapdRequests.WithLabelValues(strconv.Itoa(status)).Inc()
+	if attempt > 1 {
+		m.tapdRetries.Inc()
+	}
+	m.tapdDuration.Observe(took.Seconds())
+}
+
+// RunFinished implements syncer.Metrics.
+func (m *Metrics) RunFinished(run storage.SyncRun) {
+	m.runs.WithLabelValues(run.Workspace, run.Outcome).Inc()
+}
+
+// Records implements syncer.Metrics.
+func (m *Metrics) Records(workspace string, fetched int, res storage.UpsertResult) {
+	m.fetched.WithLabelValues(workspace).Add(float64(fetched))
+	for result, n := range map[string]int{"inserted": res.Inserted, "updated": res.Updated,
+		"unchanged": res.Unchanged, "suppressed": res.Suppressed} {
+		m.written.WithLabelValues(workspace, result).Add(float64(n))
+	}
+}
+
+// Coverage implements syncer.Metrics; gaps are read at scrape time instead.
+func (m *Metrics) Coverage(string, storage.SyncState) {}
+
+// instrument counts and times API requests by their route pattern.
+func (m *Metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &codeRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern // set by the mux on this request
+		if route == "" {
+			route = "unmatched"
+		}
+		m.httpRequests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		m.httpDurations.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+type codeRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *codeRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Flush keeps streaming responses streaming through the recorder.
+func (r *codeRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// workspaceCollector reads per-workspace freshness from the database.
+type workspaceCollector struct{ g *WorkspaceGauges }
+
+var (
+	descSinceSuccess = prometheus.NewDesc("tapdmirror_workspace_seconds_since_last_success",
+		"Seconds since the workspace's last successful sync (absent before the first).", []string{"workspace"}, nil)
+	descSinceNewest = prometheus.NewDesc("tapdmirror_workspace_seconds_since_newest_record",
+		"Seconds since the newest mirrored record's timestamp.", []string{"workspace"}, nil)
+	descMirrorOnly = prometheus.NewDesc("tapdmirror_workspace_oldest_mirror_only_record_timestamp_seconds",
+		"Timestamp of the oldest record that only the mirror still holds (older than TAPD's half year).", []string{"workspace"}, nil)
+	descGaps = prometheus.NewDesc("tapdmirror_workspace_gaps",
+		"Spans of TAPD time never verified complete (see GET /api/v1/sync/status).", []string{"workspace"}, nil)
+)
+
+func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps} {
+		ch <- d
+	}
+}
+
+func (c *workspaceCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := time.Now()
+	for _, ws := range c.g.Workspaces() {
+		if err := c.collect(ctx, ch, ws, now); err != nil && c.g.Logger != nil {
+			c.g.Logger.Warn("metrics: reading workspace state", "workspace", ws, "err", err)
+		}
+	}
+}
+
+func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.Metric, ws string, now time.Time) error {
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, ws)
+	}
+	runs, err := c.g.Store.ListRuns(ctx, ws, storage.OutcomeSuccess, 1, 0)
+	if err != nil {
+		return err
+	}
+	if len(runs) > 0 {
+		gauge(descSinceSuccess, now.Sub(runs[0].FinishedAt).Seconds())
+	}
+	oldest, newest, err := c.g.Store.WorkspaceSpan(ctx, ws)
+	if err != nil {
+		return err
+	}
+	if !newest.IsZero() {
+		gauge(descSinceNewest, now.Sub(newest).Seconds())
+	}
+	if !oldest.IsZero() && oldest.Before(c.g.Horizon()) {
+		gauge(descMirrorOnly, float64(oldest.Unix()))
+	}
+	state, err := c.g.Store.SyncState(ctx, ws)
+	if err != nil {
+		return err
+	}
+	gauge(descGaps, float64(len(state.Gaps())))
+	return nil
+}
