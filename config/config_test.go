@@ -124,3 +124,20 @@ func TestParseWorkspace(t *testing.T) {
 		}
 	}
 }
+
+func TestExampleConfigIsValid(t *testing.T) {
+	c, err := config.Load("../tapd-mirror.example.yaml", env(map[string]string{"TAPD_MIRROR_TAPD_API_PASSWORD": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("the shipped example config is invalid: %v", err)
+	}
+	// Every setting is documented in the example file.
+	raw, _ := os.ReadFile("../tapd-mirror.example.yaml")
+	for _, f := range config.Fields {
+		if !strings.Contains(string(raw), f.Env) {
+			t.Errorf("example config does not mention %s (%s)", f.Key, f.Env)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDemoEndToEnd(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "demo.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	m := &Main{Stdout: out, Stderr: errOut, Getenv: func(string) string { return "" }, Listening: func(a string) { addr <- a }}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--db", db, "--interval", "1s", "--log-format", "json"}) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("demo exited: %v\n%s", err, errOut.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not listen")
+	}
+	banner := out.String()
+	for _, want := range []string{base + "/api/v1/activity_log?platform=tapd&limit=5", "/api/v1/activity_log/count", "/api/v1/sync/status"} {
+		if !strings.Contains(banner, want) {
+			t.Fatalf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	token := regexp.MustCompile(`Bearer ([0-9a-f]+)`).FindStringSubmatch(banner)
+	if token == nil {
+		t.Fatalf("no admin token in banner:\n%s", banner)
+	}
+	// Wait until all four demo workspaces (3 projects + company) synced once...
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", base+"/api/v1/sync/status", nil)
+		req.Header.Set("Authorization", "Bearer "+token[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Count(string(b), `"last_success":{`) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo workspaces did not all sync: %s\n%s", b, errOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// ...then the mirror keeps growing as records arrive and the schedule syncs them.
+	_, first := get(t, base+"/api/v1/activity_log/count?platform=tapd")
+	for {
+		_, body := get(t, base+"/api/v1/activity_log/count?platform=tapd")
+		if body != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo mirror did not grow past %s\n%s", first, errOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	code, body := get(t, base+"/api/v1/activity_log?platform=tapd&limit=5")
+	if code != 200 || strings.Count(body, `"platform":"tapd"`) != 5 {
+		t.Fatalf("list = %d %s", code, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Fatalf("demo database: %v", err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	var out syncBuffer
+	env := map[string]string{"TAPD_MIRROR_TAPD_API_PASSWORD": "hunter2", "TAPD_MIRROR_TAPD_API_USER": "bot", "TAPD_MIRROR_WORKSPACES": "1,company:2"}
+	m := &Main{Stdout: &out, Stderr: io.Discard, Getenv: func(k string) string { return env[k] }}
+	if err := m.Run(context.Background(), []string{"config", "check"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.Contains(s, "hunter2") || !strings.Contains(s, "tapd.api_password") ||
+		!strings.Contains(s, "1,company:2") || !strings.Contains(s, "configuration OK") {
+		t.Fatalf("config check printed:\n%s", s)
+	}
+	env["TAPD_MIRROR_SYNC_OVERLAP"] = "5s"
+	env["TAPD_MIRROR_LISTEN"] = "nope"
+	err := m.Run(context.Background(), []string{"config", "check"})
+	if err == nil || !strings.Contains(err.Error(), "TAPD_MIRROR_SYNC_OVERLAP") || !strings.Contains(err.Error(), "TAPD_MIRROR_LISTEN") {
+		t.Fatalf("config check with two errors = %v", err)
+	}
+	if err := m.Run(context.Background(), []string{"config"}); err == nil {
+		t.Fatal("config without check accepted")
+	}
+}
