@@ -266,11 +266,11 @@ func TestLimiterKeepsBurstWithinQuota(t *testing.T) {
 		}
 		return rejected
 	}
-	// The fake allows 10 requests per second; 300/min is 5/s with a burst of 5,
-	// so any one-second span holds at most 10 of the client's requests.
+	// The fake allows 10 requests per second; 240/min is 4/s with a burst of 4,
+	// so any one-second span holds at most 8 (9 at its edges) of the client's requests.
 	f := newFake(t)
 	f.SetRateLimit(10, time.Second, false)
-	limited := fastClient(t, f, func(o *tapd.Options) { o.RequestsPerMinute = 300; o.MaxRetries = 0 })
+	limited := fastClient(t, f, func(o *tapd.Options) { o.RequestsPerMinute = 240; o.MaxRetries = 0 })
 	if n := burst(limited, f); n != 0 {
 		t.Fatalf("limited client got %d 429s", n)
 	}

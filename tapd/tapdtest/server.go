@@ -66,6 +66,7 @@ type Server struct {
 	rng      *rand.Rand
 	offset   time.Duration // time travel
 	records  []Record      // every record ever generated, in id order
+	byScope  map[string]*scopeIndex
 	nextID   int
 	requests []Request
 	faults   faults
@@ -111,7 +112,7 @@ func New(o Options) *Server {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	s := &Server{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x7a9d)), nextID: 7480000}
+	s := &Server{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x7a9d)), nextID: 7480000, byScope: map[string]*scopeIndex{}}
 	names := []string{"西门子灌灌灌乐了路虎退货", "支付中台", "Mobile App 📱", "数据平台", "运维"}
 	for i := range o.Projects {
 		s.projects = append(s.projects, Project{ID: strconv.Itoa(10074561 + i), Name: names[i%len(names)]})
@@ -148,7 +149,46 @@ func (s *Server) appendLocked(r Record) Record {
 	r.ID = strconv.Itoa(s.nextID)
 	r.Created = r.Created.In(Shanghai).Truncate(time.Second)
 	s.records = append(s.records, r)
+	key := scopeKey(r.Workspace, r.CompanyLevel)
+	idx := s.byScope[key]
+	if idx == nil {
+		idx = &scopeIndex{}
+		s.byScope[key] = idx
+	}
+	if n := len(idx.rows); n > 0 && s.records[idx.rows[n-1]].Created.After(r.Created) {
+		idx.unsorted = true // a late record: re-sort before the next query
+	}
+	idx.rows = append(idx.rows, len(s.records)-1)
 	return r
+}
+
+// scopeIndex lists one workspace's records (positions in s.records) by
+// creation time, so a window query is two binary searches, not a scan.
+type scopeIndex struct {
+	rows     []int
+	unsorted bool
+}
+
+func scopeKey(workspace string, companyLevel bool) string {
+	if companyLevel {
+		return "company:" + workspace
+	}
+	return workspace
+}
+
+// inWindow returns the positions of a scope's records created in [from, to).
+func (s *Server) inWindow(key string, from, to time.Time) []int {
+	idx := s.byScope[key]
+	if idx == nil {
+		return nil
+	}
+	if idx.unsorted {
+		slices.SortStableFunc(idx.rows, func(a, b int) int { return s.records[a].Created.Compare(s.records[b].Created) })
+		idx.unsorted = false
+	}
+	lo, _ := slices.BinarySearchFunc(idx.rows, from, func(i int, t time.Time) int { return s.records[i].Created.Compare(t) })
+	hi, _ := slices.BinarySearchFunc(idx.rows, to, func(i int, t time.Time) int { return s.records[i].Created.Compare(t) })
+	return idx.rows[lo:max(lo, hi)]
 }
 
 // Now is the fake's clock.
@@ -245,24 +285,28 @@ func (s *Server) Queryable(workspace string, companyOnly bool) []Record {
 
 // selectLocked filters records to [from, to) and the query's filters, newest first.
 func (s *Server) selectLocked(workspace string, companyOnly bool, from, to time.Time, q url.Values) []Record {
-	var out []Record
-	for _, r := range s.records {
-		switch {
-		case companyOnly && !(r.CompanyLevel && r.Workspace == workspace):
-			continue
-		case !companyOnly && workspace == s.opts.CompanyID && r.CompanyLevel:
-			continue // a company id without company_only lists its projects' logs
-		case !companyOnly && workspace != s.opts.CompanyID && r.Workspace != workspace:
-			continue
-		case r.Created.Before(from) || !r.Created.Before(to):
-			continue
-		case q.Get("operator") != "" && r.Creator != q.Get("operator"),
-			q.Get("operate_type") != "" && r.TypeKey != q.Get("operate_type"),
-			q.Get("operator_object") != "" && r.ObjectKey != q.Get("operator_object"),
-			q.Get("ip") != "" && r.IP != q.Get("ip"):
-			continue
+	scopes := []string{workspace} // a project
+	switch {
+	case companyOnly:
+		scopes = []string{scopeKey(workspace, true)}
+	case workspace == s.opts.CompanyID: // a company id without company_only lists its projects' logs
+		scopes = scopes[:0]
+		for _, p := range s.projects {
+			scopes = append(scopes, p.ID)
 		}
-		out = append(out, r)
+	}
+	var out []Record
+	for _, key := range scopes {
+		for _, i := range s.inWindow(key, from, to) {
+			r := s.records[i]
+			if q.Get("operator") != "" && r.Creator != q.Get("operator") ||
+				q.Get("operate_type") != "" && r.TypeKey != q.Get("operate_type") ||
+				q.Get("operator_object") != "" && r.ObjectKey != q.Get("operator_object") ||
+				q.Get("ip") != "" && r.IP != q.Get("ip") {
+				continue
+			}
+			out = append(out, r)
+		}
 	}
 	slices.SortFunc(out, func(a, b Record) int {
 		return cmp.Or(b.Created.Compare(a.Created), cmp.Compare(len(b.ID), len(a.ID)), cmp.Compare(b.ID, a.ID))
