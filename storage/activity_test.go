@@ -108,6 +108,11 @@ func TestUpsertMirroredIsIdempotentAndReports(t *testing.T) {
 		if n != 1200 {
 			t.Fatalf("count = %d after re-upsert, want 1200", n)
 		}
+		// New and known records mixed: PostgreSQL's COPY fast path must fall back, not fail.
+		mixed := append([]storage.Activity{mirrored("1", t0, "new-a"), mirrored("2", t0, "new-b")}, batch[:3]...)
+		if r, err = s.UpsertMirrored(ctx, mixed); err != nil || r != (storage.UpsertResult{Inserted: 2, Unchanged: 3}) {
+			t.Fatalf("mixed upsert = %+v, %v", r, err)
+		}
 		list, _ := s.ListActivities(ctx, storage.Filter{Until: t0.Add(6 * time.Second), Since: t0.Add(5 * time.Second)}, 10, 0)
 		if len(list) != 1 || list[0].ActionDetail != "迭代: renamed" || list[0].Extra["title"] != "t5" {
 			t.Fatalf("updated row = %+v", list)

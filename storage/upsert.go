@@ -3,11 +3,15 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
 )
 
 // upsertChunk rows per statement: 11 parameters a row keeps a chunk far under
@@ -39,6 +43,15 @@ func (s *Store) UpsertMirrored(ctx context.Context, batch []Activity) (UpsertRes
 	}
 	err := s.inTx(ctx, fmt.Sprintf("upserting %d mirrored records", len(batch)), func(tx *sqlx.Tx) error {
 		total = UpsertResult{}
+		if s.dialect == config.Postgres {
+			// dialect: no fsync wait for record batches. WAL is flushed in order,
+			// so the synchronous commit of the window's checkpoint (CommitWindow)
+			// makes every batch before it durable too: a crash can lose batches
+			// past the checkpoint, which the next run re-fetches anyway.
+			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+				return err
+			}
+		}
 		for start := 0; start < len(batch); start += upsertChunk {
 			r, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))])
 			if err != nil {
@@ -73,19 +86,43 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) 
 	if err != nil {
 		return res, err
 	}
+	candidates := make([]Activity, 0, len(keys))
+	for _, k := range keys {
+		if tombstoned[k] {
+			res.Suppressed++
+		} else {
+			candidates = append(candidates, fresh[k])
+		}
+	}
+	if len(candidates) == 0 {
+		return res, nil
+	}
+	args, err := s.insertArgs(candidates)
+	if err != nil {
+		return res, err
+	}
+	if s.dialect == config.Postgres {
+		// Fast path for backfills: assume every record is new and COPY them in.
+		ok, err := s.copyIn(ctx, tx, args)
+		if err != nil {
+			return res, fmt.Errorf("copying %d records: %w", len(candidates), err)
+		}
+		if ok {
+			res.Inserted += len(candidates)
+			return res, nil
+		}
+	}
 	stored, err := s.storedBySourceID(ctx, tx, source, keys)
 	if err != nil {
 		return res, err
 	}
-	var toInsert []Activity
-	for _, k := range keys {
-		a := fresh[k]
-		old, exists := stored[k]
+	var newArgs []any
+	width := len(insertColumns)
+	for i, a := range candidates {
+		old, exists := stored[a.SourceID]
 		switch {
-		case tombstoned[k]:
-			res.Suppressed++
 		case !exists:
-			toInsert = append(toInsert, a)
+			newArgs = append(newArgs, args[i*width:(i+1)*width]...)
 		case sameContent(old, a):
 			res.Unchanged++
 		default:
@@ -95,21 +132,35 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) 
 			res.Updated++
 		}
 	}
-	inserted, err := s.insertMany(ctx, tx, toInsert)
+	if len(newArgs) == 0 {
+		return res, nil
+	}
+	inserted, err := s.insertValues(ctx, tx, newArgs)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("inserting %d records: %w", len(newArgs)/width, err)
 	}
 	res.Inserted += inserted
-	// A concurrent writer (another replica) inserted the rest first: same content.
-	res.Unchanged += len(toInsert) - inserted
+	// Another replica inserted the rest between our read and our write: same records.
+	res.Unchanged += len(newArgs)/width - inserted
 	return res, nil
 }
 
+// keyFilter is "source = ? AND source_id IN (keys)" for the dialect:
+// PostgreSQL gets one array parameter, which it parses and plans far faster
+// than hundreds of scalar ones; SQLite gets the IN list.
+func (s *Store) keyFilter(source string, keys []string) (string, []any, error) {
+	if s.dialect == config.Postgres {
+		return `source = ? AND source_id = ANY(?::text[])`, []any{source, pq.Array(keys)}, nil
+	}
+	return sqlx.In(`source = ? AND source_id IN (?)`, source, keys)
+}
+
 func (s *Store) tombstoned(ctx context.Context, tx *sqlx.Tx, source string, keys []string) (map[string]bool, error) {
-	q, args, err := sqlx.In(`SELECT source_id FROM activity_tombstone WHERE source = ? AND source_id IN (?)`, source, keys)
+	where, args, err := s.keyFilter(source, keys)
 	if err != nil {
 		return nil, err
 	}
+	q := `SELECT source_id FROM activity_tombstone WHERE ` + where
 	var ids []string
 	if err := tx.SelectContext(ctx, &ids, s.rebind(q), args...); err != nil {
 		return nil, fmt.Errorf("reading tombstones: %w", err)
@@ -122,10 +173,11 @@ func (s *Store) tombstoned(ctx context.Context, tx *sqlx.Tx, source string, keys
 }
 
 func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string, keys []string) (map[string]Activity, error) {
-	q, args, err := sqlx.In(`SELECT `+activityColumns+` FROM activity_log WHERE source = ? AND source_id IN (?)`, source, keys)
+	where, args, err := s.keyFilter(source, keys)
 	if err != nil {
 		return nil, err
 	}
+	q := `SELECT ` + activityColumns + ` FROM activity_log WHERE ` + where
 	out := make(map[string]Activity, len(keys))
 	err = eachActivity(ctx, tx, s.rebind(q), args, func(a Activity) error {
 		out[a.SourceID] = a
@@ -137,34 +189,72 @@ func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string
 	return out, nil
 }
 
-func (s *Store) insertMany(ctx context.Context, tx *sqlx.Tx, rows []Activity) (int, error) {
-	if len(rows) == 0 {
-		return 0, nil
-	}
-	var b strings.Builder
-	b.WriteString(`INSERT INTO activity_log (platform, serial, action_type, action_detail, username, timestamp,
-		source, source_id, workspace_id, extra, ingested_at) VALUES `)
-	args := make([]any, 0, len(rows)*11)
+// insertColumns are the columns a mirrored insert writes, in order.
+var insertColumns = []string{"platform", "serial", "action_type", "action_detail", "username", "timestamp",
+	"source", "source_id", "workspace_id", "extra", "ingested_at"}
+
+// insertArgs flattens rows into insertColumns-ordered parameters.
+func (s *Store) insertArgs(rows []Activity) ([]any, error) {
 	now := s.timeArg(time.Now())
-	for i, a := range rows {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+	args := make([]any, 0, len(rows)*len(insertColumns))
+	for _, a := range rows {
 		extra, err := json.Marshal(nonNil(a.Extra))
 		if err != nil {
-			return 0, fmt.Errorf("encoding extra of %s: %w", a.SourceID, err)
+			return nil, fmt.Errorf("encoding extra of %s: %w", a.SourceID, err)
 		}
 		args = append(args, a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username,
 			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, string(extra), now)
 	}
-	b.WriteString(` ON CONFLICT (source, source_id) DO NOTHING`)
-	res, err := tx.ExecContext(ctx, s.rebind(b.String()), args...)
+	return args, nil
+}
+
+// insertValues is one multi-row INSERT … ON CONFLICT DO NOTHING.
+func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (int, error) {
+	row := "(" + strings.Repeat("?,", len(insertColumns)-1) + "?)"
+	n := len(args) / len(insertColumns)
+	res, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_log (`+strings.Join(insertColumns, ", ")+
+		`) VALUES `+strings.Repeat(row+",", n-1)+row+` ON CONFLICT (source, source_id) DO NOTHING`), args...)
 	if err != nil {
-		return 0, fmt.Errorf("inserting %d records: %w", len(rows), err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	return int(n), err
+	affected, err := res.RowsAffected()
+	return int(affected), err
+}
+
+// copyIn is the PostgreSQL fast path (dialect:): COPY the rows straight
+// into the table, as fast as any load can be. If any of them exists already,
+// the unique index rejects the COPY; it is rolled back to a savepoint and ok
+// is false, and the caller takes the compare-and-update path.
+func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, args []any) (ok bool, err error) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT mirror_copy`); err != nil {
+		return false, err
+	}
+	copyErr := func() error {
+		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("activity_log", insertColumns...))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		width := len(insertColumns)
+		for i := 0; i < len(args); i += width {
+			if _, err := stmt.ExecContext(ctx, args[i:i+width]...); err != nil {
+				return err
+			}
+		}
+		_, err = stmt.ExecContext(ctx)
+		return err
+	}()
+	var pqErr *pq.Error
+	switch {
+	case copyErr == nil:
+		_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT mirror_copy`)
+		return err == nil, err
+	case errors.As(copyErr, &pqErr) && pqErr.Code == "23505": // unique_violation
+		_, err = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT mirror_copy`)
+		return false, err
+	default:
+		return false, copyErr
+	}
 }
 
 func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, a Activity) error {

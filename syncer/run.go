@@ -5,21 +5,40 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
 
-// runState is one run of one target in progress.
+// runState is one run of one target in progress. The run's goroutine
+// fetches; one writer goroutine upserts batches and commits windows in the
+// order they were queued, so TAPD and the database work at the same time and
+// a window's checkpoint still moves only after its records are committed.
 type runState struct {
 	s       *Syncer
 	t       Target
-	run     *storage.SyncRun
 	log     *slog.Logger
 	started time.Time
 	span    time.Duration // TAPD time to cover, for the ETA
-	done    time.Duration // TAPD time covered so far
+
+	writes   chan writeJob
+	writerMu sync.Mutex
+	writeErr error
+
+	mu   sync.Mutex // guards run and done: both goroutines count on them
+	run  *storage.SyncRun
+	done time.Duration // TAPD time committed so far
+}
+
+// writeJob is a batch of records to upsert, or a window to commit once
+// everything queued before it is written.
+type writeJob struct {
+	batch    []storage.Activity
+	commit   *Interval
+	verified bool
+	total    int
 }
 
 // plan returns the windows to fetch, oldest first: unverified holes still
@@ -115,13 +134,28 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	}
 	r.log.Info("sync run started", "trigger", ro.Trigger, "windows", len(windows), "full", ro.Full,
 		"from", r.fmtOr(r.run.WindowStart), "to", r.fmt(to))
+
+	r.writes = make(chan writeJob, 4)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		r.writer(ctx)
+	}()
 	for _, w := range windows {
-		if err := ctx.Err(); err != nil {
-			return err
+		if err = ctx.Err(); err != nil {
+			break
 		}
-		if err := r.window(ctx, w, 0); err != nil {
-			return err
+		if err = r.window(ctx, w, 0); err != nil {
+			break
 		}
+	}
+	close(r.writes)
+	<-writerDone // what was fetched is written, even when stopping
+	if werr := r.writerErr(); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return err
 	}
 	// Report every remaining gap on every run until it is filled.
 	if state, err = store.SyncState(ctx, r.t.Key); err != nil {
@@ -135,8 +169,8 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 }
 
 // window fetches w completely, splitting it in time when TAPD holds more
-// records than one window should page, then commits it (checkpoint and,
-// when reconciled, coverage). depth counts splits, for logs.
+// records than one window should page, then queues its commit (checkpoint
+// and, when reconciled, coverage). depth counts splits, for logs.
 func (r *runState) window(ctx context.Context, w Interval, depth int) error {
 	o := r.s.o
 	for attempt := 1; ; attempt++ {
@@ -148,9 +182,7 @@ func (r *runState) window(ctx context.Context, w Interval, depth int) error {
 		if total > o.SplitAbove || total > o.PagingCap {
 			if older, newer, ok := halve(w); ok {
 				r.log.Debug("window split", "window", r.fmtWindow(w), "total", total, "depth", depth+1)
-				if err := r.store(ctx, first); err != nil { // page 1 is valid data: keep it
-					return err
-				}
+				r.write(writeJob{batch: r.normalizeAll(first)}) // page 1 is valid data: keep it
 				if err := r.window(ctx, older, depth+1); err != nil {
 					return err
 				}
@@ -162,7 +194,6 @@ func (r *runState) window(ctx context.Context, w Interval, depth int) error {
 			return err
 		}
 		verified := seen == total && lastTotal == total
-		reachable := min(total, o.PagingCap)
 		if !verified && attempt < o.ReconcileTries && total <= o.PagingCap {
 			r.log.Info("window changed while paging; fetching it again", "window", r.fmtWindow(w),
 				"remote_total_first", total, "remote_total_last", lastTotal, "distinct_fetched", seen, "attempt", attempt)
@@ -170,113 +201,168 @@ func (r *runState) window(ctx context.Context, w Interval, depth int) error {
 		}
 		if !verified {
 			r.warn(fmt.Sprintf("window %s did not reconcile after %d fetches: TAPD reports %d records, %d distinct fetched (%d reachable by paging)",
-				r.fmtWindow(w), attempt, lastTotal, seen, reachable))
+				r.fmtWindow(w), attempt, lastTotal, seen, min(total, o.PagingCap)))
 		}
-		if err := o.Store.CommitWindow(context.WithoutCancel(ctx), r.t.Key, w, verified); err != nil {
-			return err
-		}
-		r.run.RemoteTotal += lastTotal
-		r.run.Windows++
-		r.done += w.End.Sub(w.Start)
-		r.progress(w, lastTotal)
+		r.write(writeJob{commit: &w, verified: verified, total: lastTotal})
 		return nil
 	}
 }
 
-// pageAll fetches pages 2.. of w after first, storing each page, and returns
-// how many distinct records it saw and TAPD's total on the last page.
+// writeBatch is how many records are upserted per transaction: fewer,
+// larger commits, without holding more than a few batches in memory.
+const writeBatch = 2000
+
+// pageAll queues first and pages 2.. of w for writing and returns how many
+// distinct records it saw and TAPD's total on the last page.
 func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page) (distinct, lastTotal int, err error) {
+	limit := r.s.o.PageSize
+	pages := (min(first.TotalItems, r.s.o.PagingCap) + limit - 1) / limit
 	seen := make(map[string]struct{}, first.TotalItems)
-	note := func(p tapd.Page) {
+	var pending []storage.Activity
+	take := func(p tapd.Page) {
 		for _, rec := range p.Records {
 			seen[rec.ID] = struct{}{}
 		}
+		pending = append(pending, r.normalizeAll(p)...)
 		lastTotal = p.TotalItems
 	}
-	if err := r.store(ctx, first); err != nil {
-		return 0, 0, err
-	}
-	note(first)
-	limit := r.s.o.PageSize
-	pages := (min(first.TotalItems, r.s.o.PagingCap) + limit - 1) / limit
+	take(first)
 	for n := 2; n <= pages; n++ {
-		if err := ctx.Err(); err != nil {
-			return 0, 0, err
+		if err = r.writerErr(); err != nil {
+			break
 		}
-		p, err := r.page(ctx, w, n)
-		if err != nil {
-			return 0, 0, err
+		var p tapd.Page
+		if p, err = r.page(ctx, w, n); err != nil {
+			break
 		}
-		if err := r.store(ctx, p); err != nil {
-			return 0, 0, err
+		take(p)
+		if len(pending) >= writeBatch {
+			r.write(writeJob{batch: pending})
+			pending = nil
 		}
-		note(p)
 		if len(p.Records) == 0 {
 			break // the window shrank under us; reconciliation decides
 		}
 	}
-	return len(seen), lastTotal, nil
+	r.write(writeJob{batch: pending}) // what was fetched is stored, even when stopping
+	return len(seen), lastTotal, err
 }
 
-// page fetches page n of window w.
+// page fetches page n of window w and counts it on the run.
 func (r *runState) page(ctx context.Context, w Interval, n int) (tapd.Page, error) {
 	q := tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly, Limit: r.s.o.PageSize, Page: n,
 		Start: w.Start, End: w.End.Add(-time.Minute)} // end_time's minute is inclusive
-	r.run.Requests++
 	p, err := r.s.o.TAPD.MemberActivityLog(ctx, q)
+	r.mu.Lock()
+	r.run.Requests++
+	if err == nil {
+		r.run.Pages++
+		r.run.Fetched += len(p.Records)
+	}
+	r.mu.Unlock()
 	if err != nil {
 		return p, fmt.Errorf("fetching window %s page %d: %w", r.fmtWindow(w), n, err)
 	}
-	r.run.Pages++
-	r.run.Fetched += len(p.Records)
 	r.log.Debug("page fetched", "window", r.fmtWindow(w), "page", n, "records", len(p.Records), "total", p.TotalItems)
 	return p, nil
 }
 
-// store normalizes and upserts one page in one transaction. It runs even
-// when ctx is canceled mid-way, so a fetched page is never thrown away.
-func (r *runState) store(ctx context.Context, p tapd.Page) error {
-	if len(p.Records) == 0 {
-		return nil
+// write queues a job for the writer (blocking while it is a few batches behind).
+func (r *runState) write(j writeJob) {
+	if j.commit != nil || len(j.batch) > 0 {
+		r.writes <- j
 	}
-	labels := indexLabels(p)
-	batch := make([]storage.Activity, len(p.Records))
-	for i, rec := range p.Records {
-		batch[i] = normalize(rec, labels, r.t)
+}
+
+func (r *runState) writerErr() error {
+	r.writerMu.Lock()
+	defer r.writerMu.Unlock()
+	return r.writeErr
+}
+
+// writer performs queued jobs in order until the queue closes. After the
+// first error it only drains, so the fetcher never blocks on it. It ignores
+// ctx's cancellation: what was fetched is committed.
+func (r *runState) writer(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for j := range r.writes {
+		if r.writerErr() != nil {
+			continue
+		}
+		var err error
+		if len(j.batch) > 0 {
+			err = r.store(ctx, j.batch)
+		}
+		if err == nil && j.commit != nil {
+			err = r.commit(ctx, *j.commit, j.verified, j.total)
+		}
+		if err != nil {
+			r.writerMu.Lock()
+			r.writeErr = err
+			r.writerMu.Unlock()
+		}
 	}
-	res, err := r.s.o.Store.UpsertMirrored(context.WithoutCancel(ctx), batch)
+}
+
+// store upserts normalized records in one transaction.
+func (r *runState) store(ctx context.Context, batch []storage.Activity) error {
+	res, err := r.s.o.Store.UpsertMirrored(ctx, batch)
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
 	r.run.Inserted += res.Inserted
 	r.run.Updated += res.Updated
 	r.run.Unchanged += res.Unchanged
 	r.run.Suppressed += res.Suppressed
-	r.s.o.Metrics.Records(r.t.Key, len(p.Records), res)
+	r.mu.Unlock()
+	r.s.o.Metrics.Records(r.t.Key, len(batch), res)
 	return nil
 }
 
-func (r *runState) warn(msg string) {
-	r.run.Warnings = append(r.run.Warnings, msg)
-	r.log.Warn(msg)
-}
+// commit records a fully written window, then logs progress and saves the
+// run's counters so status shows a run in flight.
+func (r *runState) commit(ctx context.Context, w Interval, verified bool, total int) error {
+	if err := r.s.o.Store.CommitWindow(ctx, r.t.Key, w, verified); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.run.RemoteTotal += total
+	r.run.Windows++
+	r.done += w.End.Sub(w.Start)
+	snapshot, done := *r.run, r.done
+	r.mu.Unlock()
 
-// progress logs a committed window with rate and, for long runs, an ETA,
-// and saves the run's counters so status shows a run in flight.
-func (r *runState) progress(w Interval, remoteTotal int) {
 	elapsed := time.Since(r.started)
-	rate := float64(r.run.Fetched) / max(elapsed.Seconds(), 1e-3)
-	attrs := []any{"window", r.fmtWindow(w), "remote_total", remoteTotal, "pages", r.run.Pages,
-		"fetched", r.run.Fetched, "inserted", r.run.Inserted, "rate_per_s", int(rate)}
-	if r.span > 0 && r.done < r.span {
-		frac := float64(r.done) / float64(r.span)
+	rate := float64(snapshot.Fetched) / max(elapsed.Seconds(), 1e-3)
+	attrs := []any{"window", r.fmtWindow(w), "remote_total", total, "pages", snapshot.Pages,
+		"fetched", snapshot.Fetched, "inserted", snapshot.Inserted, "rate_per_s", int(rate)}
+	if r.span > 0 && done < r.span {
+		frac := float64(done) / float64(r.span)
 		eta := time.Duration(float64(elapsed) * (1 - frac) / max(frac, 1e-9))
 		attrs = append(attrs, "done_pct", int(frac*100), "eta", eta.Round(time.Second))
 	}
 	r.log.Info("window synced", attrs...)
-	if err := r.s.o.Store.UpdateRun(context.Background(), *r.run); err != nil {
+	if err := r.s.o.Store.UpdateRun(ctx, snapshot); err != nil {
 		r.log.Warn("saving run progress failed", "err", err)
 	}
+	return nil
+}
+
+func (r *runState) normalizeAll(p tapd.Page) []storage.Activity {
+	labels := indexLabels(p)
+	out := make([]storage.Activity, len(p.Records))
+	for i, rec := range p.Records {
+		out[i] = normalize(rec, labels, r.t)
+	}
+	return out
+}
+
+func (r *runState) warn(msg string) {
+	r.mu.Lock()
+	r.run.Warnings = append(r.run.Warnings, msg)
+	r.mu.Unlock()
+	r.log.Warn(msg)
 }
 
 func (r *runState) fmt(t time.Time) string { return t.In(r.s.o.Location).Format("2006-01-02 15:04") }

@@ -148,19 +148,25 @@ func (c *Client) MemberActivityLog(ctx context.Context, q Query) (Page, error) {
 			params.Set(k, v)
 		}
 	}
-	data, err := c.get(ctx, op, "/workspaces/member_activity_log", params)
+	data, typed, err := c.get(ctx, op, "/workspaces/member_activity_log", params, func() any { return new(wirePage) })
 	if err != nil {
 		return Page{}, err
 	}
-	return c.decodePage(op, data)
-}
-
-func (c *Client) decodePage(op string, data json.RawMessage) (Page, error) {
-	var w wirePage
-	if err := json.Unmarshal(data, &w); err != nil || w.Records == nil {
+	w, _ := typed.(*wirePage)
+	if w == nil {
+		w = new(wirePage)
+		if err := json.Unmarshal(data, w); err != nil {
+			w.Records = nil
+		}
+	}
+	if w.Records == nil {
 		return Page{}, &Error{Kind: ErrMalformed, Op: op, Info: "data is not a page of records: " + snippet(data),
 			Hint: "check tapd.base_url points at the TAPD API root"}
 	}
+	return c.decodePage(op, w)
+}
+
+func (c *Client) decodePage(op string, w *wirePage) (Page, error) {
 	p := Page{PerPage: int(w.PerPage), TotalItems: int(w.TotalItems), CurrentPage: int(w.CurrentPage),
 		OperateTypes: w.OperateTypes, OperateObjects: w.OperateObjects, Records: make([]Record, 0, len(*w.Records))}
 	for _, r := range *w.Records {
@@ -179,7 +185,7 @@ func (c *Client) decodePage(op string, data json.RawMessage) (Page, error) {
 // "organization" are the company itself and are left out).
 func (c *Client) Projects(ctx context.Context, companyID string) ([]Project, error) {
 	op := "projects of company " + companyID
-	data, err := c.get(ctx, op, "/workspaces/projects", url.Values{"company_id": {companyID}})
+	data, _, err := c.get(ctx, op, "/workspaces/projects", url.Values{"company_id": {companyID}}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -201,15 +207,17 @@ func (c *Client) Projects(ctx context.Context, companyID string) ([]Project, err
 	return out, nil
 }
 
-// get performs one logical call (with retries) and returns the envelope's data.
-func (c *Client) get(ctx context.Context, op, path string, params url.Values) (json.RawMessage, error) {
+// get performs one logical call (with retries) and returns the envelope's
+// data. With newData, a successful body is decoded into a fresh newData()
+// in the same pass that validates it, returned as typed (data is then nil).
+func (c *Client) get(ctx context.Context, op, path string, params url.Values, newData func() any) (data json.RawMessage, typed any, err error) {
 	ctx = context.WithValue(ctx, attemptKey{}, new(atomic.Int32))
 	u := *c.base
 	u.Path += path
 	u.RawQuery = params.Encode()
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: building request: %w", op, err)
+		return nil, nil, fmt.Errorf("%s: building request: %w", op, err)
 	}
 	req.Header.Set("User-Agent", c.opts.UserAgent)
 	req.Header.Set("Accept", "application/json")
@@ -218,20 +226,47 @@ func (c *Client) get(ctx context.Context, op, path string, params url.Values) (j
 	} else if c.opts.APIUser != "" {
 		req.SetBasicAuth(c.opts.APIUser, c.opts.APIPassword)
 	}
-	// Read the whole body inside the retry loop, so that a truncated or
-	// non-JSON 2xx body is retried like a 5xx.
-	req.SetResponseHandler(bufferBody)
+	// Read and decode the whole body inside the retry loop, so that a
+	// truncated or non-JSON 2xx body is retried like a 5xx.
+	typedOK := false
+	req.SetResponseHandler(func(resp *http.Response) error {
+		body, err := bufferBody(resp)
+		if err != nil || resp.StatusCode/100 != 2 {
+			return err
+		}
+		if newData == nil {
+			if !json.Valid(body) {
+				return errBadBody
+			}
+			return nil
+		}
+		env := struct {
+			Status flexInt `json:"status"`
+			Data   any     `json:"data"`
+		}{Data: newData()}
+		err = json.Unmarshal(body, &env)
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return errBadBody
+		}
+		typed, typedOK = env.Data, err == nil && env.Status == 1
+		return nil
+	})
 	resp, err := c.http.Do(req)
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return nil, fmt.Errorf("%s: %w", op, ctxErr)
+		return nil, nil, fmt.Errorf("%s: %w", op, ctxErr)
 	}
 	if resp == nil {
-		return nil, &Error{Kind: ErrServer, Op: op, Info: redactErr(err).Error(),
+		return nil, nil, &Error{Kind: ErrServer, Op: op, Info: redactErr(err).Error(),
 			Hint: "TAPD could not be reached; check tapd.base_url and the network"}
 	}
 	defer resp.Body.Close()
+	if typedOK && resp.StatusCode == http.StatusOK && err == nil {
+		return nil, typed, nil
+	}
 	body, _ := io.ReadAll(resp.Body)
-	return c.classify(op, resp, body)
+	data, err = c.classify(op, resp, body)
+	return data, nil, err
 }
 
 // classify turns a final response into data or a typed error.
@@ -270,21 +305,19 @@ func (c *Client) classify(op string, resp *http.Response, body []byte) (json.Raw
 	return nil, e
 }
 
-// bufferBody reads the body into memory and fails a 2xx whose body is not
-// complete JSON (TAPD sometimes truncates large pages or sends HTML).
-func bufferBody(resp *http.Response) error {
+// bufferBody reads the body into memory, leaving a re-readable copy in resp.
+func bufferBody(resp *http.Response) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("reading TAPD response: %w", err)
+		return nil, fmt.Errorf("reading TAPD response: %w", err)
 	}
-	if resp.StatusCode/100 == 2 && !json.Valid(body) {
-		return errBadBody
-	}
-	return nil
+	return body, nil
 }
 
+// errBadBody marks a 2xx whose body is not complete JSON (TAPD sometimes
+// truncates large pages or sends HTML): retried.
 var errBadBody = errors.New("TAPD response body is not complete JSON")
 
 // checkRetry retries network errors, 429, 5xx and broken 2xx bodies; never

@@ -20,7 +20,9 @@ func TestDemoEndToEnd(t *testing.T) {
 	out, errOut := &syncBuffer{}, &syncBuffer{}
 	m := &Main{Stdout: out, Stderr: errOut, Getenv: func(string) string { return "" }, Listening: func(a string) { addr <- a }}
 	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--db", db, "--interval", "1s", "--log-format", "json"}) }()
+	go func() {
+		done <- m.Run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--db", db, "--interval", "1s", "--log-format", "json"})
+	}()
 	var base string
 	select {
 	case a := <-addr:

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -73,41 +74,71 @@ func URL(t testing.TB, dialect string) string {
 
 func freshPostgres(t testing.TB) string {
 	t.Helper()
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = DefaultPostgresURL
+	admin := AdminURL()
+	u, drop, err := CreateDatabase(admin)
+	if errors.Is(err, errUnreachable) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is required when CI=true but unreachable at TEST_DATABASE_URL: %v", err)
+		}
+		t.Skipf("PostgreSQL unreachable, skipping (set CI=true to make this a failure): %v", err)
 	}
-	db, err := sql.Open("postgres", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return u
+}
+
+// AdminURL is TEST_DATABASE_URL or the local default.
+func AdminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultPostgresURL
+}
+
+var errUnreachable = errors.New("PostgreSQL unreachable")
+
+// CreateDatabase creates a fresh, empty database next to the one adminURL
+// names and returns its URL and a function that drops it.
+func CreateDatabase(adminURL string) (string, func() error, error) {
+	db, err := sql.Open("postgres", adminURL)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = db.PingContext(ctx)
 		cancel()
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required when CI=true but unreachable at TEST_DATABASE_URL: %v", err)
+		if db != nil {
+			db.Close()
 		}
-		t.Skipf("PostgreSQL unreachable, skipping (set CI=true to make this a failure): %v", err)
+		return "", nil, fmt.Errorf("%w: %v", errUnreachable, err)
 	}
 	var b [6]byte
 	rand.Read(b[:])
 	name := "tapdmirror_test_" + hex.EncodeToString(b[:])
 	if _, err := db.Exec(`CREATE DATABASE ` + name); err != nil {
 		db.Close()
-		t.Fatalf("creating test database: %v", err)
+		return "", nil, fmt.Errorf("creating test database: %w", err)
 	}
-	t.Cleanup(func() {
+	drop := func() error {
 		defer db.Close()
 		if _, err := db.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
-			t.Errorf("dropping test database %s: %v", name, err)
+			return fmt.Errorf("dropping test database %s: %w", name, err)
 		}
-	})
-	u, err := url.Parse(admin)
+		return nil
+	}
+	u, err := url.Parse(adminURL)
 	if err != nil {
-		t.Fatalf("parsing TEST_DATABASE_URL: %v", err)
+		drop()
+		return "", nil, fmt.Errorf("parsing TEST_DATABASE_URL: %w", err)
 	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), drop, nil
 }
 
 // MustExec runs a statement for test setup.

@@ -202,7 +202,8 @@ func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	all := s.selectLocked(ws, companyOnly, start.Truncate(time.Minute), end.Truncate(time.Minute).Add(time.Minute), q)
 	data := pageData{PerPage: strconv.Itoa(limit), TotalItems: len(all), CurrentPage: strconv.Itoa(page),
 		Records: []wireRecord{}, OperateTypes: OperateTypes, OperateObjects: OperateObjects}
-	for _, rec := range all[min((page-1)*limit, len(all)):min(page*limit, len(all))] {
+	for _, at := range all[min((page-1)*limit, len(all)):min(page*limit, len(all))] {
+		rec := &s.records[at]
 		data.Records = append(data.Records, wireRecord{ID: rec.ID, Action: rec.Action,
 			Created: rec.Created.In(Shanghai).Format("2006-01-02 15:04:05"), Creator: rec.Creator,
 			ProjectName: rec.ProjectName, OperateType: OperateTypes[rec.TypeKey],
@@ -234,6 +235,12 @@ func atoiOr(s string, def int) int {
 		return n
 	}
 	return def
+}
+
+// appendEscape appends \uXXXX for a UTF-16 code unit.
+func appendEscape(out []byte, r rune) []byte {
+	const hex = "0123456789abcdef"
+	return append(out, '\\', 'u', hex[r>>12&0xF], hex[r>>8&0xF], hex[r>>4&0xF], hex[r&0xF])
 }
 
 type envelope struct {
@@ -268,9 +275,9 @@ func encodeTAPD(v any) []byte {
 			out = append(out, byte(r))
 		case r > 0xFFFF:
 			r -= 0x10000
-			out = fmt.Appendf(out, `\u%04x\u%04x`, 0xD800+(r>>10), 0xDC00+(r&0x3FF))
+			out = appendEscape(appendEscape(out, 0xD800+(r>>10)), 0xDC00+(r&0x3FF))
 		default:
-			out = fmt.Appendf(out, `\u%04x`, r)
+			out = appendEscape(out, r)
 		}
 		raw = raw[size:]
 	}

@@ -280,11 +280,17 @@ func (s *Server) Queryable(workspace string, companyOnly bool) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.nowLocked()
-	return s.selectLocked(workspace, companyOnly, now.AddDate(0, 0, -s.opts.HorizonDays), now.Add(time.Minute), url.Values{})
+	rows := s.selectLocked(workspace, companyOnly, now.AddDate(0, 0, -s.opts.HorizonDays), now.Add(time.Minute), url.Values{})
+	out := make([]Record, len(rows))
+	for i, at := range rows {
+		out[i] = s.records[at]
+	}
+	return out
 }
 
-// selectLocked filters records to [from, to) and the query's filters, newest first.
-func (s *Server) selectLocked(workspace string, companyOnly bool, from, to time.Time, q url.Values) []Record {
+// selectLocked filters records to [from, to) and the query's filters and
+// returns their positions in s.records, newest first.
+func (s *Server) selectLocked(workspace string, companyOnly bool, from, to time.Time, q url.Values) []int {
 	scopes := []string{workspace} // a project
 	switch {
 	case companyOnly:
@@ -295,21 +301,21 @@ func (s *Server) selectLocked(workspace string, companyOnly bool, from, to time.
 			scopes = append(scopes, p.ID)
 		}
 	}
-	var out []Record
+	operator, typ, object, ip := q.Get("operator"), q.Get("operate_type"), q.Get("operator_object"), q.Get("ip")
+	var out []int
 	for _, key := range scopes {
 		for _, i := range s.inWindow(key, from, to) {
-			r := s.records[i]
-			if q.Get("operator") != "" && r.Creator != q.Get("operator") ||
-				q.Get("operate_type") != "" && r.TypeKey != q.Get("operate_type") ||
-				q.Get("operator_object") != "" && r.ObjectKey != q.Get("operator_object") ||
-				q.Get("ip") != "" && r.IP != q.Get("ip") {
+			r := &s.records[i]
+			if operator != "" && r.Creator != operator || typ != "" && r.TypeKey != typ ||
+				object != "" && r.ObjectKey != object || ip != "" && r.IP != ip {
 				continue
 			}
-			out = append(out, r)
+			out = append(out, i)
 		}
 	}
-	slices.SortFunc(out, func(a, b Record) int {
-		return cmp.Or(b.Created.Compare(a.Created), cmp.Compare(len(b.ID), len(a.ID)), cmp.Compare(b.ID, a.ID))
+	// Records are appended in id order, so a later position is a larger id.
+	slices.SortFunc(out, func(a, b int) int {
+		return cmp.Or(s.records[b].Created.Compare(s.records[a].Created), cmp.Compare(b, a))
 	})
 	return out
 }
