@@ -12,8 +12,11 @@ import (
 // Cursors are opaque to clients: base64url of "v1:<unix seconds>:<id>", the
 // last row's place in the newest-first order. A cursor stays valid under
 // concurrent inserts, because it names a position, not an offset.
-func encodeCursor(a storage.Activity) string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "v1:%d:%d", a.Timestamp.Unix(), a.ID))
+func encodeCursor(a storage.Activity) string { return CursorAt(a.Timestamp, a.ID) }
+
+// CursorAt is the cursor that pages on from the row (timestamp, id).
+func CursorAt(ts time.Time, id int64) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "v1:%d:%d", ts.Unix(), id))
 }
 
 func decodeCursor(raw string) (*storage.Position, error) {

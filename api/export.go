@@ -36,6 +36,7 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		format = "csv"
 	}
 	var write func(storage.Activity) error
+	flush := func() error { return nil } // the format's own buffer, before buf
 	buf := bufio.NewWriterSize(w, 64<<10)
 	switch format {
 	case "csv":
@@ -47,12 +48,11 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		}
 		write = func(a storage.Activity) error {
 			extra, _ := json.Marshal(nonNilMap(a.Extra))
-			cw.Write([]string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail, //nolint:errcheck // checked via cw.Error
+			return cw.Write([]string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail,
 				a.Username, strconv.FormatInt(a.Timestamp.Unix(), 10), a.Timestamp.UTC().Format(time.RFC3339),
 				a.Source, a.SourceID, a.WorkspaceID, string(extra)})
-			cw.Flush()
-			return cw.Error()
 		}
+		flush = func() error { cw.Flush(); return cw.Error() }
 	case "ndjson":
 		w.Header().Set("Content-Type", "application/x-ndjson; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="activity_log.ndjson"`)
@@ -70,6 +70,9 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if rows++; rows%exportFlushEvery == 0 {
+			if err := flush(); err != nil {
+				return err
+			}
 			if err := buf.Flush(); err != nil {
 				return err
 			}
@@ -79,6 +82,9 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err == nil {
 		err = buf.Flush()
 	}
