@@ -43,7 +43,7 @@ type activityDetailJSON struct {
 
 func toDetailJSON(a storage.Activity) activityDetailJSON {
 	return activityDetailJSON{activityJSON: toJSON(a), Source: a.Source, SourceID: a.SourceID,
-		WorkspaceID: a.WorkspaceID, Extra: nonNilMap(a.Extra), IngestedAt: a.IngestedAt.Unix()}
+		WorkspaceID: a.WorkspaceID, Extra: a.ExtraFields(), IngestedAt: a.IngestedAt.Unix()}
 }
 
 // pagedEnvelope is the envelope plus next_cursor, used only when the request

@@ -47,7 +47,7 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		write = func(a storage.Activity) error {
-			extra, _ := json.Marshal(nonNilMap(a.Extra))
+			extra, _ := json.Marshal(a.ExtraFields())
 			return cw.Write([]string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail,
 				a.Username, strconv.FormatInt(a.Timestamp.Unix(), 10), a.Timestamp.UTC().Format(time.RFC3339),
 				a.Source, a.SourceID, a.WorkspaceID, string(extra)})
@@ -94,11 +94,4 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	s.log.InfoContext(r.Context(), "export finished", "format", format, "rows", rows)
-}
-
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
 }

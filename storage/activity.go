@@ -29,8 +29,24 @@ type Activity struct {
 	Source       string
 	SourceID     string // empty for local records
 	WorkspaceID  string // the sync workspace that first stored it
-	Extra        map[string]string
-	IngestedAt   time.Time
+	// Extra holds the raw TAPD fields on writes. Rows read back carry them
+	// undecoded (most reads never need them): use ExtraFields.
+	Extra      map[string]string
+	extraJSON  string
+	IngestedAt time.Time
+}
+
+// ExtraFields returns Extra, decoding it from the stored JSON on rows read
+// back. Text that is not a JSON object is returned under "_unparsed".
+func (a Activity) ExtraFields() map[string]string {
+	if a.Extra != nil || a.extraJSON == "" {
+		return nonNil(a.Extra)
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(a.extraJSON), &m); err != nil {
+		return map[string]string{"_unparsed": a.extraJSON}
+	}
+	return m
 }
 
 // activityRow is Activity as the database hands it back.
@@ -52,19 +68,16 @@ type activityRow struct {
 const activityColumns = `id, platform, serial, action_type, action_detail, username, timestamp,
 	source, source_id, workspace_id, extra, ingested_at`
 
-func (r activityRow) activity() (Activity, error) {
+func (r activityRow) activity() Activity {
 	a := Activity{
 		ID: r.ID, Platform: r.Platform, Serial: r.Serial, ActionType: r.ActionType,
 		ActionDetail: r.ActionDetail, Username: r.Username, Timestamp: r.Timestamp.Time,
-		Source: r.Source, WorkspaceID: r.WorkspaceID, IngestedAt: r.IngestedAt.Time,
+		Source: r.Source, WorkspaceID: r.WorkspaceID, IngestedAt: r.IngestedAt.Time, extraJSON: r.Extra,
 	}
 	if r.SourceID != nil {
 		a.SourceID = *r.SourceID
 	}
-	if err := json.Unmarshal([]byte(r.Extra), &a.Extra); err != nil {
-		return a, fmt.Errorf("activity %d: reading extra: %w", r.ID, err)
-	}
-	return a, nil
+	return a
 }
 
 // Filter selects activity records; zero fields do not filter.
@@ -174,11 +187,7 @@ func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args
 		if err := rows.StructScan(&r); err != nil {
 			return err
 		}
-		a, err := r.activity()
-		if err != nil {
-			return err
-		}
-		if err := fn(a); err != nil {
+		if err := fn(r.activity()); err != nil {
 			return err
 		}
 	}
@@ -219,9 +228,7 @@ func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) 
 		if err != nil {
 			return err
 		}
-		if deleted, err = r.activity(); err != nil {
-			return err
-		}
+		deleted = r.activity()
 		if deleted.SourceID != "" {
 			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
 				VALUES (?, ?, ?) ON CONFLICT (source, source_id) DO NOTHING`),
@@ -277,5 +284,5 @@ func sameContent(stored, fresh Activity) bool {
 	return stored.Platform == fresh.Platform && stored.Serial == fresh.Serial &&
 		stored.ActionType == fresh.ActionType && stored.ActionDetail == fresh.ActionDetail &&
 		stored.Username == fresh.Username && stored.Timestamp.Equal(fresh.Timestamp) &&
-		maps.Equal(nonNil(stored.Extra), nonNil(fresh.Extra))
+		maps.Equal(stored.ExtraFields(), fresh.ExtraFields())
 }

@@ -114,7 +114,7 @@ func TestUpsertMirroredIsIdempotentAndReports(t *testing.T) {
 			t.Fatalf("mixed upsert = %+v, %v", r, err)
 		}
 		list, _ := s.ListActivities(ctx, storage.Filter{Until: t0.Add(6 * time.Second), Since: t0.Add(5 * time.Second)}, 10, 0)
-		if len(list) != 1 || list[0].ActionDetail != "迭代: renamed" || list[0].Extra["title"] != "t5" {
+		if len(list) != 1 || list[0].ActionDetail != "迭代: renamed" || list[0].ExtraFields()["title"] != "t5" {
 			t.Fatalf("updated row = %+v", list)
 		}
 	})
@@ -211,4 +211,23 @@ func idsOf(as []storage.Activity) []int64 {
 		out = append(out, a.ID)
 	}
 	return out
+}
+
+func TestGapsAreHolesBetweenOriginAndCheckpoint(t *testing.T) {
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	st := storage.SyncState{Origin: h(0), HighWater: h(10),
+		Coverage: []storage.Interval{{Start: h(1), End: h(3)}, {Start: h(5), End: h(8)}}}
+	got := st.Gaps()
+	want := []storage.Interval{{Start: h(0), End: h(1)}, {Start: h(3), End: h(5)}, {Start: h(8), End: h(10)}}
+	if len(got) != len(want) {
+		t.Fatalf("gaps = %v", got)
+	}
+	for i := range want {
+		if !got[i].Start.Equal(want[i].Start) || !got[i].End.Equal(want[i].End) {
+			t.Fatalf("gap %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if gaps := (storage.SyncState{}).Gaps(); len(gaps) != 0 {
+		t.Fatalf("never-synced workspace has gaps %v", gaps)
+	}
 }

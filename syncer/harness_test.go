@@ -189,10 +189,11 @@ func (h *harness) assertMirror(want []tapdtest.Record) {
 		}
 		exp := storage.Activity{Platform: "tapd", Serial: r.Workspace, ActionType: r.TypeKey,
 			ActionDetail: tapdtest.OperateObjects[r.ObjectKey] + ": " + r.Title, Username: r.Creator}
+		x := a.ExtraFields()
 		if a.Platform != exp.Platform || a.Serial != exp.Serial || a.ActionType != exp.ActionType ||
 			a.ActionDetail != exp.ActionDetail || a.Username != exp.Username || !a.Timestamp.Equal(r.Created) ||
-			a.Extra["ip"] != r.IP || a.Extra["url"] != r.URL || a.Extra["ua"] != r.UA || a.Extra["title"] != r.Title ||
-			a.Extra["operate_object_key"] != r.ObjectKey || a.Extra["action"] != r.Action {
+			x["ip"] != r.IP || x["url"] != r.URL || x["ua"] != r.UA || x["title"] != r.Title ||
+			x["operate_object_key"] != r.ObjectKey || x["action"] != r.Action {
 			wrong++
 			if wrong <= 3 {
 				h.t.Errorf("record %s normalized wrong:\n got %+v\nwant %+v (ts %s)", r.ID, a, exp, r.Created)

@@ -41,9 +41,9 @@ func halve(w Interval) (older, newer Interval, ok bool) {
 
 // ceilMinute rounds t up to the next whole minute.
 func ceilMinute(t time.Time) time.Time {
-	if tr := t.Truncate(time.Minute); tr.Equal(t) {
+	tr := t.Truncate(time.Minute)
+	if tr.Equal(t) {
 		return t
-	} else {
-		return tr.Add(time.Minute)
 	}
+	return tr.Add(time.Minute)
 }

@@ -187,7 +187,7 @@ func (b *bench) baselineLoad(ctx context.Context, dialect string, rows []storage
 			ts, ing = a.Timestamp.Unix(), now.Unix()
 		}
 		if _, err := stmt.ExecContext(ctx, a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, ts,
-			a.Source, a.SourceID, a.WorkspaceID, extraJSON(a.Extra), ing); err != nil {
+			a.Source, a.SourceID, a.WorkspaceID, extraJSON(a.ExtraFields()), ing); err != nil {
 			return "", 0, err
 		}
 	}

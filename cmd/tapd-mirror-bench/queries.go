@@ -103,7 +103,7 @@ func (b *bench) queriesAt(ctx context.Context, n int) error {
 			target += ", and < 1 s"
 		}
 		rows = append(rows, []string{q.name, ms(apiLat.p50), ms(apiLat.p99), ms(rawLat.p50), ms(rawLat.p99),
-			ratio(float64(apiLat.p50), float64(rawLat.p50)), "+" + ms(overhead), fmt.Sprint(iters), target, passFail(ok)})
+			ratio(float64(apiLat.p50), float64(rawLat.p50)), fmt.Sprintf("%+.2f ms", float64(overhead)/float64(time.Millisecond)), fmt.Sprint(iters), target, passFail(ok)})
 	}
 	fmt.Fprintf(b.out, "**%d rows** (generated with COPY + index build + VACUUM ANALYZE in %s)\n\n", n, genTook.Round(time.Second))
 	b.table([]string{"query", "API p50", "API p99", "raw p50", "raw p99", "ratio p50", "overhead p50", "iterations", "target", "result"}, rows)

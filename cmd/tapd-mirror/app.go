@@ -167,6 +167,9 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 	for _, v := range applied {
 		log.Info("migration applied", "version", v)
 	}
+	if st.Dialect() == config.SQLite {
+		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", cfg.DatabaseURL)
+	}
 	return st, nil
 }
 

@@ -140,11 +140,3 @@ func CreateDatabase(adminURL string) (string, func() error, error) {
 	u.Path = "/" + name
 	return u.String(), drop, nil
 }
-
-// MustExec runs a statement for test setup.
-func MustExec(t testing.TB, s *storage.Store, q string, args ...any) {
-	t.Helper()
-	if _, err := s.DB().Exec(s.DB().Rebind(q), args...); err != nil {
-		t.Fatalf("%s: %v", q, fmt.Sprint(err))
-	}
-}

@@ -1,0 +1,87 @@
+package syncer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+)
+
+var sh = time.FixedZone("CST", 8*3600)
+
+func at(s string) time.Time {
+	t, err := time.ParseInLocation("2006-01-02 15:04", s, sh)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestSplitByMonthNeverSpansTwoMonths(t *testing.T) {
+	got := splitByMonth(Interval{Start: at("2026-05-27 21:15"), End: at("2026-07-02 10:00")}, sh)
+	want := []Interval{
+		{Start: at("2026-05-27 21:15"), End: at("2026-06-01 00:00")},
+		{Start: at("2026-06-01 00:00"), End: at("2026-07-01 00:00")},
+		{Start: at("2026-07-01 00:00"), End: at("2026-07-02 10:00")},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if !got[i].Start.Equal(want[i].Start) || !got[i].End.Equal(want[i].End) {
+			t.Fatalf("window %d = %v, want %v", i, got[i], want[i])
+		}
+		// The query's end_time is End−1m: still in Start's month.
+		if last := got[i].End.Add(-time.Minute).In(sh); last.Month() != got[i].Start.In(sh).Month() {
+			t.Fatalf("window %d spans two months: %v", i, got[i])
+		}
+	}
+	// Month boundaries are TAPD's (UTC+8), not UTC: 2026-06-01 00:00 +08 is May 31 in UTC.
+	if got := splitByMonth(Interval{Start: at("2026-05-31 23:00"), End: at("2026-06-01 01:00")}, sh); len(got) != 2 {
+		t.Fatalf("boundary in TAPD's zone not honoured: %v", got)
+	}
+}
+
+func TestHalveStopsAtOneMinute(t *testing.T) {
+	w := Interval{Start: at("2026-06-01 00:00"), End: at("2026-06-01 00:03")}
+	older, newer, ok := halve(w)
+	if !ok || !older.End.Equal(newer.Start) || !older.Start.Equal(w.Start) || !newer.End.Equal(w.End) ||
+		older.End.Sub(older.Start)%time.Minute != 0 {
+		t.Fatalf("halve(%v) = %v %v %v", w, older, newer, ok)
+	}
+	if _, _, ok := halve(Interval{Start: w.Start, End: w.Start.Add(time.Minute)}); ok {
+		t.Fatal("a one-minute window was split")
+	}
+}
+
+func TestPlan(t *testing.T) {
+	s := New(Options{Location: sh, Overlap: 5 * time.Minute})
+	now := at("2026-11-25 12:00").Add(30 * time.Second)
+	horizon := at("2026-05-27 12:06") // now − 182 days + 5 min margin, rounded up to the minute
+	cases := []struct {
+		name  string
+		state storage.SyncState
+		ro    RunOptions
+		first time.Time
+		n     int
+	}{
+		{"first run backfills the half year", storage.SyncState{}, RunOptions{}, horizon, 7},
+		{"incremental resumes at checkpoint − overlap", storage.SyncState{Origin: horizon, HighWater: at("2026-11-25 11:00"),
+			Coverage: []Interval{{Start: horizon, End: at("2026-11-25 11:00")}}}, RunOptions{}, at("2026-11-25 10:55"), 1},
+		{"unverified hole inside the half year is retried first", storage.SyncState{Origin: horizon, HighWater: at("2026-11-25 11:00"),
+			Coverage: []Interval{{Start: horizon, End: at("2026-08-01 00:00")}, {Start: at("2026-08-02 00:00"), End: at("2026-11-25 11:00")}}},
+			RunOptions{}, at("2026-08-01 00:00"), 2},
+		{"full ignores the checkpoint", storage.SyncState{Origin: horizon, HighWater: at("2026-11-25 11:00")}, RunOptions{Full: true}, horizon, 7},
+		{"a checkpoint older than the horizon restarts at the horizon", storage.SyncState{Origin: at("2026-01-01 00:00"),
+			HighWater: at("2026-02-01 00:00"), Coverage: []Interval{{Start: at("2026-01-01 00:00"), End: at("2026-02-01 00:00")}}}, RunOptions{}, horizon, 7},
+	}
+	for _, tc := range cases {
+		windows, h, to := s.plan(tc.state, tc.ro, now)
+		if !h.Equal(horizon) || !to.Equal(at("2026-11-25 12:00")) {
+			t.Fatalf("%s: horizon %v to %v", tc.name, h, to)
+		}
+		if len(windows) != tc.n || !windows[0].Start.Equal(tc.first) || !windows[len(windows)-1].End.Equal(to) {
+			t.Errorf("%s: windows %v; want %d starting %v", tc.name, windows, tc.n, tc.first)
+		}
+	}
+}
