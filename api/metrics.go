@@ -103,9 +103,6 @@ func (m *Metrics) Records(workspace string, fetched int, res storage.UpsertResul
 	}
 }
 
-// Coverage implements syncer.Metrics; gaps are read at scrape time instead.
-func (m *Metrics) Coverage(string, storage.SyncState) {}
-
 // instrument counts and times API requests by their route pattern.
 func (m *Metrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -149,7 +146,7 @@ var (
 	descMirrorOnly = prometheus.NewDesc("tapdmirror_workspace_oldest_mirror_only_record_timestamp_seconds",
 		"Timestamp of the oldest record that only the mirror still holds (older than TAPD's half year).", []string{"workspace"}, nil)
 	descGaps = prometheus.NewDesc("tapdmirror_workspace_gaps",
-		"Spans of TAPD time never verified complete (see GET /api/v1/sync/status).", []string{"workspace"}, nil)
+		"Spans of TAPD time never verified complete and not acknowledged (see GET /api/v1/sync/status).", []string{"workspace"}, nil)
 )
 
 func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -194,6 +191,12 @@ func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.M
 	if err != nil {
 		return err
 	}
-	gauge(descGaps, float64(len(state.Gaps())))
+	open := 0
+	for _, g := range state.Gaps() {
+		if !g.Acknowledged {
+			open++
+		}
+	}
+	gauge(descGaps, float64(open))
 	return nil
 }

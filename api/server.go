@@ -64,6 +64,7 @@ func (s *Server) Handler() http.Handler {
 
 	mux.HandleFunc("POST /api/v1/sync", s.admin(true, s.needSyncer(s.triggerSync)))
 	mux.HandleFunc("GET /api/v1/sync/status", s.admin(true, s.needSyncer(s.syncStatus)))
+	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.admin(true, s.needSyncer(s.ackGaps)))
 	mux.HandleFunc("GET /api/v1/sync/runs", s.admin(true, s.listRuns))
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.admin(true, s.getRun))
 

@@ -16,6 +16,37 @@ import (
 type Syncer interface {
 	Trigger(ctx context.Context, workspace string, full bool) ([]storage.SyncRun, error)
 	Status(ctx context.Context) ([]syncer.WorkspaceStatus, error)
+	AcknowledgeGaps(ctx context.Context, workspace, note string) ([]storage.Interval, error)
+}
+
+type ackRequest struct {
+	Workspace string `json:"workspace"`
+	Note      string `json:"note"`
+}
+
+// ackGaps acknowledges a workspace's current gaps: typically time lost while
+// the worker was down longer than TAPD's half year, which no sync can fill.
+func (s *Server) ackGaps(w http.ResponseWriter, r *http.Request) {
+	var req ackRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Workspace == "" {
+		s.fail(w, r, errorf(http.StatusBadRequest, "workspace is required"))
+		return
+	}
+	acked, err := s.syncer.AcknowledgeGaps(r.Context(), req.Workspace, req.Note)
+	if errors.Is(err, syncer.ErrUnknownWorkspace) {
+		s.fail(w, r, errorf(http.StatusNotFound, "%v", err))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "gaps acknowledged", "workspace", req.Workspace, "gaps", len(acked), "note", req.Note)
+	s.ok(w, map[string]any{"workspace": req.Workspace, "acknowledged": acked})
 }
 
 type triggerRequest struct {

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -16,9 +17,17 @@ type Interval struct {
 
 // SyncState is what the mirror knows it holds of one workspace.
 type SyncState struct {
-	Origin    time.Time  // start of the first committed window; zero before any
-	HighWater time.Time  // checkpoint: every window before it was committed
-	Coverage  []Interval // verified-complete intervals, oldest first, disjoint
+	Origin       time.Time  // start of the first committed window; zero before any
+	HighWater    time.Time  // checkpoint: every window before it was committed
+	Coverage     []Interval // verified-complete intervals, oldest first, disjoint
+	Acknowledged []Interval // gaps an operator acknowledged
+}
+
+// Gap is a span the mirror never verified, and whether an operator
+// acknowledged it (then it is reported, but no longer warned about).
+type Gap struct {
+	Interval
+	Acknowledged bool `json:"acknowledged"`
 }
 
 // Synced reports whether any window was ever committed.
@@ -27,8 +36,15 @@ func (st SyncState) Synced() bool { return !st.HighWater.IsZero() }
 // Gaps are the spans after Origin and before HighWater that were never
 // verified complete: a window that did not reconcile, or TAPD time that fell
 // out of the half year while the worker was away.
-func (st SyncState) Gaps() []Interval {
-	return Holes(st.Origin, st.HighWater, st.Coverage)
+func (st SyncState) Gaps() []Gap {
+	gaps := []Gap{}
+	for _, h := range Holes(st.Origin, st.HighWater, st.Coverage) {
+		acked := slices.ContainsFunc(st.Acknowledged, func(a Interval) bool {
+			return a.Start.Equal(h.Start) && a.End.Equal(h.End)
+		})
+		gaps = append(gaps, Gap{Interval: h, Acknowledged: acked})
+	}
+	return gaps
 }
 
 // Holes returns the parts of [from, to) that coverage (sorted, disjoint) misses.
@@ -62,11 +78,37 @@ func (s *Store) SyncState(ctx context.Context, workspace string) (SyncState, err
 	if err != nil && !isNoRows(err) {
 		return SyncState{}, fmt.Errorf("reading checkpoint of %s: %w", workspace, err)
 	}
-	cov, err := s.coverage(ctx, workspace)
+	cov, err := s.intervals(ctx, `SELECT start_at, end_at FROM sync_coverage WHERE workspace = ? ORDER BY start_at`, workspace)
 	if err != nil {
-		return SyncState{}, err
+		return SyncState{}, fmt.Errorf("reading coverage of %s: %w", workspace, err)
 	}
-	return SyncState{Origin: row.Origin.Time, HighWater: row.HighWater.Time, Coverage: cov}, nil
+	acked, err := s.intervals(ctx, `SELECT start_at, end_at FROM sync_gap_ack WHERE workspace = ? ORDER BY start_at`, workspace)
+	if err != nil {
+		return SyncState{}, fmt.Errorf("reading acknowledged gaps of %s: %w", workspace, err)
+	}
+	return SyncState{Origin: row.Origin.Time, HighWater: row.HighWater.Time, Coverage: cov, Acknowledged: acked}, nil
+}
+
+// AcknowledgeGaps records every current gap of a workspace as acknowledged
+// and returns them: they stay in status but are no longer warned about.
+func (s *Store) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]Interval, error) {
+	state, err := s.SyncState(ctx, workspace)
+	if err != nil {
+		return nil, err
+	}
+	acked := []Interval{}
+	err = s.inTx(ctx, "acknowledging gaps of "+workspace, func(tx *sqlx.Tx) error {
+		for _, g := range state.Gaps() {
+			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO sync_gap_ack (workspace, start_at, end_at, acknowledged_at, note)
+				VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, start_at, end_at) DO NOTHING`),
+				workspace, s.timeArg(g.Start), s.timeArg(g.End), s.timeArg(time.Now()), note); err != nil {
+				return err
+			}
+			acked = append(acked, g.Interval)
+		}
+		return nil
+	})
+	return acked, err
 }
 
 // CommitWindow records, after the window's records were committed, that
@@ -119,15 +161,14 @@ func (s *Store) mergeCoverage(ctx context.Context, tx *sqlx.Tx, workspace string
 	return nil
 }
 
-// coverage returns a workspace's verified intervals, oldest first, disjoint.
-func (s *Store) coverage(ctx context.Context, workspace string) ([]Interval, error) {
+// intervals reads (start_at, end_at) rows for one workspace.
+func (s *Store) intervals(ctx context.Context, query, workspace string) ([]Interval, error) {
 	var rows []struct {
 		Start dbTime `db:"start_at"`
 		End   dbTime `db:"end_at"`
 	}
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT start_at, end_at FROM sync_coverage
-		WHERE workspace = ? ORDER BY start_at`), workspace); err != nil {
-		return nil, fmt.Errorf("reading coverage of %s: %w", workspace, err)
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(query), workspace); err != nil {
+		return nil, err
 	}
 	out := make([]Interval, len(rows))
 	for i, r := range rows {

@@ -26,17 +26,24 @@ func splitByMonth(span Interval, loc *time.Location) []Interval {
 	return out
 }
 
-// halve splits w at a minute boundary near its middle; ok is false for a
-// window of one minute, which cannot be split further.
-func halve(w Interval) (older, newer Interval, ok bool) {
-	if w.End.Sub(w.Start) <= time.Minute {
-		return w, w, false
+// split cuts w into about n minute-aligned windows of equal length, oldest
+// first; ok is false for a window of one minute, which cannot be split.
+func split(w Interval, n int) (parts []Interval, ok bool) {
+	minutes := int(w.End.Sub(w.Start) / time.Minute)
+	if minutes <= 1 {
+		return nil, false
 	}
-	mid := w.Start.Add(w.End.Sub(w.Start) / 2).Truncate(time.Minute)
-	if !mid.After(w.Start) {
-		mid = w.Start.Add(time.Minute)
+	n = min(max(n, 2), minutes)
+	start := w.Start
+	for i := 1; i <= n; i++ {
+		end := w.Start.Add(time.Duration(minutes*i/n) * time.Minute)
+		if i == n {
+			end = w.End
+		}
+		parts = append(parts, Interval{Start: start, End: end})
+		start = end
 	}
-	return Interval{Start: w.Start, End: mid}, Interval{Start: mid, End: w.End}, true
+	return parts, true
 }
 
 // ceilMinute rounds t up to the next whole minute.

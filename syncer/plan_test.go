@@ -42,14 +42,20 @@ func TestSplitByMonthNeverSpansTwoMonths(t *testing.T) {
 	}
 }
 
-func TestHalveStopsAtOneMinute(t *testing.T) {
-	w := Interval{Start: at("2026-06-01 00:00"), End: at("2026-06-01 00:03")}
-	older, newer, ok := halve(w)
-	if !ok || !older.End.Equal(newer.Start) || !older.Start.Equal(w.Start) || !newer.End.Equal(w.End) ||
-		older.End.Sub(older.Start)%time.Minute != 0 {
-		t.Fatalf("halve(%v) = %v %v %v", w, older, newer, ok)
+func TestSplitIsMinuteAlignedAndStopsAtOneMinute(t *testing.T) {
+	w := Interval{Start: at("2026-06-01 00:00"), End: at("2026-06-01 00:10")}
+	for n, want := range map[int]int{1: 2, 3: 3, 7: 7, 50: 10} {
+		parts, ok := split(w, n)
+		if !ok || len(parts) != want || !parts[0].Start.Equal(w.Start) || !parts[len(parts)-1].End.Equal(w.End) {
+			t.Fatalf("split(%v, %d) = %v, want %d parts covering it", w, n, parts, want)
+		}
+		for i, p := range parts {
+			if p.End.Sub(p.Start) < time.Minute || p.End.Sub(p.Start)%time.Minute != 0 || (i > 0 && !p.Start.Equal(parts[i-1].End)) {
+				t.Fatalf("split(%v, %d): part %d = %v", w, n, i, p)
+			}
+		}
 	}
-	if _, _, ok := halve(Interval{Start: w.Start, End: w.Start.Add(time.Minute)}); ok {
+	if _, ok := split(Interval{Start: w.Start, End: w.Start.Add(time.Minute)}, 4); ok {
 		t.Fatal("a one-minute window was split")
 	}
 }

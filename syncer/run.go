@@ -23,13 +23,12 @@ type runState struct {
 	started time.Time
 	span    time.Duration // TAPD time to cover, for the ETA
 
-	writes   chan writeJob
-	writerMu sync.Mutex
-	writeErr error
+	writes chan writeJob
 
-	mu   sync.Mutex // guards run and done: both goroutines count on them
-	run  *storage.SyncRun
-	done time.Duration // TAPD time committed so far
+	mu       sync.Mutex // guards what both goroutines touch: run, done, writeErr
+	run      *storage.SyncRun
+	done     time.Duration // TAPD time committed so far
+	writeErr error         // the writer's first error; it only drains after it
 }
 
 // writeJob is a batch of records to upsert, or a window to commit once
@@ -57,9 +56,7 @@ func (s *Syncer) plan(state storage.SyncState, ro RunOptions, now time.Time) (wi
 	}
 	var spans []Interval
 	if state.Synced() && from.After(horizon) {
-		for _, h := range storage.Holes(maxTime(state.Origin, horizon), from, state.Coverage) {
-			spans = append(spans, h)
-		}
+		spans = storage.Holes(maxTime(state.Origin, horizon), from, state.Coverage)
 	}
 	if from.Before(to) {
 		spans = append(spans, Interval{Start: from, End: to})
@@ -157,14 +154,16 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	if err != nil {
 		return err
 	}
-	// Report every remaining gap on every run until it is filled.
+	// Report every remaining gap on every run until it is filled or acknowledged.
 	if state, err = store.SyncState(ctx, r.t.Key); err != nil {
 		return err
 	}
 	for _, g := range state.Gaps() {
-		r.warn(fmt.Sprintf("gap in coverage: %s to %s was never verified", r.fmt(g.Start), r.fmt(g.End)))
+		if !g.Acknowledged {
+			r.warn(fmt.Sprintf("gap in coverage: %s to %s was never verified (acknowledge with POST /api/v1/sync/gaps/ack)",
+				r.fmt(g.Start), r.fmt(g.End)))
+		}
 	}
-	r.s.o.Metrics.Coverage(r.t.Key, state)
 	return nil
 }
 
@@ -180,13 +179,16 @@ func (r *runState) window(ctx context.Context, w Interval, depth int) error {
 		}
 		total := first.TotalItems
 		if total > o.SplitAbove || total > o.PagingCap {
-			if older, newer, ok := halve(w); ok {
-				r.log.Debug("window split", "window", r.fmtWindow(w), "total", total, "depth", depth+1)
-				r.write(writeJob{batch: r.normalizeAll(first)}) // page 1 is valid data: keep it
-				if err := r.window(ctx, older, depth+1); err != nil {
-					return err
+			// Cut it into parts of about SplitAbove records each (fewer probes
+			// than halving); page 1 is not stored: the newest part reads it again.
+			if parts, ok := split(w, (total+o.SplitAbove-1)/o.SplitAbove); ok {
+				r.log.Debug("window split", "window", r.fmtWindow(w), "total", total, "parts", len(parts), "depth", depth+1)
+				for _, part := range parts {
+					if err := r.window(ctx, part, depth+1); err != nil {
+						return err
+					}
 				}
-				return r.window(ctx, newer, depth+1)
+				return nil
 			}
 		}
 		seen, lastTotal, err := r.pageAll(ctx, w, first)
@@ -275,8 +277,8 @@ func (r *runState) write(j writeJob) {
 }
 
 func (r *runState) writerErr() error {
-	r.writerMu.Lock()
-	defer r.writerMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	return r.writeErr
 }
 
@@ -297,9 +299,9 @@ func (r *runState) writer(ctx context.Context) {
 			err = r.commit(ctx, *j.commit, j.verified, j.total)
 		}
 		if err != nil {
-			r.writerMu.Lock()
+			r.mu.Lock()
 			r.writeErr = err
-			r.writerMu.Unlock()
+			r.mu.Unlock()
 		}
 	}
 }

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -14,7 +15,7 @@ type WorkspaceStatus struct {
 	Running       bool               `json:"running"`
 	Checkpoint    *time.Time         `json:"checkpoint"`
 	Covered       []storage.Interval `json:"covered"`
-	Gaps          []storage.Interval `json:"gaps"`
+	Gaps          []storage.Gap      `json:"gaps"`
 	LastSuccess   *storage.SyncRun   `json:"last_success"`
 	LastFailure   *storage.SyncRun   `json:"last_failure"`
 	NextRun       *time.Time         `json:"next_run"`
@@ -87,3 +88,11 @@ func (s *Syncer) KnownKeys() []string {
 func (s *Syncer) Horizon() time.Time { return s.horizonAt(s.o.Now()) }
 
 func (s *Syncer) horizonAt(now time.Time) time.Time { return now.AddDate(0, 0, -s.o.HorizonDays) }
+
+// AcknowledgeGaps marks a known workspace's current gaps as acknowledged.
+func (s *Syncer) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]storage.Interval, error) {
+	if !slices.Contains(s.KnownKeys(), workspace) {
+		return nil, fmt.Errorf("%q: %w", workspace, ErrUnknownWorkspace)
+	}
+	return s.o.Store.AcknowledgeGaps(ctx, workspace, note)
+}

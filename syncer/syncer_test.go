@@ -201,6 +201,24 @@ func TestTimeTravelKeepsHistoryAndReportsGaps(t *testing.T) {
 		if !strings.Contains(strings.Join(third[0].Warnings, "\n"), "gap in coverage") {
 			t.Fatalf("gap not warned on the run: %q", third[0].Warnings)
 		}
+		if st[0].Gaps[0].Acknowledged {
+			t.Fatal("gap acknowledged before anyone did")
+		}
+
+		// An operator acknowledges the loss: still reported, no longer warned about.
+		acked, err := h.syncer().AcknowledgeGaps(context.Background(), "10074561", "worker was down")
+		if err != nil || len(acked) != 1 {
+			t.Fatalf("ack = %v, %v", acked, err)
+		}
+		h.fake.Advance(time.Minute)
+		fourth := h.runAll(syncer.RunOptions{})
+		if fourth[0].Outcome != storage.OutcomeSuccess || len(fourth[0].Warnings) != 0 {
+			t.Fatalf("run after acknowledgement = %+v", fourth[0])
+		}
+		st, _ = h.syncer().Status(context.Background())
+		if len(st[0].Gaps) != 1 || !st[0].Gaps[0].Acknowledged {
+			t.Fatalf("gaps after acknowledgement = %+v", st[0].Gaps)
+		}
 	})
 }
 

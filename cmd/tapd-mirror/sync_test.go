@@ -145,6 +145,11 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 		if code, body := authed("POST", "/api/v1/sync", `{"full":"yes"}`); code != 400 {
 			t.Fatalf("bad body = %d %s", code, body)
 		}
+		for body, want := range map[string]int{`{"workspace":"10074561","note":"none expected"}`: 200, `{"note":"x"}`: 400, `{"workspace":"42"}`: 404} {
+			if code, got := authed("POST", "/api/v1/sync/gaps/ack", body); code != want {
+				t.Fatalf("ack %s = %d %s, want %d", body, code, got, want)
+			}
+		}
 		f.SetLatency(0)
 		if err := p.stop(); err != nil {
 			t.Fatalf("stop: %v", err)
