@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -182,12 +181,7 @@ func jsonKind(goKind string) string {
 }
 
 func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, append([]string{"limit", "offset", "cursor", "detail"}, filterParams...)...)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := q.filter()
+	q, f, err := filterQuery(r, "limit", "offset", "cursor", "detail")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -250,12 +244,7 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) countActivities(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, filterParams...)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := q.filter()
+	_, f, err := filterQuery(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -269,10 +258,9 @@ func (s *Server) countActivities(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
-	raw := r.PathValue("id")
-	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id <= 0 {
-		s.fail(w, r, errorf(http.StatusBadRequest, "id must be a positive integer, got %q", raw))
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	deleted, err := s.store.DeleteActivity(r.Context(), id)

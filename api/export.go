@@ -21,12 +21,7 @@ var csvHeader = []string{"id", "platform", "serial", "action_type", "action_deta
 // exportActivities streams every matching record, oldest first, as CSV
 // (RFC 4180, UTF-8, header row) or NDJSON, row by row.
 func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r, append([]string{"format"}, filterParams...)...)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := q.filter()
+	q, f, err := filterQuery(r, "format")
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -105,3 +105,23 @@ func (q query) filter() (storage.Filter, error) {
 	}
 	return f, nil
 }
+
+// filterQuery reads the shared filters plus the endpoint's own parameters.
+func filterQuery(r *http.Request, own ...string) (query, storage.Filter, error) {
+	q, err := parseQuery(r, append(own, filterParams...)...)
+	if err != nil {
+		return q, storage.Filter{}, err
+	}
+	f, err := q.filter()
+	return q, f, err
+}
+
+// pathID reads the positive integer {id} of the path; what names it in errors.
+func pathID(r *http.Request, what string) (int64, error) {
+	raw := r.PathValue("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errorf(http.StatusBadRequest, "%s must be a positive integer, got %q", what, raw)
+	}
+	return id, nil
+}

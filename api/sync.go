@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
@@ -140,10 +139,9 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
-	raw := r.PathValue("id")
-	id, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || id <= 0 {
-		s.fail(w, r, errorf(http.StatusBadRequest, "run id must be a positive integer, got %q", raw))
+	id, err := pathID(r, "run id")
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	run, err := s.store.GetRun(r.Context(), id)
