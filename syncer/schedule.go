@@ -38,7 +38,7 @@ func (s *Syncer) Start() error {
 	s.sched = sched
 	s.mu.Unlock()
 	sched.Start()
-	s.log.Info("sync schedule started", "workspaces", len(s.o.Workspaces), "interval", s.o.Interval)
+	s.log.Info("sync schedule started", "workspaces", len(s.o.Workspaces), "interval", s.o.Interval.String())
 	return nil
 }
 
