@@ -14,6 +14,9 @@ const (
 	OutcomePartial  = "partial" // finished, but some window did not reconcile (see warnings)
 	OutcomeFailed   = "failed"
 	OutcomeCanceled = "canceled"
+	// OutcomeAbandoned marks a run whose process died mid-way (killed,
+	// crashed); found and marked by the next run of its workspace.
+	OutcomeAbandoned = "abandoned"
 )
 
 // SyncRun is the record of one sync of one workspace.
@@ -82,6 +85,19 @@ func (s *Store) CreateRun(ctx context.Context, run *SyncRun) error {
 		return fmt.Errorf("recording sync run of %s: %w", run.Workspace, err)
 	}
 	return nil
+}
+
+// AbandonRuns marks a workspace's runs still "running" as abandoned and
+// returns how many. Call it only while holding the workspace's sync lock:
+// then no process can really be running them.
+func (s *Store) AbandonRuns(ctx context.Context, workspace string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE sync_run SET outcome = ?, finished_at = ?,
+		error = 'the process running it ended before it finished (killed or crashed)'
+		WHERE workspace = ? AND outcome = ?`), OutcomeAbandoned, s.timeArg(time.Now()), workspace, OutcomeRunning)
+	if err != nil {
+		return 0, fmt.Errorf("marking abandoned runs of %s: %w", workspace, err)
+	}
+	return res.RowsAffected()
 }
 
 // UpdateRun writes every field of run.

@@ -215,6 +215,12 @@ func (s *Syncer) claim(ctx context.Context, t Target, trigger string) (*storage.
 		return nil, nil, err
 	}
 	release := func() { unlock(); releaseLocal() }
+	if n, err := s.o.Store.AbandonRuns(ctx, t.Key); err != nil {
+		release()
+		return nil, nil, err
+	} else if n > 0 {
+		s.log.Warn("earlier runs never finished; marked abandoned", "workspace", t.Key, "runs", n)
+	}
 	run := &storage.SyncRun{Workspace: t.Key, Trigger: trigger, Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
 	if err := s.o.Store.CreateRun(ctx, run); err != nil {
 		release()

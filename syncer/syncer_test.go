@@ -136,13 +136,18 @@ func TestCrashMidBackfillResumes(t *testing.T) {
 			t.Fatalf("crashed run err = %v", err)
 		}
 		h.client.onCall = nil
+		// A run whose process was killed outright stays "running"; the next run marks it.
+		killed := &storage.SyncRun{Workspace: "10074561", Trigger: "schedule", Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
+		if err := h.store.CreateRun(context.Background(), killed); err != nil {
+			t.Fatal(err)
+		}
 		state, _ := h.store.SyncState(context.Background(), "10074561")
 		if !state.Synced() {
 			t.Fatal("no window committed before the crash")
 		}
-		runs, _ := h.store.ListRuns(context.Background(), "10074561", "", 10, 0)
-		if runs[0].Outcome != storage.OutcomeCanceled {
-			t.Fatalf("crashed run recorded as %q", runs[0].Outcome)
+		runs, _ := h.store.ListRuns(context.Background(), "10074561", storage.OutcomeCanceled, 10, 0)
+		if len(runs) != 1 {
+			t.Fatalf("crashed run not recorded as canceled: %+v", runs)
 		}
 		h.fake.ResetRequests()
 		resumed := h.runAll(syncer.RunOptions{})
@@ -155,6 +160,9 @@ func TestCrashMidBackfillResumes(t *testing.T) {
 		}
 		_, to := spanOf(resumed...)
 		h.assertMirror(h.expected(runs[0].WindowStart, to, "10074561"))
+		if k, _ := h.store.GetRun(context.Background(), killed.ID); k.Outcome != storage.OutcomeAbandoned || k.FinishedAt.IsZero() {
+			t.Fatalf("killed run = %+v, want abandoned", k)
+		}
 		if st, _ := h.store.SyncState(context.Background(), "10074561"); len(st.Gaps()) != 0 {
 			t.Fatalf("gaps after resume: %v", st.Gaps())
 		}
