@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
 
 // envelope is the shape of every response: code 0 means success.
@@ -40,11 +42,18 @@ func (s *Server) ok(w http.ResponseWriter, data any) {
 	writeJSON(w, http.StatusOK, envelope{Code: 0, Message: "success", Data: data})
 }
 
-// fail writes err as an error envelope. Errors that are not *Error are
+// fail writes err as an error envelope. The sync engine's domain errors map
+// to their statuses here, once; other errors that are not *Error are
 // internal: logged with detail, answered with a generic 500.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
-	if !errors.As(err, &e) {
+	switch {
+	case errors.As(err, &e):
+	case errors.Is(err, syncer.ErrUnknownWorkspace):
+		e = errorf(http.StatusNotFound, "%v", err)
+	case errors.Is(err, syncer.ErrBusy):
+		e = errorf(http.StatusConflict, "%v; wait for the running sync (GET /api/v1/sync/status)", err)
+	default:
 		s.log.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Any("err", err))
 		e = errorf(http.StatusInternalServerError, "internal error; the server log has the details")

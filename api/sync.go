@@ -36,10 +36,6 @@ func (s *Server) ackGaps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	acked, err := s.syncer.AcknowledgeGaps(r.Context(), req.Workspace, req.Note)
-	if errors.Is(err, syncer.ErrUnknownWorkspace) {
-		s.fail(w, r, errorf(http.StatusNotFound, "%v", err))
-		return
-	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -60,14 +56,7 @@ func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	runs, err := s.syncer.Trigger(r.Context(), req.Workspace, req.Full)
-	switch {
-	case errors.Is(err, syncer.ErrBusy):
-		s.fail(w, r, errorf(http.StatusConflict, "%v; wait for the running sync (GET /api/v1/sync/status)", err))
-		return
-	case errors.Is(err, syncer.ErrUnknownWorkspace):
-		s.fail(w, r, errorf(http.StatusNotFound, "%v", err))
-		return
-	case err != nil:
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
