@@ -244,15 +244,10 @@ func (s *Syncer) RunTarget(ctx context.Context, t Target, ro RunOptions) (storag
 // workspaces are skipped (another process has them); the error joins every
 // failure.
 func (s *Syncer) RunAll(ctx context.Context, ro RunOptions, only string) ([]storage.SyncRun, error) {
-	targets, err := s.Targets(ctx)
+	targets, err := s.choose(ctx, only)
 	errs := []error{err}
 	var runs []storage.SyncRun
-	matched := false
 	for _, t := range targets {
-		if only != "" && t.Key != only && t.WorkspaceID != only {
-			continue
-		}
-		matched = true
 		if ctx.Err() != nil {
 			break
 		}
@@ -266,27 +261,35 @@ func (s *Syncer) RunAll(ctx context.Context, ro RunOptions, only string) ([]stor
 		}
 		errs = append(errs, err)
 	}
-	if only != "" && !matched && err == nil {
-		errs = append(errs, fmt.Errorf("%q: %w (sync.workspaces)", only, ErrUnknownWorkspace))
-	}
 	return runs, errors.Join(errs...)
 }
 
-// Trigger starts runs in the background for one workspace (a configured key,
-// a company's project id, or "" for all) and returns their records at once.
-func (s *Syncer) Trigger(ctx context.Context, workspace string, full bool) ([]storage.SyncRun, error) {
+// choose expands the configured workspaces and keeps the ones named by
+// workspace: a configured key, a project of a projects:ID entry, or "" for
+// all. Naming one that matches nothing is ErrUnknownWorkspace.
+func (s *Syncer) choose(ctx context.Context, workspace string) ([]Target, error) {
 	targets, err := s.Targets(ctx)
-	if err != nil && len(targets) == 0 {
-		return nil, err
-	}
 	var chosen []Target
 	for _, t := range targets {
 		if workspace == "" || t.Key == workspace || t.WorkspaceID == workspace {
 			chosen = append(chosen, t)
 		}
 	}
+	if len(chosen) == 0 && workspace != "" && err == nil {
+		err = fmt.Errorf("%q: %w (sync.workspaces)", workspace, ErrUnknownWorkspace)
+	}
+	return chosen, err
+}
+
+// Trigger starts runs in the background for one workspace (a configured key,
+// a company's project id, or "" for all) and returns their records at once.
+func (s *Syncer) Trigger(ctx context.Context, workspace string, full bool) ([]storage.SyncRun, error) {
+	chosen, err := s.choose(ctx, workspace)
 	if len(chosen) == 0 {
-		return nil, fmt.Errorf("%q: %w", workspace, ErrUnknownWorkspace)
+		if err == nil { // nothing configured at all
+			err = fmt.Errorf("%q: %w (sync.workspaces)", workspace, ErrUnknownWorkspace)
+		}
+		return nil, err
 	}
 	var started []storage.SyncRun
 	var errs []error
