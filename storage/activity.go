@@ -135,10 +135,6 @@ func (s *Store) where(f Filter) (string, []any) {
 
 // InsertActivity stores one local record and returns its id.
 func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
-	extra, err := json.Marshal(nonNil(a.Extra))
-	if err != nil {
-		return 0, fmt.Errorf("inserting activity: encoding extra: %w", err)
-	}
 	var sourceID any
 	if a.SourceID != "" {
 		sourceID = a.SourceID
@@ -147,12 +143,12 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 		a.Source = SourceLocal
 	}
 	var id int64
-	err = s.db.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
+	err := s.db.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
 		INSERT INTO activity_log (platform, serial, action_type, action_detail, username, timestamp,
 			source, source_id, workspace_id, extra, ingested_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
-		a.Source, sourceID, a.WorkspaceID, string(extra), s.timeArg(time.Now())).Scan(&id)
+		a.Source, sourceID, a.WorkspaceID, a.extraText(), s.timeArg(time.Now())).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("inserting activity: %w", err)
 	}
@@ -269,6 +265,13 @@ func (s *Store) CountTombstones(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("counting tombstones: %w", err)
 	}
 	return n, nil
+}
+
+// extraText is Extra as the JSON text written to the extra column. Encoding a
+// map of strings cannot fail (invalid UTF-8 becomes U+FFFD).
+func (a Activity) extraText() string {
+	b, _ := json.Marshal(nonNil(a.Extra))
+	return string(b)
 }
 
 func nonNil(m map[string]string) map[string]string {

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -97,10 +96,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) 
 	if len(candidates) == 0 {
 		return res, nil
 	}
-	args, err := s.insertArgs(candidates)
-	if err != nil {
-		return res, err
-	}
+	args := s.insertArgs(candidates)
 	if s.dialect == config.Postgres {
 		// Fast path for backfills: assume every record is new and COPY them in.
 		ok, err := s.copyIn(ctx, tx, args)
@@ -194,18 +190,14 @@ var insertColumns = []string{"platform", "serial", "action_type", "action_detail
 	"source", "source_id", "workspace_id", "extra", "ingested_at"}
 
 // insertArgs flattens rows into insertColumns-ordered parameters.
-func (s *Store) insertArgs(rows []Activity) ([]any, error) {
+func (s *Store) insertArgs(rows []Activity) []any {
 	now := s.timeArg(time.Now())
 	args := make([]any, 0, len(rows)*len(insertColumns))
 	for _, a := range rows {
-		extra, err := json.Marshal(nonNil(a.Extra))
-		if err != nil {
-			return nil, fmt.Errorf("encoding extra of %s: %w", a.SourceID, err)
-		}
 		args = append(args, a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username,
-			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, string(extra), now)
+			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, a.extraText(), now)
 	}
-	return args, nil
+	return args
 }
 
 // insertValues is one multi-row INSERT … ON CONFLICT DO NOTHING.
@@ -258,14 +250,10 @@ func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, args []any) (ok bool, e
 }
 
 func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, a Activity) error {
-	extra, err := json.Marshal(nonNil(a.Extra))
-	if err != nil {
-		return fmt.Errorf("encoding extra of %s: %w", a.SourceID, err)
-	}
-	_, err = tx.ExecContext(ctx, s.rebind(`UPDATE activity_log SET platform = ?, serial = ?, action_type = ?,
+	_, err := tx.ExecContext(ctx, s.rebind(`UPDATE activity_log SET platform = ?, serial = ?, action_type = ?,
 		action_detail = ?, username = ?, timestamp = ?, extra = ? WHERE source = ? AND source_id = ?`),
 		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
-		string(extra), a.Source, a.SourceID)
+		a.extraText(), a.Source, a.SourceID)
 	if err != nil {
 		return fmt.Errorf("updating record %s: %w", a.SourceID, err)
 	}
