@@ -115,9 +115,6 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// Location is the zone TAPD times are read and written in.
-func (c *Client) Location() *time.Location { return c.opts.Location }
-
 // LimiterWait is the total time calls spent waiting for the rate limiter.
 func (c *Client) LimiterWait() time.Duration { return time.Duration(c.waits.Load()) }
 
