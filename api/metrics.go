@@ -27,6 +27,7 @@ type Metrics struct {
 	tapdDuration  prometheus.Histogram
 	httpRequests  *prometheus.CounterVec
 	httpDurations *prometheus.HistogramVec
+	startFailures *prometheus.CounterVec
 }
 
 // WorkspaceGauges are read at scrape time from the database, so they are
@@ -44,7 +45,7 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_sync_runs_total",
-		Help: "Sync runs finished, by workspace and outcome (success, partial, failed, canceled)."}, []string{"workspace", "outcome"})
+		Help: "Sync runs finished, by workspace and outcome (success, partial, failed, canceled, lost_lease)."}, []string{"workspace", "outcome"})
 	m.fetched = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_records_fetched_total",
 		Help: "Records fetched from TAPD, by workspace (re-reads included)."}, []string{"workspace"})
 	m.written = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_records_written_total",
@@ -59,8 +60,11 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 		Help: "API requests by route pattern and status code."}, []string{"route", "code"})
 	m.httpDurations = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tapdmirror_http_request_duration_seconds",
 		Help: "API request latency by route pattern.", Buckets: prometheus.DefBuckets}, []string{"route"})
+	m.startFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_sync_start_failures_total",
+		Help: "Sync runs that could not even start (database down, lease error, project list unavailable), by workspace and stage."},
+		[]string{"workspace", "stage"})
 	for _, c := range []prometheus.Collector{m.runs, m.fetched, m.written, m.tapdRequests, m.tapdRetries,
-		m.tapdDuration, m.httpRequests, m.httpDurations,
+		m.tapdDuration, m.httpRequests, m.httpDurations, m.startFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -92,6 +96,11 @@ func (m *Metrics) TAPDAttempt(status, attempt int, took time.Duration) {
 // RunFinished implements syncer.Metrics.
 func (m *Metrics) RunFinished(run storage.SyncRun) {
 	m.runs.WithLabelValues(run.Workspace, run.Outcome).Inc()
+}
+
+// StartFailed implements syncer.Metrics.
+func (m *Metrics) StartFailed(workspace, stage string) {
+	m.startFailures.WithLabelValues(workspace, stage).Inc()
 }
 
 // Records implements syncer.Metrics.
@@ -140,17 +149,19 @@ type workspaceCollector struct{ g *WorkspaceGauges }
 
 var (
 	descSinceSuccess = prometheus.NewDesc("tapdmirror_workspace_seconds_since_last_success",
-		"Seconds since the workspace's last successful sync (absent before the first).", []string{"workspace"}, nil)
+		"Seconds since the workspace was last fresh: a run (success or partial) committed its newest window (absent before the first).", []string{"workspace"}, nil)
 	descSinceNewest = prometheus.NewDesc("tapdmirror_workspace_seconds_since_newest_record",
 		"Seconds since the newest mirrored record's timestamp.", []string{"workspace"}, nil)
 	descMirrorOnly = prometheus.NewDesc("tapdmirror_workspace_oldest_mirror_only_record_timestamp_seconds",
 		"Timestamp of the oldest record that only the mirror still holds (older than TAPD's half year).", []string{"workspace"}, nil)
 	descGaps = prometheus.NewDesc("tapdmirror_workspace_gaps",
 		"Spans of TAPD time never verified complete and not acknowledged (see GET /api/v1/sync/status).", []string{"workspace"}, nil)
+	descUnreachable = prometheus.NewDesc("tapdmirror_workspace_unreachable_minutes",
+		"Minutes TAPD's query rules cannot reach (last minute of a month with an exclusive end_time), listed in sync status.", []string{"workspace"}, nil)
 )
 
 func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps} {
+	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable} {
 		ch <- d
 	}
 }
@@ -159,23 +170,26 @@ func (c *workspaceCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	now := time.Now()
+	states, err := c.g.Store.SyncStates(ctx)
+	if err != nil {
+		if c.g.Logger != nil {
+			c.g.Logger.Warn("metrics: reading sync state", "err", err)
+		}
+		return
+	}
 	for _, ws := range c.g.Workspaces() {
-		if err := c.collect(ctx, ch, ws, now); err != nil && c.g.Logger != nil {
+		if err := c.collect(ctx, ch, ws, states[ws], now); err != nil && c.g.Logger != nil {
 			c.g.Logger.Warn("metrics: reading workspace state", "workspace", ws, "err", err)
 		}
 	}
 }
 
-func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.Metric, ws string, now time.Time) error {
+func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.Metric, ws string, state storage.SyncState, now time.Time) error {
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, ws)
 	}
-	runs, err := c.g.Store.ListRuns(ctx, ws, storage.OutcomeSuccess, 1, 0)
-	if err != nil {
-		return err
-	}
-	if len(runs) > 0 {
-		gauge(descSinceSuccess, now.Sub(runs[0].FinishedAt).Seconds())
+	if !state.FreshAt.IsZero() {
+		gauge(descSinceSuccess, now.Sub(state.FreshAt).Seconds())
 	}
 	oldest, newest, err := c.g.Store.WorkspaceSpan(ctx, ws)
 	if err != nil {
@@ -187,16 +201,16 @@ func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.M
 	if !oldest.IsZero() && oldest.Before(c.g.Horizon()) {
 		gauge(descMirrorOnly, float64(oldest.Unix()))
 	}
-	state, err := c.g.Store.SyncState(ctx, ws)
-	if err != nil {
-		return err
-	}
-	open := 0
+	open, unreachable := 0, 0
 	for _, g := range state.Gaps() {
-		if !g.Acknowledged {
+		switch {
+		case g.Reason == storage.ReasonUnreachableMinute:
+			unreachable += int(g.End.Sub(g.Start) / time.Minute)
+		case !g.Acknowledged:
 			open++
 		}
 	}
 	gauge(descGaps, float64(open))
+	gauge(descUnreachable, float64(unreachable))
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 
 // Syncer is what the API needs of the sync engine.
 type Syncer interface {
-	Trigger(ctx context.Context, workspace string, full bool) ([]storage.SyncRun, error)
+	Trigger(ctx context.Context, workspace string, full bool) (syncer.Triggered, error)
 	Status(ctx context.Context) ([]syncer.WorkspaceStatus, error)
 	AcknowledgeGaps(ctx context.Context, workspace, note string) ([]storage.Interval, error)
 }
@@ -55,20 +55,15 @@ func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	runs, err := s.syncer.Trigger(r.Context(), req.Workspace, req.Full)
+	got, err := s.syncer.Trigger(r.Context(), req.Workspace, req.Full)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	type started struct {
-		ID        int64  `json:"id"`
-		Workspace string `json:"workspace"`
-	}
-	out := make([]started, len(runs))
-	for i, run := range runs {
-		out[i] = started{ID: run.ID, Workspace: run.Workspace}
-	}
-	writeJSON(w, http.StatusAccepted, envelope{Code: 0, Message: "success", Data: map[string]any{"runs": out, "full": req.Full}})
+	s.log.InfoContext(r.Context(), "sync triggered", "workspace", req.Workspace, "full", req.Full,
+		"queued", len(got.Queued), "already_running", len(got.AlreadyRunning), "failed", len(got.Failed))
+	writeJSON(w, http.StatusAccepted, envelope{Code: 0, Message: "success", Data: map[string]any{
+		"queued": got.Queued, "already_running": got.AlreadyRunning, "failed": got.Failed, "full": req.Full}})
 }
 
 // decodeOptionalBody is decodeBody where an empty body means "defaults".

@@ -35,6 +35,10 @@ type TAPD struct {
 	AccessToken       string `yaml:"access_token"`
 	PageSize          int    `yaml:"page_size"`
 	RequestsPerMinute int    `yaml:"requests_per_minute"`
+	// TAPD's limits, as settings rather than constants: TAPD may change them.
+	HorizonDays int `yaml:"horizon_days"` // how far back TAPD answers
+	SplitAbove  int `yaml:"split_above"`  // split a window in time before paging more records than this
+	PagingCap   int `yaml:"paging_cap"`   // TAPD refuses page × limit above this
 }
 
 // Sync holds what to mirror and how often.
@@ -42,6 +46,17 @@ type Sync struct {
 	Workspaces []string `yaml:"workspaces"`
 	Interval   Duration `yaml:"interval"`
 	Overlap    Duration `yaml:"overlap"`
+	// MaxConcurrent bounds how many runs sync at once, whatever started them.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// Lease is how long a target's lease lasts without renewal; a run whose
+	// process died is taken over after it.
+	Lease Duration `yaml:"lease"`
+	// Settle is how long after a window closes TAPD may still add records to
+	// it; SettleCheck is how often those windows are re-counted.
+	Settle      Duration `yaml:"settle"`
+	SettleCheck Duration `yaml:"settle_check"`
+	// RunHistory is how long finished run records are kept.
+	RunHistory Duration `yaml:"run_history"`
 }
 
 // Duration is a time.Duration written as "10m" in YAML and env.
@@ -70,10 +85,18 @@ func Default() Config {
 			BaseURL:           "https://api.tapd.cn",
 			PageSize:          200,
 			RequestsPerMinute: 60,
+			HorizonDays:       182,
+			SplitAbove:        5000,
+			PagingCap:         20000,
 		},
 		Sync: Sync{
-			Interval: Duration{10 * time.Minute},
-			Overlap:  Duration{5 * time.Minute},
+			Interval:      Duration{10 * time.Minute},
+			Overlap:       Duration{5 * time.Minute},
+			MaxConcurrent: 4,
+			Lease:         Duration{5 * time.Minute},
+			Settle:        Duration{48 * time.Hour},
+			SettleCheck:   Duration{time.Hour},
+			RunHistory:    Duration{90 * 24 * time.Hour},
 		},
 	}
 }
@@ -100,6 +123,9 @@ var Fields = []Field{
 	strField("tapd.access_token", "TAPD_MIRROR_TAPD_ACCESS_TOKEN", true, func(c *Config) *string { return &c.TAPD.AccessToken }),
 	intField("tapd.page_size", "TAPD_MIRROR_TAPD_PAGE_SIZE", func(c *Config) *int { return &c.TAPD.PageSize }),
 	intField("tapd.requests_per_minute", "TAPD_MIRROR_TAPD_REQUESTS_PER_MINUTE", func(c *Config) *int { return &c.TAPD.RequestsPerMinute }),
+	intField("tapd.horizon_days", "TAPD_MIRROR_TAPD_HORIZON_DAYS", func(c *Config) *int { return &c.TAPD.HorizonDays }),
+	intField("tapd.split_above", "TAPD_MIRROR_TAPD_SPLIT_ABOVE", func(c *Config) *int { return &c.TAPD.SplitAbove }),
+	intField("tapd.paging_cap", "TAPD_MIRROR_TAPD_PAGING_CAP", func(c *Config) *int { return &c.TAPD.PagingCap }),
 	{
 		Key: "sync.workspaces", Env: "TAPD_MIRROR_WORKSPACES",
 		set: func(c *Config, v string) error {
@@ -115,6 +141,11 @@ var Fields = []Field{
 	},
 	durField("sync.interval", "TAPD_MIRROR_SYNC_INTERVAL", func(c *Config) *Duration { return &c.Sync.Interval }),
 	durField("sync.overlap", "TAPD_MIRROR_SYNC_OVERLAP", func(c *Config) *Duration { return &c.Sync.Overlap }),
+	intField("sync.max_concurrent", "TAPD_MIRROR_SYNC_MAX_CONCURRENT", func(c *Config) *int { return &c.Sync.MaxConcurrent }),
+	durField("sync.lease", "TAPD_MIRROR_SYNC_LEASE", func(c *Config) *Duration { return &c.Sync.Lease }),
+	durField("sync.settle", "TAPD_MIRROR_SYNC_SETTLE", func(c *Config) *Duration { return &c.Sync.Settle }),
+	durField("sync.settle_check", "TAPD_MIRROR_SYNC_SETTLE_CHECK", func(c *Config) *Duration { return &c.Sync.SettleCheck }),
+	durField("sync.run_history", "TAPD_MIRROR_SYNC_RUN_HISTORY", func(c *Config) *Duration { return &c.Sync.RunHistory }),
 }
 
 func strField(key, env string, secret bool, p func(*Config) *string) Field {
@@ -231,6 +262,27 @@ func (c Config) Validate() error {
 	}
 	if c.Sync.Overlap.Duration < time.Minute {
 		bad("sync.overlap", "%s is too short: TAPD works in minutes, so at least 1m", c.Sync.Overlap)
+	}
+	if c.TAPD.HorizonDays < 1 {
+		bad("tapd.horizon_days", "%d must be at least 1", c.TAPD.HorizonDays)
+	}
+	if c.TAPD.PagingCap < c.TAPD.PageSize {
+		bad("tapd.paging_cap", "%d is below one page (tapd.page_size %d)", c.TAPD.PagingCap, c.TAPD.PageSize)
+	}
+	if c.TAPD.SplitAbove < 1 || c.TAPD.SplitAbove > c.TAPD.PagingCap {
+		bad("tapd.split_above", "%d must be within 1..tapd.paging_cap (%d)", c.TAPD.SplitAbove, c.TAPD.PagingCap)
+	}
+	if c.Sync.MaxConcurrent < 1 {
+		bad("sync.max_concurrent", "%d must be at least 1", c.Sync.MaxConcurrent)
+	}
+	if c.Sync.Lease.Duration < 10*time.Second {
+		bad("sync.lease", "%s is too short (at least 10s; it is renewed every third of it)", c.Sync.Lease)
+	}
+	if c.Sync.Settle.Duration < 0 || c.Sync.SettleCheck.Duration < time.Minute {
+		bad("sync.settle_check", "settle must not be negative and settle_check must be at least 1m")
+	}
+	if c.Sync.RunHistory.Duration < 24*time.Hour {
+		bad("sync.run_history", "%s is too short (at least 24h)", c.Sync.RunHistory)
 	}
 	return errors.Join(errs...)
 }

@@ -238,24 +238,47 @@ func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) 
 	return deleted, err
 }
 
-// DeleteAllActivities removes every record, tombstoning the mirrored ones,
-// and returns how many rows were deleted.
+// deleteAllChunk is how many rows one transaction of DeleteAllActivities
+// removes: short transactions, so syncs writing beside it never wait long
+// (SQLite has one writer at a time).
+const deleteAllChunk = 5000
+
+// DeleteAllActivities removes every record that existed when it started,
+// tombstoning the mirrored ones, in transactions of deleteAllChunk rows
+// (oldest id first), and returns how many rows were deleted. Interrupted, it
+// leaves whole chunks deleted and tombstoned; calling it again finishes.
 func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.inTx(ctx, "deleting all activities", func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
-			SELECT source, source_id, ? FROM activity_log WHERE source_id IS NOT NULL
-			ON CONFLICT (source, source_id) DO NOTHING`), s.timeArg(time.Now())); err != nil {
-			return fmt.Errorf("writing tombstones: %w", err)
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM activity_log`)
-		if err != nil {
+	var maxID int64
+	if err := s.db.GetContext(ctx, &maxID, `SELECT COALESCE(MAX(id), 0) FROM activity_log`); err != nil {
+		return 0, fmt.Errorf("deleting all activities: %w", err)
+	}
+	var total int64
+	for {
+		var n int64
+		err := s.inTx(ctx, "deleting all activities", func(tx *sqlx.Tx) error {
+			var upTo int64
+			err := tx.GetContext(ctx, &upTo, s.rebind(`SELECT COALESCE(MAX(id), 0) FROM
+				(SELECT id FROM activity_log WHERE id <= ? ORDER BY id LIMIT ?) AS chunk`), maxID, deleteAllChunk)
+			if err != nil || upTo == 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
+				SELECT source, source_id, ? FROM activity_log WHERE id <= ? AND source_id IS NOT NULL
+				ON CONFLICT (source, source_id) DO NOTHING`), s.timeArg(time.Now()), upTo); err != nil {
+				return fmt.Errorf("writing tombstones: %w", err)
+			}
+			res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM activity_log WHERE id <= ?`), upTo)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
 			return err
+		})
+		total += n
+		if err != nil || n == 0 {
+			return total, err
 		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	return n, err
+	}
 }
 
 // CountTombstones returns how many mirrored records were deleted on request.

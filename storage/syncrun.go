@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Run outcomes.
@@ -17,6 +19,9 @@ const (
 	// OutcomeAbandoned marks a run whose process died mid-way (killed,
 	// crashed); found and marked by the next run of its workspace.
 	OutcomeAbandoned = "abandoned"
+	// OutcomeLostLease marks a run that stopped because another process took
+	// its target's lease (its own had expired): it committed nothing after.
+	OutcomeLostLease = "lost_lease"
 )
 
 // SyncRun is the record of one sync of one workspace.
@@ -87,13 +92,20 @@ func (s *Store) CreateRun(ctx context.Context, run *SyncRun) error {
 	return nil
 }
 
-// AbandonRuns marks a workspace's runs still "running" as abandoned and
-// returns how many. Call it only while holding the workspace's sync lock:
-// then no process can really be running them.
-func (s *Store) AbandonRuns(ctx context.Context, workspace string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE sync_run SET outcome = ?, finished_at = ?,
+// AbandonRuns marks a workspace's runs still "running" as abandoned, except
+// the ids in keep (runs of this process still recording their outcome), and
+// returns how many. Call it only while holding the workspace's lease: then no
+// other live process can be running them.
+func (s *Store) AbandonRuns(ctx context.Context, workspace string, keep ...int64) (int64, error) {
+	q := `UPDATE sync_run SET outcome = ?, finished_at = ?,
 		error = 'the process running it ended before it finished (killed or crashed)'
-		WHERE workspace = ? AND outcome = ?`), OutcomeAbandoned, s.timeArg(time.Now()), workspace, OutcomeRunning)
+		WHERE workspace = ? AND outcome = ?`
+	args := []any{OutcomeAbandoned, s.timeArg(time.Now()), workspace, OutcomeRunning}
+	for _, id := range keep {
+		q += ` AND id <> ?`
+		args = append(args, id)
+	}
+	res, err := s.db.ExecContext(ctx, s.rebind(q), args...)
 	if err != nil {
 		return 0, fmt.Errorf("marking abandoned runs of %s: %w", workspace, err)
 	}
@@ -142,6 +154,34 @@ func (s *Store) ListRuns(ctx context.Context, workspace, outcome string, limit, 
 	out := make([]SyncRun, len(rows))
 	for i, r := range rows {
 		out[i] = r.run()
+	}
+	return out, nil
+}
+
+// PruneRuns deletes finished runs that started before cutoff and returns how many.
+func (s *Store) PruneRuns(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM sync_run WHERE started_at < ? AND outcome <> ?`),
+		s.timeArg(cutoff), OutcomeRunning)
+	if err != nil {
+		return 0, fmt.Errorf("pruning sync run history: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// LatestRuns returns, per workspace, its latest run among outcomes, in one query.
+func (s *Store) LatestRuns(ctx context.Context, outcomes ...string) (map[string]SyncRun, error) {
+	q, args, err := sqlx.In(`SELECT `+syncRunColumns+` FROM sync_run WHERE id IN
+		(SELECT MAX(id) FROM sync_run WHERE outcome IN (?) GROUP BY workspace)`, outcomes)
+	if err != nil {
+		return nil, err
+	}
+	var rows []syncRunRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(q), args...); err != nil {
+		return nil, fmt.Errorf("reading latest sync runs: %w", err)
+	}
+	out := make(map[string]SyncRun, len(rows))
+	for _, r := range rows {
+		out[r.Workspace] = r.run()
 	}
 	return out, nil
 }

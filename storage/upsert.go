@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,7 +36,20 @@ func (r *UpsertResult) Add(o UpsertResult) {
 
 // UpsertMirrored stores mirrored records idempotently in one transaction,
 // keyed on (source, source_id): re-reading a page never duplicates a row.
+// Each record's WorkspaceID is recorded as a target that reported it. On
+// PostgreSQL it first tries COPY, assuming the records are new.
 func (s *Store) UpsertMirrored(ctx context.Context, batch []Activity) (UpsertResult, error) {
+	return s.upsert(ctx, batch, true)
+}
+
+// UpsertReread is UpsertMirrored for records that are probably stored
+// already (overlaps, re-verification, --full): it skips the COPY attempt,
+// which would fail and cost a savepoint rollback.
+func (s *Store) UpsertReread(ctx context.Context, batch []Activity) (UpsertResult, error) {
+	return s.upsert(ctx, batch, false)
+}
+
+func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (UpsertResult, error) {
 	var total UpsertResult
 	if len(batch) == 0 {
 		return total, nil
@@ -52,7 +66,7 @@ func (s *Store) UpsertMirrored(ctx context.Context, batch []Activity) (UpsertRes
 			}
 		}
 		for start := 0; start < len(batch); start += upsertChunk {
-			r, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))])
+			r, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))], tryCopy)
 			if err != nil {
 				return err
 			}
@@ -63,7 +77,7 @@ func (s *Store) UpsertMirrored(ctx context.Context, batch []Activity) (UpsertRes
 	return total, err
 }
 
-func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) (UpsertResult, error) {
+func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, tryCopy bool) (UpsertResult, error) {
 	var res UpsertResult
 	// Last copy of a record in the chunk wins; earlier copies count as unchanged.
 	fresh := make(map[string]Activity, len(chunk))
@@ -79,6 +93,9 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) 
 			keys = append(keys, a.SourceID)
 		}
 		fresh[a.SourceID] = a
+	}
+	if err := s.recordMembership(ctx, tx, chunk); err != nil {
+		return res, err
 	}
 
 	tombstoned, err := s.tombstoned(ctx, tx, source, keys)
@@ -97,7 +114,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) 
 		return res, nil
 	}
 	args := s.insertArgs(candidates)
-	if s.dialect == config.Postgres {
+	if tryCopy && s.dialect == config.Postgres {
 		// Fast path for backfills: assume every record is new and COPY them in.
 		ok, err := s.copyIn(ctx, tx, args)
 		if err != nil {
@@ -122,7 +139,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity) 
 		case sameContent(old, a):
 			res.Unchanged++
 		default:
-			if err := s.updateMirrored(ctx, tx, a); err != nil {
+			if err := s.updateMirrored(ctx, tx, old, a); err != nil {
 				return res, err
 			}
 			res.Updated++
@@ -249,13 +266,51 @@ func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, args []any) (ok bool, e
 	}
 }
 
-func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, a Activity) error {
+// updateMirrored replaces a mirrored record that changed at TAPD and keeps
+// the version it replaces in activity_history: nothing is silently overwritten.
+func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity) error {
+	previous, _ := json.Marshal(map[string]any{ // maps of strings and numbers always encode
+		"platform": old.Platform, "serial": old.Serial, "action_type": old.ActionType,
+		"action_detail": old.ActionDetail, "username": old.Username, "timestamp": old.Timestamp.Unix(),
+		"workspace_id": old.WorkspaceID, "extra": old.ExtraFields(),
+	})
+	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_history (activity_id, source_id, changed_at, previous)
+		VALUES (?, ?, ?, ?)`), old.ID, old.SourceID, s.timeArg(time.Now()), string(previous)); err != nil {
+		return fmt.Errorf("keeping the earlier version of record %s: %w", a.SourceID, err)
+	}
 	_, err := tx.ExecContext(ctx, s.rebind(`UPDATE activity_log SET platform = ?, serial = ?, action_type = ?,
 		action_detail = ?, username = ?, timestamp = ?, extra = ? WHERE source = ? AND source_id = ?`),
 		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
 		a.extraText(), a.Source, a.SourceID)
 	if err != nil {
 		return fmt.Errorf("updating record %s: %w", a.SourceID, err)
+	}
+	return nil
+}
+
+// recordMembership notes that each record's WorkspaceID (its sync target)
+// reported it; tombstoned and unchanged records too, since TAPD did report them.
+func (s *Store) recordMembership(ctx context.Context, tx *sqlx.Tx, chunk []Activity) error {
+	if s.dialect == config.Postgres {
+		// dialect: three array parameters instead of 3×N scalars.
+		targets, ids, stamps := make([]string, len(chunk)), make([]string, len(chunk)), make([]int64, len(chunk))
+		for i, a := range chunk {
+			targets[i], ids[i], stamps[i] = a.WorkspaceID, a.SourceID, a.Timestamp.Unix()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO activity_target (target, source_id, timestamp)
+			SELECT t, id, to_timestamp(ts) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(t, id, ts)
+			ON CONFLICT DO NOTHING`, pq.Array(targets), pq.Array(ids), pq.Array(stamps)); err != nil {
+			return fmt.Errorf("recording which target reported each record: %w", err)
+		}
+		return nil
+	}
+	args := make([]any, 0, 3*len(chunk))
+	for _, a := range chunk {
+		args = append(args, a.WorkspaceID, a.SourceID, s.timeArg(a.Timestamp))
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO activity_target (target, source_id, timestamp) VALUES `+
+		strings.Repeat("(?, ?, ?),", len(chunk)-1)+`(?, ?, ?) ON CONFLICT DO NOTHING`, args...); err != nil {
+		return fmt.Errorf("recording which target reported each record: %w", err)
 	}
 	return nil
 }

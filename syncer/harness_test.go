@@ -106,7 +106,7 @@ func newHarness(t *testing.T, dbURL string, fo tapdtest.Options, workspaces ...s
 	}
 	h := &harness{t: t, fake: fake, dbURL: dbURL, store: storagetest.Open(t, dbURL),
 		client: &countingTAPD{TAPD: client, inFlight: map[string]int{}}}
-	h.opts = syncer.Options{Store: h.store, TAPD: h.client, Workspaces: ws, Location: tapdtest.Shanghai,
+	h.opts = syncer.Options{Store: h.store, TAPD: h.client, Workspaces: ws,
 		Now: fake.Now, Logger: testLogger(), Overlap: 5 * time.Minute}
 	return h
 }

@@ -1,10 +1,13 @@
 package syncer
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
 
 var sh = time.FixedZone("CST", 8*3600)
@@ -61,9 +64,9 @@ func TestSplitIsMinuteAlignedAndStopsAtOneMinute(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	s := New(Options{Location: sh, Overlap: 5 * time.Minute})
+	s := New(Options{TAPD: zoneOnly{sh}, Overlap: 5 * time.Minute})
 	now := at("2026-11-25 12:00").Add(30 * time.Second)
-	horizon := at("2026-05-27 12:06") // now − 182 days + 5 min margin, rounded up to the minute
+	horizon := at("2026-05-27 12:00") // now − 182 days on TAPD's calendar, down to its minute
 	cases := []struct {
 		name  string
 		state storage.SyncState
@@ -83,11 +86,48 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tc := range cases {
 		windows, h, to := s.plan(tc.state, tc.ro, now)
-		if !h.Equal(horizon) || !to.Equal(at("2026-11-25 12:00")) {
+		// The last window ends a minute before the current one, so even an
+		// inclusive end_time minute returns only closed minutes.
+		if !h.Equal(horizon) || !to.Equal(at("2026-11-25 11:59")) {
 			t.Fatalf("%s: horizon %v to %v", tc.name, h, to)
 		}
 		if len(windows) != tc.n || !windows[0].Start.Equal(tc.first) || !windows[len(windows)-1].End.Equal(to) {
 			t.Errorf("%s: windows %v; want %d starting %v", tc.name, windows, tc.n, tc.first)
 		}
+	}
+}
+
+// zoneOnly is a TAPD that only knows its zone (planning asks nothing else).
+type zoneOnly struct{ loc *time.Location }
+
+func (z zoneOnly) Location() *time.Location { return z.loc }
+func (zoneOnly) MemberActivityLog(context.Context, tapd.Query) (tapd.Page, error) {
+	return tapd.Page{}, errors.New("not used")
+}
+func (zoneOnly) Projects(context.Context, string) ([]tapd.Project, error) { return nil, errors.New("not used") }
+
+func TestHorizonIsOnTAPDsCalendarWhateverTheServerZone(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip("no tzdata for America/New_York")
+	}
+	s := New(Options{TAPD: zoneOnly{sh}})
+	now := at("2026-11-25 12:00") // New York is on EST now and was on EDT 182 days ago
+	want := at("2026-05-27 12:00")
+	if got := s.horizonAt(now.In(ny)); !got.Equal(want) {
+		t.Fatalf("horizon from a New York clock = %v, want %v (TAPD's calendar, not the server's)", got, want)
+	}
+}
+
+func TestQueryEndOverlapsAMinuteButNeverCrossesAMonth(t *testing.T) {
+	r := &runState{s: New(Options{TAPD: zoneOnly{sh}})}
+	mid := Interval{Start: at("2026-06-10 00:00"), End: at("2026-06-10 08:00")}
+	if got := r.queryEnd(mid); !got.Equal(mid.End) {
+		t.Fatalf("mid-month window asks end_time %v, want its end %v", got, mid.End)
+	}
+	// 2026-07-01 00:00 in TAPD's zone: end_time must stay in June.
+	monthEnd := Interval{Start: at("2026-06-20 00:00"), End: at("2026-07-01 00:00")}
+	if got := r.queryEnd(monthEnd); !got.Equal(at("2026-06-30 23:59")) {
+		t.Fatalf("month-end window asks end_time %v, want June's last minute", got)
 	}
 }

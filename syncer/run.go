@@ -20,32 +20,39 @@ type runState struct {
 	s       *Syncer
 	t       Target
 	log     *slog.Logger
+	holder  string // lease holder: every window commit is fenced on it
 	started time.Time
 	span    time.Duration // TAPD time to cover, for the ETA
+	horizon time.Time     // the oldest minute asked for
+	to      time.Time     // end of the plan: committing a window that ends here makes the target fresh
 
 	writes chan writeJob
 
-	mu       sync.Mutex // guards what both goroutines touch: run, done, writeErr
-	run      *storage.SyncRun
-	done     time.Duration // TAPD time committed so far
-	writeErr error         // the writer's first error; it only drains after it
+	mu        sync.Mutex // guards what both goroutines touch: run, done, writeErr
+	run       *storage.SyncRun
+	done      time.Duration // TAPD time committed so far
+	writeErr  error         // the writer's first error; it only drains after it
+	candidate *tapd.Record  // a record created at seconds > 0, to learn end_time's meaning
 }
 
 // writeJob is a batch of records to upsert, or a window to commit once
 // everything queued before it is written.
 type writeJob struct {
-	batch    []storage.Activity
-	commit   *Interval
-	verified bool
-	total    int
+	batch  []storage.Activity
+	reread bool // the records are probably stored already (skip the COPY attempt)
+	commit *storage.WindowCommit
+	total  int
 }
 
 // plan returns the windows to fetch, oldest first: unverified holes still
 // inside TAPD's half year, then checkpoint−overlap (or the horizon on a
-// first or full run) up to the last closed minute.
+// first or full run) up to the last closed minute. Adjacent windows overlap
+// by a minute at TAPD (see queryEnd), which the unique key makes free.
 func (s *Syncer) plan(state storage.SyncState, ro RunOptions, now time.Time) (windows []Interval, horizon, to time.Time) {
-	to = now.Truncate(time.Minute) // exclusive: the last closed minute is to−1m
-	horizon = ceilMinute(s.horizonAt(now).Add(s.o.HorizonMargin))
+	// The end_time minute may include its seconds, so the last window ends a
+	// minute before the current one: everything it can return is closed.
+	to = now.Truncate(time.Minute).Add(-time.Minute)
+	horizon = s.horizonAt(now).Truncate(time.Minute)
 	from := horizon
 	switch {
 	case ro.Full || !state.Synced():
@@ -56,13 +63,13 @@ func (s *Syncer) plan(state storage.SyncState, ro RunOptions, now time.Time) (wi
 	}
 	var spans []Interval
 	if state.Synced() && from.After(horizon) {
-		spans = storage.Holes(maxTime(state.Origin, horizon), from, state.Coverage)
+		spans = state.Retryable(maxTime(state.Origin, horizon), from)
 	}
 	if from.Before(to) {
 		spans = append(spans, Interval{Start: from, End: to})
 	}
 	for _, sp := range spans {
-		windows = append(windows, splitByMonth(sp, s.o.Location)...)
+		windows = append(windows, splitByMonth(sp, s.loc)...)
 	}
 	return windows, horizon, to
 }
@@ -75,12 +82,16 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // execute performs a claimed run and records its outcome.
-func (s *Syncer) execute(ctx context.Context, t Target, run *storage.SyncRun, ro RunOptions) (storage.SyncRun, error) {
-	r := &runState{s: s, t: t, run: run, started: time.Now(),
+func (s *Syncer) execute(ctx context.Context, t Target, run *storage.SyncRun, ro RunOptions, holder string) (storage.SyncRun, error) {
+	r := &runState{s: s, t: t, run: run, holder: holder, started: time.Now(),
 		log: s.log.With("workspace", t.Key, "run", run.ID)}
 	err := r.sync(ctx, ro)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	run.FinishedAt = time.Now()
 	switch {
+	case errors.Is(err, storage.ErrLeaseLost) || errors.Is(context.Cause(ctx), errLeaseLost):
+		run.Outcome, run.Error = storage.OutcomeLostLease, "another process took this workspace's lease (this run's had expired); it committed nothing after that"
 	case err == nil && len(run.Warnings) > 0:
 		run.Outcome = storage.OutcomePartial
 	case err == nil:
@@ -90,16 +101,14 @@ func (s *Syncer) execute(ctx context.Context, t Target, run *storage.SyncRun, ro
 	default:
 		run.Outcome, run.Error = storage.OutcomeFailed, err.Error()
 	}
-	if uerr := s.o.Store.UpdateRun(context.WithoutCancel(ctx), *run); uerr != nil {
-		err = errors.Join(err, uerr)
-	}
+	s.recordOutcome(*run)
 	s.o.Metrics.RunFinished(*run)
 	took := run.FinishedAt.Sub(run.StartedAt)
 	attrs := []any{"outcome", run.Outcome, "trigger", run.Trigger, "windows", run.Windows, "pages", run.Pages,
 		"requests", run.Requests, "fetched", run.Fetched, "inserted", run.Inserted, "updated", run.Updated,
 		"unchanged", run.Unchanged, "suppressed", run.Suppressed, "took", took.Round(time.Millisecond)}
 	switch run.Outcome {
-	case storage.OutcomeFailed:
+	case storage.OutcomeFailed, storage.OutcomeLostLease:
 		r.log.Error("sync run failed", append(attrs, "err", run.Error)...)
 	case storage.OutcomePartial:
 		r.log.Warn("sync run finished with warnings", append(attrs, "warnings", run.Warnings)...)
@@ -112,25 +121,64 @@ func (s *Syncer) execute(ctx context.Context, t Target, run *storage.SyncRun, ro
 	return *run, nil
 }
 
+// recordOutcome writes a finished run. When the database is away (often the
+// reason the run failed) it keeps trying in the background until it is back,
+// so the run is recorded as failed with its error, not later taken for a
+// run whose process died.
+func (s *Syncer) recordOutcome(run storage.SyncRun) {
+	if err := s.o.Store.UpdateRun(context.Background(), run); err == nil {
+		return
+	} else {
+		s.log.Warn("recording the run's outcome failed; retrying until the database is back", "run", run.ID, "err", err)
+	}
+	s.mu.Lock()
+	s.recording[run.ID] = true
+	s.mu.Unlock()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.recording, run.ID)
+			s.mu.Unlock()
+		}()
+		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+			select {
+			case <-s.bgCtx.Done():
+				s.log.Error("run outcome never recorded (stopping)", "run", run.ID, "outcome", run.Outcome)
+				return
+			case <-time.After(wait):
+			}
+			if err := s.o.Store.UpdateRun(s.bgCtx, run); err == nil {
+				s.log.Info("run outcome recorded after the database came back", "run", run.ID, "outcome", run.Outcome)
+				return
+			}
+		}
+	}()
+}
+
 func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	store := r.s.o.Store
 	state, err := store.SyncState(ctx, r.t.Key)
 	if err != nil {
 		return err
 	}
+	if err := r.s.learnedEndMinute(ctx); err != nil {
+		return err
+	}
 	windows, horizon, to := r.s.plan(state, ro, r.s.o.Now())
+	r.horizon, r.to = horizon, to
+	rereadBefore := state.HighWater // windows starting before it were fetched before
+	if ro.Full || !ro.Since.IsZero() {
+		rereadBefore = to
+	}
 	if len(windows) > 0 {
 		r.run.WindowStart, r.run.WindowEnd = windows[0].Start, to
-	}
-	for _, w := range windows {
-		r.span += w.End.Sub(w.Start)
 	}
 	if state.Synced() && state.HighWater.Before(horizon) {
 		r.warn(fmt.Sprintf("checkpoint %s is older than TAPD's half year (%s): records between them are lost to the mirror",
 			r.fmt(state.HighWater), r.fmt(horizon)))
 	}
-	r.log.Info("sync run started", "trigger", ro.Trigger, "windows", len(windows), "full", ro.Full,
-		"from", r.fmtOr(r.run.WindowStart), "to", r.fmt(to))
 
 	r.writes = make(chan writeJob, 4)
 	writerDone := make(chan struct{})
@@ -138,11 +186,26 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		defer close(writerDone)
 		r.writer(ctx)
 	}()
+	// Recent windows are re-counted at TAPD for late records, unless this run
+	// fetches the whole settle span itself anyway (first run, --full).
+	settledByRun := len(windows) > 0 && !windows[0].Start.After(r.settleFrom(state))
+	if len(windows) > 0 && !settledByRun {
+		settle := r.settle(ctx, state, windows[len(windows)-1].Start)
+		windows = append(settle, windows...)
+		if len(settle) > 0 {
+			r.run.WindowStart = windows[0].Start
+		}
+	}
+	for _, w := range windows {
+		r.span += w.End.Sub(w.Start)
+	}
+	r.log.Info("sync run started", "trigger", ro.Trigger, "windows", len(windows), "full", ro.Full,
+		"from", r.fmtOr(r.run.WindowStart), "to", r.fmt(to))
 	for _, w := range windows {
 		if err = ctx.Err(); err != nil {
 			break
 		}
-		if err = r.window(ctx, w, 0); err != nil {
+		if err = r.window(ctx, w, w.Start.Before(rereadBefore), 0); err != nil {
 			break
 		}
 	}
@@ -154,59 +217,174 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	if err != nil {
 		return err
 	}
-	// Report every remaining gap on every run until it is filled or acknowledged.
+	if settledByRun {
+		if err := store.MarkSettled(ctx, r.t.Key, r.s.o.Now()); err != nil {
+			return err
+		}
+	}
+	// Report every remaining gap on every run until it is filled or
+	// acknowledged; minutes TAPD's rules cannot reach are listed in status
+	// with their reason instead (warning about them forever helps nobody).
 	if state, err = store.SyncState(ctx, r.t.Key); err != nil {
 		return err
 	}
 	for _, g := range state.Gaps() {
-		if !g.Acknowledged {
-			r.warn(fmt.Sprintf("gap in coverage: %s to %s was never verified (acknowledge with POST /api/v1/sync/gaps/ack)",
-				r.fmt(g.Start), r.fmt(g.End)))
+		if !g.Acknowledged && g.Reason != storage.ReasonUnreachableMinute {
+			why := ""
+			if g.Reason != "" {
+				why = " (" + g.Reason + ")"
+			}
+			r.warn(fmt.Sprintf("gap in coverage: %s to %s was never verified%s (acknowledge with POST /api/v1/sync/gaps/ack)",
+				r.fmt(g.Start), r.fmt(g.End), why))
 		}
 	}
 	return nil
 }
 
+// minPageSize is the smallest page a failing window is retried with.
+const minPageSize = 25
+
+// horizonSlack is how close to the horizon a window must start for a
+// "beyond the half year" refusal to mean "start a minute later".
+const horizonSlack = 15 * time.Minute
+
 // window fetches w completely, splitting it in time when TAPD holds more
-// records than one window should page, then queues its commit (checkpoint
-// and, when reconciled, coverage). depth counts splits, for logs.
-func (r *runState) window(ctx context.Context, w Interval, depth int) error {
+// records than one window should page, then queues its commit (checkpoint,
+// coverage, gaps). A window that keeps failing becomes a gap and the run goes
+// on; only what no later window could fix (credentials, the database, a
+// stop) ends the run. depth counts splits, for logs.
+func (r *runState) window(ctx context.Context, w Interval, reread bool, depth int) error {
 	o := r.s.o
-	for attempt := 1; ; attempt++ {
-		first, err := r.page(ctx, w, 1)
-		if err != nil {
-			return err
-		}
-		total := first.TotalItems
-		if total > o.SplitAbove || total > o.PagingCap {
+	limit := o.PageSize
+	for attempt := 1; ; {
+		first, err := r.page(ctx, w, 1, limit, false)
+		if err == nil && (first.TotalItems > o.SplitAbove || first.TotalItems > o.PagingCap) {
 			// Cut it into parts of about SplitAbove records each (fewer probes
 			// than halving); page 1 is not stored: the newest part reads it again.
-			if parts, ok := split(w, (total+o.SplitAbove-1)/o.SplitAbove); ok {
-				r.log.Debug("window split", "window", r.fmtWindow(w), "total", total, "parts", len(parts), "depth", depth+1)
+			if parts, ok := split(w, (first.TotalItems+o.SplitAbove-1)/o.SplitAbove); ok {
+				r.log.Debug("window split", "window", r.fmtWindow(w), "total", first.TotalItems, "parts", len(parts), "depth", depth+1)
 				for _, part := range parts {
-					if err := r.window(ctx, part, depth+1); err != nil {
+					if err := r.window(ctx, part, reread, depth+1); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
 		}
-		seen, lastTotal, err := r.pageAll(ctx, w, first)
-		if err != nil {
-			return err
+		var seen, lastTotal int
+		if err == nil {
+			if first.PerPage > 0 && first.PerPage < limit {
+				limit = first.PerPage // TAPD pages by what it sent, not by what was asked
+			}
+			seen, lastTotal, err = r.pageAll(ctx, w, first, limit, reread)
 		}
+		if err != nil {
+			if werr := r.writerErr(); werr != nil {
+				return werr
+			}
+			switch {
+			case ctx.Err() != nil || fatal(err):
+				return err
+			case errors.Is(err, tapd.ErrBeyondHorizon) && w.Start.Before(r.horizon.Add(horizonSlack)) && w.End.Sub(w.Start) > time.Minute:
+				// TAPD's horizon is a little later than ours: start a minute
+				// later and say what was given up.
+				lost := Interval{Start: w.Start, End: w.Start.Add(time.Minute)}
+				r.log.Info("TAPD refused the oldest minute as beyond its half year; starting a minute later", "window", r.fmtWindow(w))
+				r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonBeyondHorizon}})})
+				w.Start = lost.End
+				continue
+			case errors.Is(err, tapd.ErrBeyondHorizon):
+				r.warn(fmt.Sprintf("window %s fell out of TAPD's half year before it could be fetched", r.fmtWindow(w)))
+				r.write(writeJob{commit: r.commitOf(w, nil, []storage.GapReason{{Interval: w, Reason: storage.ReasonBeyondHorizon}})})
+				return nil
+			case (errors.Is(err, tapd.ErrServer) || errors.Is(err, tapd.ErrMalformed)) && limit > minPageSize:
+				// TAPD is seen to fail on large pages: ask for smaller ones.
+				r.log.Warn("window keeps failing; fetching it again with half the page size", "window", r.fmtWindow(w),
+					"limit", limit/2, "err", err)
+				limit /= 2
+				continue
+			default:
+				r.warn(fmt.Sprintf("window %s kept failing and is left as a gap, retried on the next run: %v", r.fmtWindow(w), err))
+				r.write(writeJob{commit: r.commitOf(w, nil, []storage.GapReason{{Interval: w, Reason: "kept failing: " + err.Error(), Retry: true}})})
+				return nil
+			}
+		}
+		total := first.TotalItems
 		verified := seen == total && lastTotal == total
 		if !verified && attempt < o.ReconcileTries && total <= o.PagingCap {
 			r.log.Info("window changed while paging; fetching it again", "window", r.fmtWindow(w),
 				"remote_total_first", total, "remote_total_last", lastTotal, "distinct_fetched", seen, "attempt", attempt)
+			attempt++
 			continue
 		}
 		if !verified {
 			r.warn(fmt.Sprintf("window %s did not reconcile after %d fetches: TAPD reports %d records, %d distinct fetched (%d reachable by paging)",
 				r.fmtWindow(w), attempt, lastTotal, seen, min(total, o.PagingCap)))
+			r.write(writeJob{commit: r.commitOf(w, nil, nil), total: lastTotal})
+			return nil
 		}
-		r.write(writeJob{commit: &w, verified: verified, total: lastTotal})
+		covered, gaps, err := r.coverage(ctx, w)
+		if err != nil {
+			return err
+		}
+		r.write(writeJob{commit: r.commitOf(w, covered, gaps), total: lastTotal})
 		return nil
+	}
+}
+
+// fatal errors end the run: no later window would fare better.
+func fatal(err error) bool {
+	return errors.Is(err, tapd.ErrAuth) || errors.Is(err, tapd.ErrNotFound) ||
+		(errors.Is(err, tapd.ErrParam) && !errors.Is(err, tapd.ErrBeyondHorizon))
+}
+
+// commitOf is the commit of window w with the parts verified and the gaps known.
+func (r *runState) commitOf(w Interval, covered []Interval, gaps []storage.GapReason) *storage.WindowCommit {
+	return &storage.WindowCommit{Workspace: r.t.Key, Window: w, Covered: covered, Gaps: gaps,
+		Fresh: !w.End.Before(r.to), Holder: r.holder, LeaseTTL: r.s.o.LeaseTTL}
+}
+
+// queryEnd is the end_time asked for window w. It is w.End itself, so that
+// whether TAPD's end_time minute includes its seconds or not, nothing before
+// w.End is missed (with an inclusive minute, adjacent windows overlap by one
+// minute). A query may not reach into the next month, though: a window ending
+// at a month's first minute asks up to the month's last minute instead.
+func (r *runState) queryEnd(w Interval) time.Time {
+	if r.s.monthStart(w.End) {
+		return w.End.Add(-time.Minute)
+	}
+	return w.End
+}
+
+func (s *Syncer) monthStart(t time.Time) bool {
+	l := t.In(s.loc)
+	return l.Day() == 1 && l.Hour() == 0 && l.Minute() == 0
+}
+
+// coverage is what a reconciled window proves: all of it, except the last
+// minute of a month when TAPD's end_time minute is exclusive (no query can
+// reach it: the same-month rule forbids ending in the next month).
+func (r *runState) coverage(ctx context.Context, w Interval) ([]Interval, []storage.GapReason, error) {
+	if !r.s.monthStart(w.End) {
+		return []Interval{w}, nil, nil
+	}
+	mode, err := r.s.endMinuteMode(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	last := Interval{Start: w.End.Add(-time.Minute), End: w.End}
+	var covered []Interval
+	if w.Start.Before(last.Start) {
+		covered = []Interval{{Start: w.Start, End: last.Start}}
+	}
+	switch mode {
+	case endInclusive:
+		return []Interval{w}, nil, nil
+	case endExclusive:
+		return covered, []storage.GapReason{{Interval: last, Reason: storage.ReasonUnreachableMinute}}, nil
+	default:
+		return covered, []storage.GapReason{{Interval: last, Retry: true,
+			Reason: "not yet known whether TAPD's end_time includes its minute; retried once it is"}}, nil
 	}
 }
 
@@ -216,14 +394,16 @@ const writeBatch = 2000
 
 // pageAll queues first and pages 2.. of w for writing and returns how many
 // distinct records it saw and TAPD's total on the last page.
-func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page) (distinct, lastTotal int, err error) {
-	limit := r.s.o.PageSize
+func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page, limit int, reread bool) (distinct, lastTotal int, err error) {
 	pages := (min(first.TotalItems, r.s.o.PagingCap) + limit - 1) / limit
 	seen := make(map[string]struct{}, first.TotalItems)
 	var pending []storage.Activity
 	take := func(p tapd.Page) {
-		for _, rec := range p.Records {
+		for i, rec := range p.Records {
 			seen[rec.ID] = struct{}{}
+			if rec.Created.Second() > 0 && r.candidate == nil {
+				r.candidate = &p.Records[i]
+			}
 		}
 		pending = append(pending, r.normalizeAll(p)...)
 		lastTotal = p.TotalItems
@@ -234,30 +414,31 @@ func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page) (di
 			break
 		}
 		var p tapd.Page
-		if p, err = r.page(ctx, w, n); err != nil {
+		if p, err = r.page(ctx, w, n, limit, false); err != nil {
 			break
 		}
 		take(p)
 		if len(pending) >= writeBatch {
-			r.write(writeJob{batch: pending})
+			r.write(writeJob{batch: pending, reread: reread})
 			pending = nil
 		}
 		if len(p.Records) == 0 {
 			break // the window shrank under us; reconciliation decides
 		}
 	}
-	r.write(writeJob{batch: pending}) // what was fetched is stored, even when stopping
+	r.write(writeJob{batch: pending, reread: reread}) // what was fetched is stored, even when stopping
 	return len(seen), lastTotal, err
 }
 
-// page fetches page n of window w and counts it on the run.
-func (r *runState) page(ctx context.Context, w Interval, n int) (tapd.Page, error) {
-	q := tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly, Limit: r.s.o.PageSize, Page: n,
-		Start: w.Start, End: w.End.Add(-time.Minute)} // end_time's minute is inclusive
+// page fetches page n of window w and counts it on the run. A count (limit
+// 1, for settle checks) is a request but not a page.
+func (r *runState) page(ctx context.Context, w Interval, n, limit int, count bool) (tapd.Page, error) {
+	q := tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly, Limit: limit, Page: n,
+		Start: w.Start, End: r.queryEnd(w)}
 	p, err := r.s.o.TAPD.MemberActivityLog(ctx, q)
 	r.mu.Lock()
 	r.run.Requests++
-	if err == nil {
+	if err == nil && !count {
 		r.run.Pages++
 		r.run.Fetched += len(p.Records)
 	}
@@ -284,7 +465,8 @@ func (r *runState) writerErr() error {
 
 // writer performs queued jobs in order until the queue closes. After the
 // first error it only drains, so the fetcher never blocks on it. It ignores
-// ctx's cancellation: what was fetched is committed.
+// ctx's cancellation: what was fetched is committed (unless the lease is
+// gone, which the commit's fence finds out).
 func (r *runState) writer(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	for j := range r.writes {
@@ -293,10 +475,10 @@ func (r *runState) writer(ctx context.Context) {
 		}
 		var err error
 		if len(j.batch) > 0 {
-			err = r.store(ctx, j.batch)
+			err = r.store(ctx, j.batch, j.reread)
 		}
 		if err == nil && j.commit != nil {
-			err = r.commit(ctx, *j.commit, j.verified, j.total)
+			err = r.commit(ctx, *j.commit, j.total)
 		}
 		if err != nil {
 			r.mu.Lock()
@@ -307,8 +489,12 @@ func (r *runState) writer(ctx context.Context) {
 }
 
 // store upserts normalized records in one transaction.
-func (r *runState) store(ctx context.Context, batch []storage.Activity) error {
-	res, err := r.s.o.Store.UpsertMirrored(ctx, batch)
+func (r *runState) store(ctx context.Context, batch []storage.Activity, reread bool) error {
+	upsert := r.s.o.Store.UpsertMirrored
+	if reread {
+		upsert = r.s.o.Store.UpsertReread
+	}
+	res, err := upsert(ctx, batch)
 	if err != nil {
 		return err
 	}
@@ -322,12 +508,13 @@ func (r *runState) store(ctx context.Context, batch []storage.Activity) error {
 	return nil
 }
 
-// commit records a fully written window, then logs progress and saves the
-// run's counters so status shows a run in flight.
-func (r *runState) commit(ctx context.Context, w Interval, verified bool, total int) error {
-	if err := r.s.o.Store.CommitWindow(ctx, r.t.Key, w, verified); err != nil {
+// commit records a fully written window (fenced on the lease), then logs
+// progress and saves the run's counters so status shows a run in flight.
+func (r *runState) commit(ctx context.Context, c storage.WindowCommit, total int) error {
+	if err := r.s.o.Store.CommitWindow(ctx, c); err != nil {
 		return err
 	}
+	w := c.Window
 	r.mu.Lock()
 	r.run.RemoteTotal += total
 	r.run.Windows++
@@ -367,7 +554,7 @@ func (r *runState) warn(msg string) {
 	r.log.Warn(msg)
 }
 
-func (r *runState) fmt(t time.Time) string { return t.In(r.s.o.Location).Format("2006-01-02 15:04") }
+func (r *runState) fmt(t time.Time) string { return t.In(r.s.loc).Format("2006-01-02 15:04") }
 
 func (r *runState) fmtOr(t time.Time) string {
 	if t.IsZero() {

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -42,22 +41,17 @@ func (s *Syncer) Start() error {
 	return nil
 }
 
-// runScheduled syncs one configured workspace (all its projects for projects:ID).
+// runScheduled syncs one configured workspace (all its projects for
+// projects:ID, through the run pool). A turn that cannot start leaves a log
+// line and a metric.
 func (s *Syncer) runScheduled(ctx context.Context, w config.Workspace) {
 	targets, err := s.targetsOf(ctx, w)
 	if err != nil {
 		s.log.Error("scheduled sync could not start", "workspace", w.Key, "err", err)
+		s.o.Metrics.StartFailed(w.Key, "targets")
 		return
 	}
-	for _, t := range targets {
-		if ctx.Err() != nil {
-			return
-		}
-		_, err := s.RunTarget(ctx, t, RunOptions{Trigger: TriggerSchedule})
-		if errors.Is(err, ErrBusy) {
-			s.log.Info("scheduled sync skipped: workspace already being synced", "workspace", t.Key)
-		}
-	}
+	s.runMany(ctx, targets, RunOptions{Trigger: TriggerSchedule}, nil) //nolint:errcheck // each run records and logs its outcome
 }
 
 // Stop ends the schedule and any manual runs: their contexts are canceled,

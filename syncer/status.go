@@ -9,68 +9,100 @@ import (
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
-// WorkspaceStatus is what an operator needs to know of one workspace.
+// WorkspaceStatus is what an operator needs to know of one target.
 type WorkspaceStatus struct {
-	Workspace     string             `json:"workspace"`
-	Running       bool               `json:"running"`
-	Checkpoint    *time.Time         `json:"checkpoint"`
-	Covered       []storage.Interval `json:"covered"`
-	Gaps          []storage.Gap      `json:"gaps"`
-	LastSuccess   *storage.SyncRun   `json:"last_success"`
-	LastFailure   *storage.SyncRun   `json:"last_failure"`
-	NextRun       *time.Time         `json:"next_run"`
-	RecordsStored int64              `json:"records_stored"`
+	Workspace string `json:"workspace"`
+	Running   bool   `json:"running"`
+	// RunningOn names where it runs: "this process (queued|running)" or the
+	// lease holder's host:pid.
+	RunningOn  string             `json:"running_on,omitempty"`
+	Checkpoint *time.Time         `json:"checkpoint"`
+	Covered    []storage.Interval `json:"covered"`
+	Gaps       []storage.Gap      `json:"gaps"`
+	// FreshAt is when a run last committed its newest window: the mirror
+	// holds everything TAPD showed up to a minute before it. A partial run
+	// (a gap elsewhere) still makes the target fresh.
+	FreshAt     *time.Time       `json:"fresh_at"`
+	LastSuccess *storage.SyncRun `json:"last_success"` // latest run that finished (success or partial)
+	LastFailure *storage.SyncRun `json:"last_failure"`
+	NextRun     *time.Time       `json:"next_run"`
+	// RecordsStored counts the records this target reported (a record seen
+	// through a project and its company counts for both).
+	RecordsStored int64        `json:"records_stored"`
+	Settle        *SettleCheck `json:"settle,omitempty"`
 }
 
-// Status reports every workspace known so far (projects of projects:ID
-// appear once they were listed).
+// SettleCheck is the last re-count of recent windows at TAPD.
+type SettleCheck struct {
+	At          time.Time `json:"at"`
+	RemoteTotal int       `json:"remote_total"` // TAPD's count then
+	Reported    int       `json:"reported"`     // records the target had reported in the same span
+}
+
+// Status reports every target known so far (projects of projects:ID
+// appear once they were listed) in a fixed number of queries.
 func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 	s.mu.Lock()
 	known := slices.Clone(s.known)
+	active := make(map[string]string, len(s.active))
+	for k, v := range s.active {
+		active[k] = v
+	}
 	s.mu.Unlock()
+	store := s.o.Store
+	states, err := store.SyncStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	leases, err := store.Leases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	finished, err := store.LatestRuns(ctx, storage.OutcomeSuccess, storage.OutcomePartial)
+	if err != nil {
+		return nil, err
+	}
+	failed, err := store.LatestRuns(ctx, storage.OutcomeFailed, storage.OutcomeLostLease)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := store.ReportedCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := []WorkspaceStatus{}
 	for _, t := range known {
-		st, err := s.statusOf(ctx, t)
-		if err != nil {
-			return nil, err
+		state := states[t.Key]
+		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key]}
+		if st.Covered == nil {
+			st.Covered = []storage.Interval{}
+		}
+		if a := active[t.Key]; a != "" {
+			st.Running, st.RunningOn = true, "this process ("+a+")"
+		} else if l, ok := leases[t.Key]; ok {
+			st.Running, st.RunningOn = true, l.Process
+		}
+		if state.Synced() {
+			st.Checkpoint = &state.HighWater
+		}
+		if !state.FreshAt.IsZero() {
+			st.FreshAt = &state.FreshAt
+		}
+		if !state.SettledAt.IsZero() {
+			st.Settle = &SettleCheck{At: state.SettledAt, RemoteTotal: state.SettleRemote, Reported: state.SettleStored}
+		}
+		if next := s.nextRun(t); !next.IsZero() {
+			st.NextRun = &next
+		}
+		if r, ok := finished[t.Key]; ok {
+			st.LastSuccess = &r
+		}
+		if r, ok := failed[t.Key]; ok {
+			st.LastFailure = &r
 		}
 		out = append(out, st)
 	}
 	return out, nil
-}
-
-func (s *Syncer) statusOf(ctx context.Context, t Target) (WorkspaceStatus, error) {
-	store := s.o.Store
-	state, err := store.SyncState(ctx, t.Key)
-	if err != nil {
-		return WorkspaceStatus{}, err
-	}
-	st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps()}
-	if st.Covered == nil {
-		st.Covered = []storage.Interval{}
-	}
-	s.mu.Lock()
-	st.Running = s.running[t.Key]
-	s.mu.Unlock()
-	if state.Synced() {
-		st.Checkpoint = &state.HighWater
-	}
-	if next := s.nextRun(t); !next.IsZero() {
-		st.NextRun = &next
-	}
-	for outcome, dst := range map[string]**storage.SyncRun{storage.OutcomeSuccess: &st.LastSuccess, storage.OutcomeFailed: &st.LastFailure} {
-		runs, err := store.ListRuns(ctx, t.Key, outcome, 1, 0)
-		if err != nil {
-			return st, err
-		}
-		if len(runs) > 0 {
-			*dst = &runs[0]
-		}
-	}
-	if st.RecordsStored, err = store.CountWorkspaceRecords(ctx, t.Key); err != nil {
-		return st, err
-	}
-	return st, nil
 }
 
 // KnownKeys lists the workspace keys known so far.
@@ -87,7 +119,12 @@ func (s *Syncer) KnownKeys() []string {
 // Horizon is the oldest instant TAPD still answers for, by the syncer's clock.
 func (s *Syncer) Horizon() time.Time { return s.horizonAt(s.o.Now()) }
 
-func (s *Syncer) horizonAt(now time.Time) time.Time { return now.AddDate(0, 0, -s.o.HorizonDays) }
+// horizonAt is TAPD's horizon, computed in TAPD's zone: days back on TAPD's
+// calendar, so a server in a daylight-saving zone never asks for an hour
+// TAPD no longer serves.
+func (s *Syncer) horizonAt(now time.Time) time.Time {
+	return now.In(s.loc).AddDate(0, 0, -s.o.HorizonDays)
+}
 
 // AcknowledgeGaps marks a known workspace's current gaps as acknowledged.
 func (s *Syncer) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]storage.Interval, error) {

@@ -1,15 +1,20 @@
 // Package syncer mirrors TAPD's member activity log into storage: it plans
 // windows inside TAPD's half year, pages each closed window, normalizes and
-// upserts records, reconciles counts, and moves a per-workspace checkpoint
-// only after a window's records are committed. It knows the tapd and storage
-// packages; the api package only sees its trigger and status methods.
+// upserts records, reconciles counts, and moves a per-target checkpoint only
+// after a window's records are committed. Runs share a bounded pool, and each
+// target is held by a lease row in the database, never by a lock on a pooled
+// connection. It knows the tapd and storage packages; the api package only
+// sees its trigger and status methods.
 package syncer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -28,7 +33,7 @@ const (
 	TriggerCLI      = "cli"
 )
 
-// ErrBusy means the workspace is being synced already (here or by another replica).
+// ErrBusy means the target is being synced already (here or by another process).
 var ErrBusy = errors.New("workspace is already being synced")
 
 // ErrUnknownWorkspace means a trigger named a workspace that is not configured.
@@ -38,11 +43,14 @@ var ErrUnknownWorkspace = errors.New("workspace is not configured")
 type TAPD interface {
 	MemberActivityLog(ctx context.Context, q tapd.Query) (tapd.Page, error)
 	Projects(ctx context.Context, companyID string) ([]tapd.Project, error)
+	// Location is TAPD's time zone: every window, month cut and horizon is
+	// computed in it, never in the server's zone.
+	Location() *time.Location
 }
 
 // Target is one unit of sync: one TAPD query scope with its own checkpoint.
 type Target struct {
-	Key         string // checkpoint and lock key: the project id, or "company:ID"
+	Key         string // checkpoint and lease key: the project id, or "company:ID"
 	WorkspaceID string
 	CompanyOnly bool
 	Configured  string // the sync.workspaces entry it comes from (its schedule)
@@ -53,17 +61,26 @@ type Options struct {
 	Store      *storage.Store
 	TAPD       TAPD
 	Workspaces []config.Workspace
-	Location   *time.Location // TAPD's zone; default Asia/Shanghai
-	PageSize   int            // default 200
-	Overlap    time.Duration  // look-back before the checkpoint; default 5m
-	Interval   time.Duration  // schedule; default 10m
-	// HorizonDays is how far back TAPD answers (default 182); HorizonMargin
-	// keeps the oldest window clear of it (default 5m), so clock skew never
-	// asks TAPD for a minute it no longer serves.
-	HorizonDays    int
-	HorizonMargin  time.Duration
-	PagingCap      int // TAPD's page×limit cap; default 20000
-	SplitAbove     int // split a window in time before paging more records than this; default 5000
+	PageSize   int           // default 200
+	Overlap    time.Duration // look-back before the checkpoint; default 5m
+	Interval   time.Duration // schedule; default 10m
+	// TAPD's limits (config tapd.*): how far back it answers, the page×limit
+	// cap, and how many records a window may hold before it is split.
+	HorizonDays int // default 182
+	PagingCap   int // default 20000
+	SplitAbove  int // default 5000
+	// MaxConcurrent bounds the runs syncing at once (default 4): TAPD's quota
+	// is shared by all of them anyway.
+	MaxConcurrent int
+	// LeaseTTL is how long a target's lease lasts unrenewed (default 5m); it
+	// is renewed every third of it and at every window commit.
+	LeaseTTL time.Duration
+	// Settle is how long after their end windows are re-counted at TAPD
+	// (default 48h), at most every SettleCheck (default 1h).
+	Settle      time.Duration
+	SettleCheck time.Duration
+	// RunHistory is how long finished runs are kept (default 90 days).
+	RunHistory     time.Duration
 	ReconcileTries int // fetches of one window before it is given up as unverified; default 3
 	StopTimeout    time.Duration
 	Now            func() time.Time
@@ -73,24 +90,26 @@ type Options struct {
 
 // Syncer runs syncs: on a schedule, on demand, or once from the CLI.
 type Syncer struct {
-	o   Options
-	log *slog.Logger
+	o       Options
+	log     *slog.Logger
+	loc     *time.Location
+	process string        // host:pid:instance, the lease holder prefix of this Syncer
+	pool    chan struct{} // one slot per run allowed to sync at once
 
-	mu      sync.Mutex
-	running map[string]bool
-	known   []Target              // last expansion of the configured workspaces
-	jobs    map[string]gocron.Job // configured key → scheduled job
-	sched   gocron.Scheduler
-	bg      sync.WaitGroup  // manual runs
-	bgCtx   context.Context // parent of manual runs, canceled by Stop
-	stopBg  context.CancelFunc
+	mu        sync.Mutex
+	active    map[string]string     // target key → "queued" or "running" in this process
+	recording map[int64]bool        // runs whose outcome is still being written
+	known     []Target              // last expansion of the configured workspaces
+	jobs      map[string]gocron.Job // configured key → scheduled job
+	sched     gocron.Scheduler
+	bg        sync.WaitGroup  // manual runs and outcome writers
+	bgCtx     context.Context // parent of manual runs, canceled by Stop
+	stopBg    context.CancelFunc
+	endMinute endMinute // what TAPD's end_time means, once learned
 }
 
 // New returns a Syncer; Start adds the schedule.
 func New(o Options) *Syncer {
-	if o.Location == nil {
-		o.Location = config.Default().Location()
-	}
 	if o.PageSize <= 0 {
 		o.PageSize = tapd.MaxLimit
 	}
@@ -101,8 +120,11 @@ func New(o Options) *Syncer {
 	}
 	setDur(&o.Overlap, 5*time.Minute)
 	setDur(&o.Interval, 10*time.Minute)
-	setDur(&o.HorizonMargin, 5*time.Minute)
 	setDur(&o.StopTimeout, 30*time.Second)
+	setDur(&o.LeaseTTL, 5*time.Minute)
+	setDur(&o.Settle, 48*time.Hour)
+	setDur(&o.SettleCheck, time.Hour)
+	setDur(&o.RunHistory, 90*24*time.Hour)
 	setInt := func(n *int, v int) {
 		if *n <= 0 {
 			*n = v
@@ -112,6 +134,7 @@ func New(o Options) *Syncer {
 	setInt(&o.PagingCap, 20000)
 	setInt(&o.SplitAbove, 5000)
 	setInt(&o.ReconcileTries, 3)
+	setInt(&o.MaxConcurrent, 4)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -121,8 +144,16 @@ func New(o Options) *Syncer {
 	if o.Metrics == nil {
 		o.Metrics = nopMetrics{}
 	}
+	host, _ := os.Hostname()
+	instance := make([]byte, 3)
+	rand.Read(instance) //nolint:errcheck // crypto/rand never fails on supported platforms
 	bgCtx, stop := context.WithCancel(context.Background())
-	s := &Syncer{o: o, log: o.Logger, running: map[string]bool{}, jobs: map[string]gocron.Job{}, bgCtx: bgCtx, stopBg: stop}
+	// process names this Syncer in lease rows: host:pid plus an instance tag,
+	// so two Syncers in one process (tests) exclude each other like processes.
+	s := &Syncer{o: o, log: o.Logger, loc: o.TAPD.Location(),
+		process: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(instance)),
+		pool: make(chan struct{}, o.MaxConcurrent), active: map[string]string{}, recording: map[int64]bool{},
+		jobs: map[string]gocron.Job{}, bgCtx: bgCtx, stopBg: stop}
 	for _, w := range o.Workspaces {
 		if !w.ExpandProjects {
 			s.known = append(s.known, staticTarget(w))
@@ -139,7 +170,8 @@ func staticTarget(w config.Workspace) Target {
 }
 
 // targetsOf expands one configured workspace; projects:ID asks TAPD for the
-// company's current project list.
+// company's current project list, so new projects are picked up and removed
+// ones stop being polled (their history stays).
 func (s *Syncer) targetsOf(ctx context.Context, w config.Workspace) ([]Target, error) {
 	if !w.ExpandProjects {
 		return []Target{staticTarget(w)}, nil
@@ -148,22 +180,19 @@ func (s *Syncer) targetsOf(ctx context.Context, w config.Workspace) ([]Target, e
 	if err != nil {
 		return nil, fmt.Errorf("listing projects of company %s: %w", w.ID, err)
 	}
-	var out []Target
+	out := []Target{}
 	for _, p := range projects {
 		out = append(out, Target{Key: p.ID, WorkspaceID: p.ID, Configured: w.Key})
 	}
-	s.remember(out...)
-	return out, nil
-}
-
-func (s *Syncer) remember(ts ...Target) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, t := range ts {
+	s.known = slices.DeleteFunc(s.known, func(k Target) bool { return k.Configured == w.Key })
+	for _, t := range out {
 		if !slices.ContainsFunc(s.known, func(k Target) bool { return k.Key == t.Key }) {
 			s.known = append(s.known, t)
 		}
 	}
+	s.mu.Unlock()
+	return out, nil
 }
 
 // Targets expands every configured workspace, deduplicated by key.
@@ -192,86 +221,200 @@ type RunOptions struct {
 	Since   time.Time // re-fetch from here (clipped to the half year)
 }
 
-// claim takes the in-process and database locks of t and records a new run.
-func (s *Syncer) claim(ctx context.Context, t Target, trigger string) (*storage.SyncRun, func(), error) {
+// reserve marks t as queued in this process; false when it is queued or
+// running here already.
+func (s *Syncer) reserve(t Target) bool {
 	s.mu.Lock()
-	if s.running[t.Key] {
-		s.mu.Unlock()
-		return nil, nil, fmt.Errorf("%s: %w", t.Key, ErrBusy)
+	defer s.mu.Unlock()
+	if s.active[t.Key] != "" {
+		return false
 	}
-	s.running[t.Key] = true
-	s.mu.Unlock()
-	releaseLocal := func() {
-		s.mu.Lock()
-		delete(s.running, t.Key)
-		s.mu.Unlock()
+	s.active[t.Key] = "queued"
+	return true
+}
+
+func (s *Syncer) setActive(key, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if state == "" {
+		delete(s.active, key)
+	} else {
+		s.active[key] = state
 	}
-	unlock, ok, err := s.o.Store.TryLock(ctx, "sync:"+t.Key)
-	if err != nil || !ok {
-		releaseLocal()
-		if err == nil {
-			err = fmt.Errorf("%s: %w (by another tapd-mirror process)", t.Key, ErrBusy)
+}
+
+// RunTarget syncs one target now (after waiting for a pool slot) and
+// returns its run record. ErrBusy when the target runs already, here or in
+// another process.
+func (s *Syncer) RunTarget(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
+	if !s.reserve(t) {
+		return storage.SyncRun{}, fmt.Errorf("%s: %w (in this process)", t.Key, ErrBusy)
+	}
+	defer s.setActive(t.Key, "")
+	return s.runReserved(ctx, t, ro)
+}
+
+// runReserved waits for a pool slot, takes the target's lease, and runs.
+func (s *Syncer) runReserved(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
+	select {
+	case s.pool <- struct{}{}:
+	case <-ctx.Done():
+		return storage.SyncRun{}, context.Cause(ctx)
+	}
+	defer func() { <-s.pool }()
+	s.setActive(t.Key, "running")
+
+	c, err := s.claim(ctx, t, ro.Trigger)
+	if err != nil {
+		if !errors.Is(err, ErrBusy) {
+			s.log.Error("sync run could not start", "workspace", t.Key, "trigger", ro.Trigger, "err", err)
+			s.o.Metrics.StartFailed(t.Key, "claim")
 		}
-		return nil, nil, err
+		return storage.SyncRun{}, err
 	}
-	release := func() { unlock(); releaseLocal() }
-	if n, err := s.o.Store.AbandonRuns(ctx, t.Key); err != nil {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopBeat := s.heartbeat(runCtx, cancel, t, c.holder)
+	run, err := s.execute(runCtx, t, c.run, ro, c.holder)
+	stopBeat()
+	if rerr := s.o.Store.ReleaseLease(context.WithoutCancel(ctx), t.Key, c.holder); rerr != nil {
+		s.log.Warn("releasing the sync lease failed; it expires by itself", "workspace", t.Key, "err", rerr)
+	}
+	return run, err
+}
+
+// claimed is a run that holds its target's lease.
+type claimed struct {
+	run    *storage.SyncRun
+	holder string
+}
+
+// claim takes t's lease, marks runs left by dead processes abandoned, prunes
+// old run history and records a new run.
+func (s *Syncer) claim(ctx context.Context, t Target, trigger string) (claimed, error) {
+	token := make([]byte, 6)
+	rand.Read(token) //nolint:errcheck // crypto/rand never fails on supported platforms
+	holder := s.process + ":" + hex.EncodeToString(token)
+	current, ok, err := s.o.Store.TakeLease(ctx, t.Key, holder, s.process, s.o.LeaseTTL)
+	if err != nil {
+		return claimed{}, err
+	}
+	if !ok {
+		return claimed{}, fmt.Errorf("%s: %w by %s (run %d, lease until %s)", t.Key, ErrBusy,
+			current.Process, current.RunID, current.ExpiresAt.Format(time.RFC3339))
+	}
+	release := func() { s.o.Store.ReleaseLease(context.WithoutCancel(ctx), t.Key, holder) } //nolint:errcheck // it expires anyway
+	if n, err := s.o.Store.AbandonRuns(ctx, t.Key, s.recordingRuns()...); err != nil {
 		release()
-		return nil, nil, err
+		return claimed{}, err
 	} else if n > 0 {
-		s.log.Warn("earlier runs never finished; marked abandoned", "workspace", t.Key, "runs", n)
+		s.log.Warn("earlier runs never finished: their process died; marked abandoned", "workspace", t.Key, "runs", n)
+	}
+	if n, err := s.o.Store.PruneRuns(ctx, time.Now().Add(-s.o.RunHistory)); err != nil {
+		s.log.Warn("pruning run history failed", "err", err)
+	} else if n > 0 {
+		s.log.Info("old sync runs pruned", "runs", n, "older_than", s.o.RunHistory.String())
 	}
 	run := &storage.SyncRun{Workspace: t.Key, Trigger: trigger, Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
 	if err := s.o.Store.CreateRun(ctx, run); err != nil {
 		release()
-		return nil, nil, err
+		return claimed{}, err
 	}
-	return run, release, nil
+	if err := s.o.Store.SetLeaseRun(ctx, t.Key, holder, run.ID); err != nil {
+		s.log.Warn("recording the run on its lease failed", "workspace", t.Key, "err", err)
+	}
+	return claimed{run: run, holder: holder}, nil
 }
 
-// RunTarget syncs one target now and returns its run record. ErrBusy when
-// another run of the same target holds its lock.
-func (s *Syncer) RunTarget(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
-	run, release, err := s.claim(ctx, t, ro.Trigger)
-	if err != nil {
-		return storage.SyncRun{}, err
-	}
-	defer release()
-	return s.execute(ctx, t, run, ro)
+// errLeaseLost is the cancellation cause of a run whose lease was taken.
+var errLeaseLost = storage.ErrLeaseLost
+
+// heartbeat renews the lease every third of its TTL while the run works, so
+// a slow window (rate limits, retries) never lets it expire. When the lease
+// was taken by another process the run is canceled with errLeaseLost.
+func (s *Syncer) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t Target, holder string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(s.o.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				err := s.o.Store.RenewLease(ctx, t.Key, holder, s.o.LeaseTTL)
+				if errors.Is(err, storage.ErrLeaseLost) {
+					s.log.Error("sync lease taken by another process; stopping this run", "workspace", t.Key)
+					cancel(errLeaseLost)
+					return
+				}
+				if err != nil {
+					s.log.Warn("renewing the sync lease failed; retrying", "workspace", t.Key, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
-// RunAll syncs every configured workspace once, one after another. Busy
-// workspaces are skipped (another process has them); the error joins every
-// failure.
+func (s *Syncer) recordingRuns() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int64, 0, len(s.recording))
+	for id := range s.recording {
+		out = append(out, id)
+	}
+	return out
+}
+
+// RunAll syncs every configured workspace once, up to MaxConcurrent at a
+// time. Targets busy elsewhere are skipped; the error joins every failure.
 func (s *Syncer) RunAll(ctx context.Context, ro RunOptions, only string) ([]storage.SyncRun, error) {
 	targets, err := s.choose(ctx, only)
+	return s.runMany(ctx, targets, ro, err)
+}
+
+// runMany runs targets through the pool and waits for all of them.
+func (s *Syncer) runMany(ctx context.Context, targets []Target, ro RunOptions, err error) ([]storage.SyncRun, error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	errs := []error{err}
 	var runs []storage.SyncRun
 	for _, t := range targets {
-		if ctx.Err() != nil {
-			break
-		}
-		run, err := s.RunTarget(ctx, t, ro)
-		if errors.Is(err, ErrBusy) {
-			s.log.Info("workspace skipped: already being synced", "workspace", t.Key)
-			continue
-		}
-		if run.ID != 0 {
-			runs = append(runs, run)
-		}
-		errs = append(errs, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run, err := s.RunTarget(ctx, t, ro)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, ErrBusy):
+				s.log.Info("workspace skipped: already being synced", "workspace", t.Key, "why", err)
+				return
+			case run.ID != 0:
+				runs = append(runs, run)
+			}
+			errs = append(errs, err)
+		}()
 	}
+	wg.Wait()
+	slices.SortFunc(runs, func(a, b storage.SyncRun) int { return int(a.ID - b.ID) })
 	return runs, errors.Join(errs...)
 }
 
 // choose expands the configured workspaces and keeps the ones named by
-// workspace: a configured key, a project of a projects:ID entry, or "" for
-// all. Naming one that matches nothing is ErrUnknownWorkspace.
+// workspace: a target key, a project id, a configured entry (ID,
+// company:ID, projects:ID), or "" for all. Naming one that matches nothing
+// is ErrUnknownWorkspace.
 func (s *Syncer) choose(ctx context.Context, workspace string) ([]Target, error) {
 	targets, err := s.Targets(ctx)
 	var chosen []Target
 	for _, t := range targets {
-		if workspace == "" || t.Key == workspace || t.WorkspaceID == workspace {
+		if workspace == "" || t.Key == workspace || t.WorkspaceID == workspace || t.Configured == workspace {
 			chosen = append(chosen, t)
 		}
 	}
@@ -281,36 +424,67 @@ func (s *Syncer) choose(ctx context.Context, workspace string) ([]Target, error)
 	return chosen, err
 }
 
-// Trigger starts runs in the background for one workspace (a configured key,
-// a company's project id, or "" for all) and returns their records at once.
-func (s *Syncer) Trigger(ctx context.Context, workspace string, full bool) ([]storage.SyncRun, error) {
+// Triggered says what a manual trigger did with each target it named.
+type Triggered struct {
+	Queued         []string         `json:"queued"`          // will run as soon as a pool slot is free
+	AlreadyRunning []RunningElsewhere `json:"already_running"` // not started again
+	Failed         []TriggerFailure `json:"failed"`          // could not be queued, and why
+}
+
+// RunningElsewhere is a target that was running (or queued) when triggered.
+type RunningElsewhere struct {
+	Workspace string `json:"workspace"`
+	Where     string `json:"where"` // "this process (queued|running)" or the holder's host:pid
+	RunID     int64  `json:"run_id,omitempty"`
+}
+
+// TriggerFailure is a target or entry that could not be queued.
+type TriggerFailure struct {
+	Workspace string `json:"workspace"`
+	Error     string `json:"error"`
+}
+
+// Trigger queues runs of the named workspace ("" for all) in the background
+// and answers at once with what was queued, what was already running, and
+// what failed to start. ErrUnknownWorkspace when the name matches nothing.
+func (s *Syncer) Trigger(ctx context.Context, workspace string, full bool) (Triggered, error) {
+	out := Triggered{Queued: []string{}, AlreadyRunning: []RunningElsewhere{}, Failed: []TriggerFailure{}}
 	chosen, err := s.choose(ctx, workspace)
-	if len(chosen) == 0 {
-		if err == nil { // nothing configured at all
-			err = fmt.Errorf("%q: %w (sync.workspaces)", workspace, ErrUnknownWorkspace)
+	if err != nil {
+		if len(chosen) == 0 {
+			return out, err
 		}
-		return nil, err
+		out.Failed = append(out.Failed, TriggerFailure{Workspace: workspace, Error: err.Error()})
 	}
-	var started []storage.SyncRun
-	var errs []error
+	leases, err := s.o.Store.Leases(ctx)
+	if err != nil {
+		return out, err
+	}
 	for _, t := range chosen {
-		run, release, err := s.claim(ctx, t, TriggerManual)
-		if err != nil {
-			errs = append(errs, err)
+		if l, held := leases[t.Key]; held && l.Process != s.process {
+			out.AlreadyRunning = append(out.AlreadyRunning, RunningElsewhere{Workspace: t.Key, Where: l.Process, RunID: l.RunID})
 			continue
 		}
-		started = append(started, *run)
+		if !s.reserve(t) {
+			s.mu.Lock()
+			state := s.active[t.Key]
+			s.mu.Unlock()
+			r := RunningElsewhere{Workspace: t.Key, Where: "this process (" + state + ")"}
+			if l, held := leases[t.Key]; held {
+				r.RunID = l.RunID
+			}
+			out.AlreadyRunning = append(out.AlreadyRunning, r)
+			continue
+		}
+		out.Queued = append(out.Queued, t.Key)
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			defer release()
-			s.execute(s.bgCtx, t, run, RunOptions{Trigger: TriggerManual, Full: full}) //nolint:errcheck // recorded on the run
+			defer s.setActive(t.Key, "")
+			s.runReserved(s.bgCtx, t, RunOptions{Trigger: TriggerManual, Full: full}) //nolint:errcheck // recorded on the run
 		}()
 	}
-	if len(started) == 0 {
-		return nil, errors.Join(errs...)
-	}
-	return started, nil
+	return out, nil
 }
 
 // Wait blocks until background (manual) runs end.

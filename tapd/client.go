@@ -115,6 +115,10 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
+// Location is TAPD's time zone: created times are read, and start_time and
+// end_time written, in it.
+func (c *Client) Location() *time.Location { return c.opts.Location }
+
 // LimiterWait is the total time calls spent waiting for the rate limiter.
 func (c *Client) LimiterWait() time.Duration { return time.Duration(c.waits.Load()) }
 
@@ -171,7 +175,7 @@ func (c *Client) decodePage(op string, w *wirePage) (Page, error) {
 		if err != nil || r.ID == "" {
 			return Page{}, &Error{Kind: ErrMalformed, Op: op, Info: fmt.Sprintf("record %q has created %q, want %q", r.ID, r.Created, TimeLayout)}
 		}
-		p.Records = append(p.Records, Record{ID: string(r.ID), Action: r.Action, Created: created, Creator: r.Creator,
+		p.Records = append(p.Records, Record{ID: string(r.ID), Action: r.Action, Created: created, CreatedRaw: r.Created, Creator: r.Creator,
 			ProjectName: r.ProjectName, OperateType: r.OperateType, OperateObject: r.OperateObject,
 			Title: r.Title, URL: r.URL, IP: r.IP, UA: r.UA})
 	}
@@ -294,6 +298,8 @@ func (c *Client) classify(op string, resp *http.Response, body []byte) (json.Raw
 		e.Kind, e.Hint = ErrRateLimited, "lower tapd.requests_per_minute or ask TAPD for a larger quota"
 	case status >= 500:
 		e.Kind = ErrServer
+	case status == 422 && (strings.Contains(info, "半年") || strings.Contains(strings.ToLower(info), "half a year")):
+		e.Kind, e.Hint = ErrBeyondHorizon, "TAPD only answers for about the last half year (tapd.horizon_days)"
 	case status >= 400:
 		e.Kind = ErrParam
 	default:

@@ -13,6 +13,8 @@ var (
 	ErrRateLimited = errors.New("TAPD rate limit still exceeded after retries")
 	ErrServer      = errors.New("TAPD server error")
 	ErrMalformed   = errors.New("TAPD sent a malformed response")
+	// ErrBeyondHorizon: the start_time is older than TAPD still answers for.
+	ErrBeyondHorizon = errors.New("TAPD refused a start_time older than its half year")
 )
 
 // Error is a failed TAPD call: what kind, what TAPD said, and what to do.

@@ -49,6 +49,7 @@ type Record struct {
 	ID            string
 	Action        string
 	Created       time.Time
+	CreatedRaw    string // created exactly as TAPD sent it
 	Creator       string
 	ProjectName   string
 	OperateType   string // localized label, e.g. 新增

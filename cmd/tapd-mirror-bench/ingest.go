@@ -73,7 +73,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		counted := &countingTAPD{TAPD: client}
 		ws, _ := config.ParseWorkspace(fake.Projects()[0].ID)
 		s := syncer.New(syncer.Options{Store: st, TAPD: counted, Workspaces: []config.Workspace{ws},
-			Location: tapdtest.Shanghai, Now: fake.Now, Logger: b.log})
+			Now: fake.Now, Logger: b.log})
 		start := time.Now()
 		runs, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI, Full: true}, "")
 		if err != nil {

@@ -42,14 +42,21 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		workspaces = append(workspaces, p)
 	}
 	return syncer.New(syncer.Options{
-		Store:      st,
-		TAPD:       client,
-		Workspaces: workspaces,
-		Location:   cfg.Location(),
-		PageSize:   cfg.TAPD.PageSize,
-		Overlap:    cfg.Sync.Overlap.Duration,
-		Interval:   cfg.Sync.Interval.Duration,
-		Logger:     log,
-		Metrics:    sm,
+		Store:         st,
+		TAPD:          client, // TAPD's zone comes from the client: configured once
+		Workspaces:    workspaces,
+		PageSize:      cfg.TAPD.PageSize,
+		HorizonDays:   cfg.TAPD.HorizonDays,
+		PagingCap:     cfg.TAPD.PagingCap,
+		SplitAbove:    cfg.TAPD.SplitAbove,
+		Overlap:       cfg.Sync.Overlap.Duration,
+		Interval:      cfg.Sync.Interval.Duration,
+		MaxConcurrent: cfg.Sync.MaxConcurrent,
+		LeaseTTL:      cfg.Sync.Lease.Duration,
+		Settle:        cfg.Sync.Settle.Duration,
+		SettleCheck:   cfg.Sync.SettleCheck.Duration,
+		RunHistory:    cfg.Sync.RunHistory.Duration,
+		Logger:        log,
+		Metrics:       sm,
 	}), client, nil
 }

@@ -1,0 +1,126 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// ErrLeaseLost means a lease's holder no longer holds it: it expired and
+// another holder took it. A run that sees it must stop without committing.
+var ErrLeaseLost = errors.New("sync lease lost to another holder")
+
+// Lease is one holder's claim on one sync target. Leases replace locks held
+// on pooled connections: a lease costs no connection while its run works,
+// works the same on PostgreSQL and SQLite and across processes, and a holder
+// that died is taken over once its lease expires.
+type Lease struct {
+	Target    string    `json:"target"`
+	Holder    string    `json:"holder"`  // host:pid:token of the claim
+	Process   string    `json:"process"` // host:pid
+	RunID     int64     `json:"run_id,omitempty"`
+	TakenAt   time.Time `json:"taken_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+type leaseRow struct {
+	Target    string `db:"target"`
+	Holder    string `db:"holder"`
+	Process   string `db:"process"`
+	RunID     *int64 `db:"run_id"`
+	TakenAt   dbTime `db:"taken_at"`
+	ExpiresAt dbTime `db:"expires_at"`
+}
+
+func (r leaseRow) lease() Lease {
+	l := Lease{Target: r.Target, Holder: r.Holder, Process: r.Process, TakenAt: r.TakenAt.Time, ExpiresAt: r.ExpiresAt.Time}
+	if r.RunID != nil {
+		l.RunID = *r.RunID
+	}
+	return l
+}
+
+// TakeLease claims target for holder in one atomic statement: it succeeds
+// when nobody holds the target, when the current lease expired, or when the
+// current lease belongs to the same process (whose in-process bookkeeping
+// already guarantees it runs the target no more). When it fails, current is
+// the lease in force.
+func (s *Store) TakeLease(ctx context.Context, target, holder, process string, ttl time.Duration) (current Lease, ok bool, err error) {
+	now := time.Now()
+	var got string
+	err = s.db.GetContext(ctx, &got, s.rebind(`INSERT INTO sync_lease (target, holder, process, run_id, taken_at, expires_at)
+		VALUES (?, ?, ?, NULL, ?, ?)
+		ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, process = excluded.process, run_id = NULL,
+			taken_at = excluded.taken_at, expires_at = excluded.expires_at
+		WHERE sync_lease.expires_at <= ? OR sync_lease.process = ?
+		RETURNING holder`), target, holder, process, s.timeArg(now), s.timeArg(now.Add(ttl)), s.timeArg(now), process)
+	switch {
+	case err == nil:
+		return Lease{Target: target, Holder: holder, Process: process, TakenAt: now, ExpiresAt: now.Add(ttl)}, true, nil
+	case !isNoRows(err):
+		return Lease{}, false, fmt.Errorf("taking the sync lease of %s: %w", target, err)
+	}
+	var row leaseRow
+	if err := s.db.GetContext(ctx, &row, s.rebind(`SELECT target, holder, process, run_id, taken_at, expires_at
+		FROM sync_lease WHERE target = ?`), target); err != nil {
+		if isNoRows(err) { // released in between: the caller may try again later
+			return Lease{Target: target}, false, nil
+		}
+		return Lease{}, false, fmt.Errorf("reading the sync lease of %s: %w", target, err)
+	}
+	return row.lease(), false, nil
+}
+
+// RenewLease extends holder's lease on target by ttl from now. ErrLeaseLost
+// when another holder has taken it.
+func (s *Store) RenewLease(ctx context.Context, target, holder string, ttl time.Duration) error {
+	return s.renewLease(ctx, s.db, target, holder, ttl)
+}
+
+func (s *Store) renewLease(ctx context.Context, db sqlx.ExecerContext, target, holder string, ttl time.Duration) error {
+	res, err := db.ExecContext(ctx, s.rebind(`UPDATE sync_lease SET expires_at = ? WHERE target = ? AND holder = ?`),
+		s.timeArg(time.Now().Add(ttl)), target, holder)
+	if err != nil {
+		return fmt.Errorf("renewing the sync lease of %s: %w", target, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("renewing the sync lease of %s: %w", target, err)
+	} else if n == 0 {
+		return fmt.Errorf("%s: %w", target, ErrLeaseLost)
+	}
+	return nil
+}
+
+// SetLeaseRun records which run holds the lease, for status and take-overs.
+func (s *Store) SetLeaseRun(ctx context.Context, target, holder string, runID int64) error {
+	if _, err := s.db.ExecContext(ctx, s.rebind(`UPDATE sync_lease SET run_id = ? WHERE target = ? AND holder = ?`),
+		runID, target, holder); err != nil {
+		return fmt.Errorf("recording run %d on the sync lease of %s: %w", runID, target, err)
+	}
+	return nil
+}
+
+// ReleaseLease gives up holder's lease on target (a no-op if it was lost).
+func (s *Store) ReleaseLease(ctx context.Context, target, holder string) error {
+	if _, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM sync_lease WHERE target = ? AND holder = ?`), target, holder); err != nil {
+		return fmt.Errorf("releasing the sync lease of %s: %w", target, err)
+	}
+	return nil
+}
+
+// Leases returns every unexpired lease by target.
+func (s *Store) Leases(ctx context.Context) (map[string]Lease, error) {
+	var rows []leaseRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT target, holder, process, run_id, taken_at, expires_at
+		FROM sync_lease WHERE expires_at > ?`), s.timeArg(time.Now())); err != nil {
+		return nil, fmt.Errorf("reading sync leases: %w", err)
+	}
+	out := make(map[string]Lease, len(rows))
+	for _, r := range rows {
+		out[r.Target] = r.lease()
+	}
+	return out, nil
+}

@@ -1,0 +1,152 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/tapd"
+)
+
+// endMinute is what TAPD's end_time means, which TAPD does not document:
+// whether end_time hh:mm includes the records of hh:mm:01..59.
+type endMinute string
+
+const (
+	endUnknown   endMinute = ""
+	endInclusive endMinute = "inclusive"
+	endExclusive endMinute = "exclusive"
+)
+
+// metaEndMinute is the sync_meta key that keeps the learned answer.
+const metaEndMinute = "tapd.end_time_minute"
+
+// learnedEndMinute loads what an earlier run learned about end_time.
+func (s *Syncer) learnedEndMinute(ctx context.Context) error {
+	s.mu.Lock()
+	known := s.endMinute != endUnknown
+	s.mu.Unlock()
+	if known {
+		return nil
+	}
+	v, err := s.o.Store.Meta(ctx, metaEndMinute)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.endMinute = endMinute(v)
+	s.mu.Unlock()
+	return nil
+}
+
+// endMinuteMode returns what end_time means, probing TAPD once when nobody
+// knows yet: ask for the one minute of a record seen in this run whose
+// created time has seconds > 0, with start_time = end_time = that minute.
+// An inclusive end_time returns the record; an exclusive one cannot.
+func (s *Syncer) endMinuteMode(ctx context.Context, r *runState) (endMinute, error) {
+	s.mu.Lock()
+	mode := s.endMinute
+	s.mu.Unlock()
+	if mode != endUnknown || r.candidate == nil {
+		return mode, nil
+	}
+	c := *r.candidate
+	minute := c.Created.Truncate(time.Minute)
+	p, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly,
+		Limit: s.o.PageSize, Page: 1, Start: minute, End: minute})
+	r.mu.Lock()
+	r.run.Requests++
+	r.mu.Unlock()
+	switch {
+	case errors.Is(err, tapd.ErrParam):
+		mode = endExclusive // an empty start = end span is refused: the minute is not in it
+	case err != nil:
+		r.log.Warn("probing TAPD's end_time semantics failed; trying again later", "err", err)
+		return endUnknown, nil
+	case slices.ContainsFunc(p.Records, func(x tapd.Record) bool { return x.ID == c.ID }):
+		mode = endInclusive
+	case p.TotalItems == 0:
+		mode = endExclusive
+	default:
+		r.log.Warn("probing TAPD's end_time semantics was inconclusive; trying again later", "record", c.ID, "total", p.TotalItems)
+		return endUnknown, nil
+	}
+	if err := s.o.Store.SetMeta(ctx, metaEndMinute, string(mode)); err != nil {
+		return endUnknown, err
+	}
+	s.mu.Lock()
+	s.endMinute = mode
+	s.mu.Unlock()
+	r.log.Info("learned what TAPD's end_time means", "end_time_minute", string(mode), "probe_record", c.ID)
+	if mode == endExclusive {
+		r.log.Warn("TAPD's end_time excludes its minute: the last minute of each month cannot be fetched " +
+			"(a query may not cross months); those minutes are listed as gaps in sync status")
+	}
+	return mode, nil
+}
+
+// settle re-counts at TAPD the recently closed windows that ended within
+// sync.settle, at most every sync.settle_check: audit records can appear
+// hours after their created time, later than the overlap reaches. A span
+// where TAPD now holds more records than the target reported is returned to
+// be fetched again. Each month costs one limit=1 request. A failing count is
+// a warning, tried again on the next run.
+func (r *runState) settle(ctx context.Context, state storage.SyncState, before time.Time) []Interval {
+	o := r.s.o
+	now := o.Now()
+	r.s.mu.Lock()
+	mode := r.s.endMinute
+	r.s.mu.Unlock()
+	if !state.Synced() || now.Sub(state.SettledAt) < o.SettleCheck || mode == endUnknown {
+		return nil
+	}
+	span := Interval{Start: r.settleFrom(state), End: before}
+	if !span.Start.Before(span.End) {
+		return nil
+	}
+	var refetch []Interval
+	remote, stored := 0, 0
+	for _, m := range splitByMonth(span, r.s.loc) {
+		p, err := r.page(ctx, m, 1, 1, true)
+		if err != nil {
+			r.log.Warn("settle check failed; tried again on the next run", "window", r.fmtWindow(m), "err", err)
+			return refetch
+		}
+		end := r.queryEnd(m)
+		if mode == endInclusive {
+			end = end.Add(time.Minute)
+		}
+		n, err := o.Store.CountReported(ctx, r.t.Key, m.Start, end)
+		if err != nil {
+			r.log.Warn("settle check failed; tried again on the next run", "err", err)
+			return refetch
+		}
+		remote, stored = remote+p.TotalItems, stored+n
+		if p.TotalItems > n {
+			r.log.Info("TAPD holds records that appeared late; fetching the window again", "window", r.fmtWindow(m),
+				"remote_total", p.TotalItems, "reported", n)
+			refetch = append(refetch, m)
+		}
+	}
+	if err := o.Store.RecordSettle(ctx, r.t.Key, now, remote, stored); err != nil {
+		r.log.Warn("recording the settle check failed", "err", err)
+	}
+	r.log.Debug("settle check", "span", r.fmtWindow(span), "remote_total", remote, "reported", stored, "refetch", len(refetch))
+	return refetch
+}
+
+// settleFrom is where the settle span starts: sync.settle ago, but not
+// before TAPD's horizon or the target's first window.
+func (r *runState) settleFrom(state storage.SyncState) time.Time {
+	return maxTime(maxTime(r.s.o.Now().Add(-r.s.o.Settle), r.horizon), state.Origin).Truncate(time.Minute)
+}
+
+// describeMode is for status: what the engine knows of end_time.
+func (m endMinute) String() string {
+	if m == endUnknown {
+		return "unknown"
+	}
+	return string(m)
+}
