@@ -414,12 +414,12 @@ func (s *Syncer) choose(ctx context.Context, workspace string) ([]Target, error)
 	targets, err := s.Targets(ctx)
 	var chosen []Target
 	for _, t := range targets {
-		if workspace == "" || t.Key == workspace || t.WorkspaceID == workspace || t.Configured == workspace {
+		if workspace == "" || t.Key == workspace || t.Configured == workspace || (t.WorkspaceID == workspace && !t.CompanyOnly) {
 			chosen = append(chosen, t)
 		}
 	}
 	if len(chosen) == 0 && workspace != "" && err == nil {
-		err = fmt.Errorf("%q: %w (sync.workspaces)", workspace, ErrUnknownWorkspace)
+		err = fmt.Errorf("%q: %w (sync.workspaces; forms: ID, company:ID, projects:ID, or a project of a projects:ID entry)", workspace, ErrUnknownWorkspace)
 	}
 	return chosen, err
 }

@@ -65,7 +65,7 @@ func TestDecodesTheReferenceExampleByteForByte(t *testing.T) {
 	}
 	r := p.Records[0]
 	want := tapd.Record{ID: "7480633", Action: "/iteration/create",
-		Created: time.Date(2023, 10, 31, 16, 22, 44, 0, tapdtest.Shanghai), Creator: "啊啊啊",
+		Created: time.Date(2023, 10, 31, 16, 22, 44, 0, tapdtest.Shanghai), CreatedRaw: "2023-10-31 16:22:44", Creator: "啊啊啊",
 		ProjectName: "西门子灌灌灌乐了路虎退货", OperateType: "新增", OperateObject: "迭代", Title: "batch_create_998",
 		URL: "10074561/prong/iterations/card_view/1110074561001024855", IP: "1.1.1.1",
 		UA: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/117.0.0.0 Safari/537.36"}
@@ -163,7 +163,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 		{"bad password", fastClient(t, f, func(o *tapd.Options) { o.APIPassword = "wrong" }), lastWeek(ws), tapd.ErrAuth, "TAPD_MIRROR_TAPD_API_USER"},
 		{"bad token", fastClient(t, f, func(o *tapd.Options) { o.APIUser, o.AccessToken = "", "nope" }), lastWeek(ws), tapd.ErrAuth, "access token provided is invalid"},
 		{"two months", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -1, 0), End: now}, tapd.ErrParam, "不能跨月"},
-		{"beyond half year", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)}, tapd.ErrParam, "半年"},
+		{"beyond half year", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)}, tapd.ErrBeyondHorizon, "半年"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

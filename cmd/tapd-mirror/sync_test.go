@@ -133,11 +133,13 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 		}
 		f.SetLatency(300 * time.Millisecond)
 		code, body := authed("POST", "/api/v1/sync", `{"workspace":"10074561","full":true}`)
-		if code != 202 || !strings.Contains(body, `"workspace":"10074561"`) {
+		if code != 202 || !strings.Contains(body, `"queued":["10074561"]`) {
 			t.Fatalf("trigger = %d %s", code, body)
 		}
-		if code, body := authed("POST", "/api/v1/sync", ``); code != 409 {
-			t.Fatalf("second trigger while running = %d %s, want 409", code, body)
+		// A second trigger says what is running already instead of dropping it silently.
+		if code, body := authed("POST", "/api/v1/sync", ``); code != 202 ||
+			!strings.Contains(body, `"queued":[]`) || !strings.Contains(body, `"already_running":[{"workspace":"10074561","where":"this process (`) {
+			t.Fatalf("second trigger while running = %d %s", code, body)
 		}
 		if code, body := authed("POST", "/api/v1/sync", `{"workspace":"42"}`); code != 404 {
 			t.Fatalf("trigger of unknown workspace = %d %s", code, body)
