@@ -54,6 +54,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if m.Getenv == nil {
 		m.Getenv = os.Getenv
 	}
+	if len(args) > 0 && isHelpFlag(args[0]) { // before any command: list the commands
+		m.usage()
+		return errHelp
+	}
 	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
@@ -70,6 +74,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	m.usage()
 	return usageError{fmt.Errorf("unknown command %q", name)}
 }
+
+// isHelpFlag is -h, -help or --help: before any command it asks for the
+// list of commands, not serve's flags.
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
 func (m *Main) usage() {
 	fmt.Fprintln(m.Stderr, "usage: tapd-mirror [command] [flags]\n\ncommands:")

@@ -6,24 +6,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 )
 
 func main() {
+	os.Exit(runProgram(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runProgram is main without os.Exit: the whole program with its signal
+// handling and exit codes (0 ok or --help, 1 failed, 2 bad usage). Tests run
+// it in child processes to put two real processes on one database.
+func runProgram(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	if err := m.Run(ctx, os.Args[1:]); err != nil {
-		var usage usageError
-		if errors.As(err, &usage) {
-			fmt.Fprintln(os.Stderr, "tapd-mirror:", err)
-			os.Exit(2)
-		}
-		if !errors.Is(err, errHelp) {
-			fmt.Fprintln(os.Stderr, "tapd-mirror:", err)
-			os.Exit(1)
-		}
+	m := &Main{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv}
+	err := m.Run(ctx, args)
+	var usage usageError
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintln(stderr, "tapd-mirror:", err)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "tapd-mirror:", err)
+		return 1
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -146,5 +147,25 @@ func TestMigrateCommandAndConfigErrors(t *testing.T) {
 	}
 	if err := m.Run(context.Background(), []string{"serve", "extra"}); err == nil {
 		t.Fatal("unexpected argument accepted")
+	}
+}
+
+func TestHelpListsTheCommands(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		var out syncBuffer
+		m := &Main{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}
+		if err := m.Run(context.Background(), args); !errors.Is(err, errHelp) {
+			t.Fatalf("%v: err %v", args, err)
+		}
+		for _, c := range commands() {
+			if !strings.Contains(out.String(), "  "+c.name+" ") {
+				t.Fatalf("%v does not list %q:\n%s", args, c.name, out.String())
+			}
+		}
+	}
+	var out syncBuffer
+	m := &Main{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}
+	if err := m.Run(context.Background(), []string{"sync", "--help"}); !errors.Is(err, errHelp) || !strings.Contains(out.String(), "-workspace") {
+		t.Fatalf("sync --help: %v\n%s", err, out.String())
 	}
 }
