@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -343,4 +344,53 @@ func (c *countingTAPD) snapshotInFlight() map[string]int {
 	return out
 }
 
-var _ = fmt.Sprint
+func TestRunFailingBecauseTheDatabaseWentAwayIsRecordedAsFailed(t *testing.T) {
+	dbURL := storagetest.URL(t, "postgres") // SQLite cannot go away under a running process
+	name := dbURL[strings.LastIndex(dbURL, "/")+1:]
+	if i := strings.Index(name, "?"); i >= 0 {
+		name = name[:i]
+	}
+	admin, err := sql.Open("postgres", storagetest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	setAllowed := func(ok bool) {
+		if _, err := admin.Exec(fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, name, ok)); err != nil {
+			t.Error(err)
+		}
+		if !ok {
+			admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name) //nolint:errcheck // best effort
+		}
+	}
+	h := newHarness(t, dbURL, tapdtest.Options{Projects: 1}, "10074561")
+	h.opts.PageSize = 50
+	h.client.onCall = func(n int) {
+		if n == 8 {
+			setAllowed(false)
+		}
+	}
+	s := h.syncer()
+	runs, err := s.RunAll(context.Background(), syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
+	if err == nil || len(runs) != 1 || runs[0].Outcome != storage.OutcomeFailed {
+		t.Fatalf("run with the database gone: %+v, %v", runs, err)
+	}
+	h.client.onCall = nil
+	time.Sleep(1500 * time.Millisecond) // a retry or two fail meanwhile
+	setAllowed(true)
+	s.Wait() // the outcome writer ends once it has recorded the run
+	got, err := h.store.GetRun(context.Background(), runs[0].ID)
+	if err != nil || got.Outcome != storage.OutcomeFailed || got.Error == "" {
+		t.Fatalf("recorded run = %+v, %v; want failed with its error", got, err)
+	}
+	// The next run of the target (this process retakes its own lease, which it
+	// could not release while the database was away) does not take it for a
+	// run whose process died.
+	next, err := s.RunAll(context.Background(), syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
+	if err != nil || len(next) != 1 || next[0].Outcome != storage.OutcomeSuccess {
+		t.Fatalf("next run: %+v, %v", next, err)
+	}
+	if got, _ := h.store.GetRun(context.Background(), runs[0].ID); got.Outcome != storage.OutcomeFailed {
+		t.Fatalf("failed run rewritten as %q", got.Outcome)
+	}
+}
