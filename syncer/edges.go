@@ -36,9 +36,45 @@ func (s *Syncer) learnedEndMinute(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	s.endMinute = endMinute(v)
+	if s.endMinute == endUnknown { // another run may have learned it meanwhile
+		s.endMinute = endMinute(v)
+	}
 	s.mu.Unlock()
 	return nil
+}
+
+// discoverEndMinute learns end_time's meaning at the start of a run when
+// nobody knows it yet, so that even the oldest month-end windows of a first
+// backfill are judged right: one request for the target's newest records
+// gives a record to probe with.
+func (r *runState) discoverEndMinute(ctx context.Context) error {
+	if r.s.endMinuteKnown() {
+		return nil
+	}
+	month := r.to.In(r.s.loc)
+	w := Interval{Start: maxTime(time.Date(month.Year(), month.Month(), 1, 0, 0, 0, 0, r.s.loc), r.horizon), End: r.to}
+	if !w.Start.Before(w.End) {
+		return nil
+	}
+	p, err := r.page(ctx, w, 1, 50, true)
+	if err != nil {
+		r.log.Warn("looking for a record to learn TAPD's end_time semantics failed; trying later", "err", err)
+		return nil
+	}
+	for i, rec := range p.Records {
+		if rec.Created.Second() > 0 {
+			r.candidate = &p.Records[i]
+			break
+		}
+	}
+	_, err = r.s.endMinuteMode(ctx, r)
+	return err
+}
+
+func (s *Syncer) endMinuteKnown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endMinute != endUnknown
 }
 
 // endMinuteMode returns what end_time means, probing TAPD once when nobody
@@ -46,6 +82,8 @@ func (s *Syncer) learnedEndMinute(ctx context.Context) error {
 // created time has seconds > 0, with start_time = end_time = that minute.
 // An inclusive end_time returns the record; an exclusive one cannot.
 func (s *Syncer) endMinuteMode(ctx context.Context, r *runState) (endMinute, error) {
+	s.probeMu.Lock() // one probe at a time: the others wait for its answer
+	defer s.probeMu.Unlock()
 	s.mu.Lock()
 	mode := s.endMinute
 	s.mu.Unlock()

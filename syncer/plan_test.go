@@ -104,7 +104,9 @@ func (z zoneOnly) Location() *time.Location { return z.loc }
 func (zoneOnly) MemberActivityLog(context.Context, tapd.Query) (tapd.Page, error) {
 	return tapd.Page{}, errors.New("not used")
 }
-func (zoneOnly) Projects(context.Context, string) ([]tapd.Project, error) { return nil, errors.New("not used") }
+func (zoneOnly) Projects(context.Context, string) ([]tapd.Project, error) {
+	return nil, errors.New("not used")
+}
 
 func TestHorizonIsOnTAPDsCalendarWhateverTheServerZone(t *testing.T) {
 	ny, err := time.LoadLocation("America/New_York")

@@ -168,6 +168,11 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	}
 	windows, horizon, to := r.s.plan(state, ro, r.s.o.Now())
 	r.horizon, r.to = horizon, to
+	if len(windows) > 0 {
+		if err := r.discoverEndMinute(ctx); err != nil {
+			return err
+		}
+	}
 	rereadBefore := state.HighWater // windows starting before it were fetched before
 	if ro.Full || !ro.Since.IsZero() {
 		rereadBefore = to

@@ -310,7 +310,7 @@ func TestManualTriggerNamesEveryForm(t *testing.T) {
 			s.Wait()
 		}
 		// While a run is queued or running, a second trigger says so instead of dropping it silently.
-		first, _ := s.Trigger(ctx, "", false)
+		first, _ := s.Trigger(ctx, "", true) // full resyncs, one at a time: they outlast the second trigger
 		second, err := s.Trigger(ctx, "", false)
 		if err != nil || len(first.Queued) != 3 || len(second.Queued) != 0 || len(second.AlreadyRunning) != 3 {
 			t.Fatalf("first %+v, second %+v, %v", first, second, err)

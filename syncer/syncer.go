@@ -105,7 +105,8 @@ type Syncer struct {
 	bg        sync.WaitGroup  // manual runs and outcome writers
 	bgCtx     context.Context // parent of manual runs, canceled by Stop
 	stopBg    context.CancelFunc
-	endMinute endMinute // what TAPD's end_time means, once learned
+	endMinute endMinute  // what TAPD's end_time means, once learned
+	probeMu   sync.Mutex // serializes probes of end_time's meaning
 }
 
 // New returns a Syncer; Start adds the schedule.
@@ -152,7 +153,7 @@ func New(o Options) *Syncer {
 	// so two Syncers in one process (tests) exclude each other like processes.
 	s := &Syncer{o: o, log: o.Logger, loc: o.TAPD.Location(),
 		process: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(instance)),
-		pool: make(chan struct{}, o.MaxConcurrent), active: map[string]string{}, recording: map[int64]bool{},
+		pool:    make(chan struct{}, o.MaxConcurrent), active: map[string]string{}, recording: map[int64]bool{},
 		jobs: map[string]gocron.Job{}, bgCtx: bgCtx, stopBg: stop}
 	for _, w := range o.Workspaces {
 		if !w.ExpandProjects {
@@ -426,9 +427,9 @@ func (s *Syncer) choose(ctx context.Context, workspace string) ([]Target, error)
 
 // Triggered says what a manual trigger did with each target it named.
 type Triggered struct {
-	Queued         []string         `json:"queued"`          // will run as soon as a pool slot is free
+	Queued         []string           `json:"queued"`          // will run as soon as a pool slot is free
 	AlreadyRunning []RunningElsewhere `json:"already_running"` // not started again
-	Failed         []TriggerFailure `json:"failed"`          // could not be queued, and why
+	Failed         []TriggerFailure   `json:"failed"`          // could not be queued, and why
 }
 
 // RunningElsewhere is a target that was running (or queued) when triggered.
