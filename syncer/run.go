@@ -291,12 +291,19 @@ func (r *runState) window(ctx context.Context, w Interval, reread bool, depth in
 			case ctx.Err() != nil || fatal(err):
 				return err
 			case errors.Is(err, tapd.ErrBeyondHorizon) && w.Start.Before(r.horizon.Add(horizonSlack)) && w.End.Sub(w.Start) > time.Minute:
-				// TAPD's horizon is a little later than ours: start a minute
-				// later and say what was given up.
-				lost := Interval{Start: w.Start, End: w.Start.Add(time.Minute)}
-				r.log.Info("TAPD refused the oldest minute as beyond its half year; starting a minute later", "window", r.fmtWindow(w))
+				// TAPD's horizon is later than ours: find the oldest minute it
+				// accepts, and say what was given up.
+				start, err := r.oldestAccepted(ctx, w)
+				if err != nil {
+					return err
+				}
+				lost := Interval{Start: w.Start, End: start}
+				r.warn(fmt.Sprintf("TAPD refused %s as beyond its half year (tapd.horizon_days may be too large); fetching from %s",
+					r.fmtWindow(lost), r.fmt(start)))
 				r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonBeyondHorizon}})})
-				w.Start = lost.End
+				if w.Start = start; !w.Start.Before(w.End) {
+					return nil
+				}
 				continue
 			case errors.Is(err, tapd.ErrBeyondHorizon):
 				r.warn(fmt.Sprintf("window %s fell out of TAPD's half year before it could be fetched", r.fmtWindow(w)))
@@ -335,6 +342,50 @@ func (r *runState) window(ctx context.Context, w Interval, reread bool, depth in
 		r.write(writeJob{commit: r.commitOf(w, covered, gaps), total: lastTotal})
 		return nil
 	}
+}
+
+// oldestAccepted finds the oldest minute of w that TAPD accepts as a
+// start_time, asking with limit 1: steps that double, then a binary search
+// between the last refused and the first accepted minute. It returns w.End
+// when TAPD refuses all of w.
+func (r *runState) oldestAccepted(ctx context.Context, w Interval) (time.Time, error) {
+	accepts := func(start time.Time) (bool, error) {
+		_, err := r.page(ctx, Interval{Start: start, End: w.End}, 1, 1, true)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, tapd.ErrBeyondHorizon):
+			return false, nil
+		default:
+			return false, err
+		}
+	}
+	refused, step := w.Start, time.Minute
+	accepted := w.End
+	for at := w.Start.Add(step); at.Before(w.End); at = refused.Add(step) {
+		ok, err := accepts(at)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ok {
+			accepted = at
+			break
+		}
+		refused, step = at, 2*step
+	}
+	for accepted.Sub(refused) > time.Minute {
+		mid := refused.Add(accepted.Sub(refused) / 2).Truncate(time.Minute)
+		ok, err := accepts(mid)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ok {
+			accepted = mid
+		} else {
+			refused = mid
+		}
+	}
+	return accepted, nil
 }
 
 // fatal errors end the run: no later window would fare better.

@@ -394,3 +394,26 @@ func TestRunFailingBecauseTheDatabaseWentAwayIsRecordedAsFailed(t *testing.T) {
 		t.Fatalf("failed run rewritten as %q", got.Outcome)
 	}
 }
+
+func TestHorizonLaterThanOursBecomesAGapNotAFailure(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 1}, "10074561")
+		h.opts.HorizonDays = 183 // we think TAPD serves a day more than it does
+		runs := h.runAll(syncer.RunOptions{})
+		if runs[0].Outcome != storage.OutcomePartial || !strings.Contains(strings.Join(runs[0].Warnings, "\n"), "beyond its half year") {
+			t.Fatalf("run = %+v", runs[0])
+		}
+		if runs[0].Requests > 60 {
+			t.Fatalf("finding TAPD's horizon cost %d requests", runs[0].Requests)
+		}
+		// Everything TAPD still serves is mirrored...
+		_, to := spanOf(runs...)
+		h.assertMirror(h.expected(h.fake.Horizon().Truncate(time.Minute), to, "10074561"))
+		// ...and the day TAPD refused is a gap with its reason, ending at TAPD's horizon.
+		st, _ := h.syncer().Status(context.Background())
+		gaps := st[0].Gaps
+		if len(gaps) != 1 || gaps[0].Reason != storage.ReasonBeyondHorizon || gaps[0].End.Sub(h.fake.Horizon()) > time.Minute || gaps[0].End.Before(h.fake.Horizon().Truncate(time.Minute)) {
+			t.Fatalf("gaps %+v; TAPD's horizon %v", gaps, h.fake.Horizon())
+		}
+	})
+}
