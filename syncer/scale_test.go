@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -417,3 +418,47 @@ func TestHorizonLaterThanOursBecomesAGapNotAFailure(t *testing.T) {
 		}
 	})
 }
+
+// startFailures records StartFailed calls.
+type startFailures struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (m *startFailures) RunFinished(storage.SyncRun)               {}
+func (m *startFailures) Records(string, int, storage.UpsertResult) {}
+func (m *startFailures) StartFailed(workspace, stage string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, workspace+"/"+stage)
+}
+
+func TestATurnThatCannotStartLeavesAMetric(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 1, Months: 1}, "10074561")
+		gone := storagetest.Open(t, dbURL)
+		gone.Close() // the database is unreachable for this syncer
+		m := &startFailures{}
+		s := h.syncer(func(o *syncer.Options) { o.Store = gone; o.Metrics = m; o.Interval = time.Hour })
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m.mu.Lock()
+			n := len(m.calls)
+			m.mu.Unlock()
+			if n >= 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.Stop() //nolint:errcheck // the schedule is all that runs
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !slices.Contains(m.calls, "10074561/claim") {
+			t.Fatalf("start failures counted: %v", m.calls)
+		}
+	})
+}
+
