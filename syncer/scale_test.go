@@ -461,4 +461,3 @@ func TestATurnThatCannotStartLeavesAMetric(t *testing.T) {
 		}
 	})
 }
-
