@@ -192,14 +192,14 @@ func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	horizon := s.horizonLocked().Truncate(time.Minute)
 	// The month rule is checked on the start as asked, before any clamping.
 	switch {
+	case start.Before(horizon) && !s.opts.HorizonClamp:
+		writeTAPD(w, 422, 422, "", "start_time 只能查最近半年内的数据")
+		return
 	case start.Year() != end.Year() || start.Month() != end.Month():
 		writeTAPD(w, 422, 422, "", "start_time 与 end_time 不能跨月")
 		return
 	case end.Before(start):
 		writeTAPD(w, 422, 422, "", "end_time must not be before start_time")
-		return
-	case start.Before(horizon) && !s.opts.HorizonClamp:
-		writeTAPD(w, 422, 422, "", "start_time 只能查最近半年内的数据")
 		return
 	case start.Before(horizon):
 		start = horizon // TAPD silently answers from its horizon

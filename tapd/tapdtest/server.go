@@ -30,10 +30,10 @@
 //   - start_time is inclusive; the end_time minute is inclusive (records up
 //     to hh:mm:59) unless EndExclusive.
 //   - Order is created descending, then id descending.
-//   - A start_time before the horizon's minute (or a window spanning two
-//     months, or an end before the start) is a 422; the month rule is
-//     checked on the start as asked, before HorizonClamp raises it, and a
-//     clamped window wholly before the horizon answers an empty page.
+//   - A start_time before the horizon's minute is a 422 (checked first), so
+//     is a window spanning two months or ending before it starts. With
+//     HorizonClamp the month rule is checked on the start as asked, before
+//     it is raised, and a window wholly before the horizon is an empty page.
 //   - MaxPerPage also governs paging: page N holds records
 //     (N−1)×perPage … N×perPage−1 and the page×limit cap uses perPage.
 //   - FailPagesAbove compares the limit asked (20 when absent), not the
