@@ -3,6 +3,7 @@ package tapdtest
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -59,6 +60,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.injectFault(rec, fault, retryAfter)
 		return
 	}
+	if r.URL.Path == "/tokens/request_token" {
+		s.requestToken(rec, r) // authenticated by the app's own credentials
+		return
+	}
 	if !s.authorized(rec, r) {
 		return
 	}
@@ -112,10 +117,25 @@ func (s *Server) injectFault(w *statusRecorder, f Fault, retryAfter bool) {
 
 func (s *Server) authorized(w *statusRecorder, r *http.Request) bool {
 	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
-		if subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(auth, "Bearer ")), []byte(s.opts.Token)) == 1 {
+		token := strings.TrimPrefix(auth, "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.Token)) == 1 {
+			return true // a personal token: no expiry
+		}
+		s.mu.Lock()
+		expiry, issued := s.tokens[token]
+		now := s.nowLocked()
+		s.mu.Unlock()
+		if issued && now.Before(expiry) {
 			return true
 		}
-		writeTAPD(w, 422, 422, "", "The access token provided is invalid")
+		info := "The access token provided is invalid"
+		if issued {
+			info = "The access token provided has expired"
+		}
+		if s.opts.TokenRejectStatus == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="TAPD Open API", error="invalid_token", error_description="`+info+`"`)
+		}
+		writeTAPD(w, s.opts.TokenRejectStatus, s.opts.TokenRejectStatus, "", info)
 		return false
 	}
 	user, pass, ok := r.BasicAuth()
@@ -125,6 +145,63 @@ func (s *Server) authorized(w *statusRecorder, r *http.Request) bool {
 	w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
 	writeTAPD(w, http.StatusUnauthorized, 401, "", "Unauthorized")
 	return false
+}
+
+// requestToken is POST /tokens/request_token, the client-credentials grant:
+// Basic client_id:client_secret and grant_type=client_credentials give a
+// Bearer token valid TokenLifetime on the fake's clock.
+func (s *Server) requestToken(w *statusRecorder, r *http.Request) {
+	s.mu.Lock()
+	s.tokenRequests++
+	s.mu.Unlock()
+	if r.Method != http.MethodPost {
+		writeTAPD(w, http.StatusMethodNotAllowed, 405, "", "The request method must be POST when requesting an access token")
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
+		writeTAPD(w, http.StatusUnauthorized, 401, "", "The client credentials are invalid")
+		return
+	}
+	if g := r.PostForm.Get("grant_type"); g != "client_credentials" {
+		writeTAPD(w, 422, 422, "", fmt.Sprintf("grant_type %q is not supported, use client_credentials", g))
+		return
+	}
+	s.mu.Lock()
+	var raw [20]byte
+	for i := range raw {
+		raw[i] = byte(s.rng.UintN(256))
+	}
+	token := hex.EncodeToString(raw[:]) // 40 hex digits, like TAPD's
+	now := s.nowLocked()
+	s.tokens[token] = now.Add(s.opts.TokenLifetime)
+	s.mu.Unlock()
+	// TAPD's documented answer (open.tapd.cn, client_credentials 模式使用).
+	writeTAPD(w, http.StatusOK, 1, map[string]any{
+		"access_token": token,
+		"expires_in":   int(s.opts.TokenLifetime / time.Second),
+		"token_type":   "Bearer",
+		"scope":        "bug iteration story task tcase wiki app_auth ",
+		"resource":     map[string]string{"type": "open_app_auth", "app_id": "404"},
+		"now":          now.Format("2006-01-02 15:04:05"),
+	}, "success")
+}
+
+// TokenRequests counts calls to POST /tokens/request_token, whatever their outcome.
+func (s *Server) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenRequests
+}
+
+// RevokeTokens invalidates every OAuth token issued so far, as when an app's
+// secret is reset: clients must ask for a new one.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.tokens)
 }
 
 // pageData is data of a member_activity_log answer, in TAPD's field order.

@@ -1,6 +1,7 @@
 // Package tapdtest is an in-process fake TAPD open API for tests and the demo.
 //
-// It implements member_activity_log and workspaces/projects as TAPD documents
+// It implements member_activity_log, workspaces/projects and the OAuth
+// client-credentials grant (POST /tokens/request_token) as TAPD documents
 // them (see shared/reference): Basic or Bearer auth, a company whose id lists
 // all its projects' logs, company_only=1, newest-first paging with a limit cap
 // of 200 and a page×limit cap, start_time defaulting to end_time−7 days, the
@@ -23,7 +24,8 @@
 //   - SetArrivals, AddRecords, AddRecord: records that arrive while a client
 //     pages, records that show up hours after their created time, records
 //     with hostile titles or creators (NUL, lone surrogates, invalid UTF-8).
-//   - Advance: time travel that moves the horizon.
+//   - Advance: time travel that moves the horizon and expires OAuth tokens;
+//     RevokeTokens; Options.TokenRejectStatus: 401 or 422 for a bad token.
 //   - Options.HorizonDays, Options.PagingCap: TAPD's limits.
 //
 // Choices where TAPD is silent:
@@ -40,6 +42,15 @@
 //     limit applied, and fails with the Fault500 envelope.
 //   - FailWhen and FailWindow apply only to member_activity_log; the other
 //     faults to every path, token requests included.
+//   - OAuth: tokens are 40 hex digits; the answer is TAPD's documented shape
+//     (access_token, expires_in as a number, token_type "Bearer", scope,
+//     resource, now). Wrong client credentials are HTTP 401 "The client
+//     credentials are invalid"; a grant_type other than client_credentials
+//     is 422; a method other than POST is 405. An unknown token is refused
+//     with "The access token provided is invalid", an expired one with "The
+//     access token provided has expired" (the wording of PHP's common
+//     OAuth2 server), as 422 by default or 401 with WWW-Authenticate:
+//     Bearer error="invalid_token". The personal Token never expires.
 //   - Raw invalid UTF-8 and lone surrogate escapes are only sent for a
 //     planted Record.TitleJSON; Go's encoding/json decodes each invalid
 //     byte and each lone surrogate to U+FFFD.
@@ -78,7 +89,7 @@ type Options struct {
 	RecordsPerDay        int              // per project, default 20
 	CompanyRecordsPerDay int              // company-level, default 2
 	User, Password       string           // Basic Auth; default "bot" / "secret-pw"
-	Token                string           // Bearer token accepted too; default "secret-token"
+	Token                string           // personal Bearer token, never expires; default "secret-token"
 	PagingCap            int              // page×limit cap; default 20000
 	HorizonDays          int              // default 182
 
@@ -98,6 +109,14 @@ type Options struct {
 	// (workspace_id = company id, no company_only) also return the
 	// company-level logs; by default it returns only its projects' logs.
 	CompanyWideIncludesCompanyLevel bool
+
+	// OAuth app (POST /tokens/request_token); default "tapd-mirror-app" / "app-secret".
+	ClientID, ClientSecret string
+	// TokenLifetime is expires_in of issued tokens, on the fake's clock; default 7200s.
+	TokenLifetime time.Duration
+	// TokenRejectStatus is how an unknown or expired Bearer token is
+	// refused: 422 (default, status 422 in the body) or 401.
+	TokenRejectStatus int
 }
 
 // Project is a generated project.
@@ -117,6 +136,9 @@ type Server struct {
 	nextID   int
 	requests []Request
 	faults   faults
+
+	tokens        map[string]time.Time // issued OAuth token → expiry on the fake's clock
+	tokenRequests int
 }
 
 // Request is one call the fake answered, for assertions.
@@ -159,8 +181,17 @@ func New(o Options) *Server {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
+	if o.ClientID == "" {
+		o.ClientID, o.ClientSecret = "tapd-mirror-app", "app-secret"
+	}
+	if o.TokenLifetime <= 0 {
+		o.TokenLifetime = 7200 * time.Second
+	}
+	if o.TokenRejectStatus == 0 {
+		o.TokenRejectStatus = 422
+	}
 	s := &Server{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x7a9d)), nextID: 7480000,
-		byScope: map[string]*scopeIndex{}}
+		byScope: map[string]*scopeIndex{}, tokens: map[string]time.Time{}}
 	names := []string{"西门子灌灌灌乐了路虎退货", "支付中台", "Mobile App 📱", "数据平台", "运维"}
 	for i := range o.Projects {
 		name := names[i%len(names)]
@@ -311,6 +342,11 @@ func (s *Server) Credentials() (user, password string) { return s.opts.User, s.o
 
 // Token returns the accepted personal Bearer token (it never expires).
 func (s *Server) Token() string { return s.opts.Token }
+
+// AppCredentials returns the OAuth app's client id and secret.
+func (s *Server) AppCredentials() (clientID, clientSecret string) {
+	return s.opts.ClientID, s.opts.ClientSecret
+}
 
 // Truth returns every record the fake ever generated, oldest id first.
 func (s *Server) Truth() []Record {
