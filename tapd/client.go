@@ -115,6 +115,10 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
+// Location is TAPD's zone, in which query times are written and created
+// is read; callers take it from here so it is configured in one place.
+func (c *Client) Location() *time.Location { return c.opts.Location }
+
 // LimiterWait is the total time calls spent waiting for the rate limiter.
 func (c *Client) LimiterWait() time.Duration { return time.Duration(c.waits.Load()) }
 
@@ -294,12 +298,20 @@ func (c *Client) classify(op string, resp *http.Response, body []byte) (json.Raw
 		e.Kind, e.Hint = ErrRateLimited, "lower tapd.requests_per_minute or ask TAPD for a larger quota"
 	case status >= 500:
 		e.Kind = ErrServer
+	case status == 422 && beyondHorizon(info):
+		e.Kind, e.Hint = ErrBeyondHorizon, "TAPD keeps only the last half year; this window is a gap"
 	case status >= 400:
 		e.Kind = ErrParam
 	default:
 		e.Kind = ErrMalformed
 	}
 	return nil, e
+}
+
+// beyondHorizon recognizes TAPD's "start_time 只能查最近半年内的数据".
+func beyondHorizon(info string) bool {
+	lower := strings.ToLower(info)
+	return strings.Contains(info, "半年") || strings.Contains(lower, "half year") || strings.Contains(lower, "half a year")
 }
 
 // bufferBody reads the body into memory, leaving a re-readable copy in resp.

@@ -303,3 +303,86 @@ func TestProjectsSkipsTheOrganization(t *testing.T) {
 		t.Fatalf("unknown company err = %v", err)
 	}
 }
+
+func TestLocationIsTheConfiguredZone(t *testing.T) {
+	c, err := tapd.New(tapd.Options{RequestsPerMinute: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Location(); got == nil || time.Date(2026, 1, 1, 0, 0, 0, 0, got).UTC().Hour() != 16 {
+		t.Fatalf("default Location %v is not UTC+8", got)
+	}
+	utc3 := time.FixedZone("UTC+3", 3*3600)
+	if c, _ := tapd.New(tapd.Options{Location: utc3, RequestsPerMinute: -1}); c.Location() != utc3 {
+		t.Fatalf("Location %v, want the configured zone", c.Location())
+	}
+}
+
+func TestBeyondHorizonIsTyped(t *testing.T) {
+	f := newFake(t)
+	c := fastClient(t, f)
+	ws := f.Projects()[0].ID
+	_, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)})
+	if !errors.Is(err, tapd.ErrBeyondHorizon) || !errors.Is(err, tapd.ErrParam) || tapd.Retryable(err) {
+		t.Fatalf("err = %v, want ErrBeyondHorizon (an ErrParam, not retryable)", err)
+	}
+	var te *tapd.Error
+	if !errors.As(err, &te) || te.HTTPStatus != 422 || !strings.Contains(te.Info, "半年") {
+		t.Fatalf("err = %#v, want TAPD's 422 info", err)
+	}
+	// Another 422 is not mistaken for the horizon.
+	_, err = c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -1, 0), End: now})
+	if !errors.Is(err, tapd.ErrParam) || errors.Is(err, tapd.ErrBeyondHorizon) {
+		t.Fatalf("two-month window err = %v, want ErrParam only", err)
+	}
+}
+
+func TestPageCarriesWhatTAPDReturned(t *testing.T) {
+	f := tapdtest.New(tapdtest.Options{Seed: 2, Now: now, Months: 1, RecordsPerDay: 100, MaxPerPage: 100})
+	t.Cleanup(f.Close)
+	c := fastClient(t, f)
+	q := tapd.Query{WorkspaceID: f.Projects()[0].ID, Limit: 200, Page: 2, Start: now.AddDate(0, 0, -10), End: now}
+	p, err := c.MemberActivityLog(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Limit, q.Page = 1, 1
+	one, err := c.MemberActivityLog(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PerPage != 100 || len(p.Records) != 100 || p.CurrentPage != 2 || p.TotalItems != one.TotalItems || p.TotalItems < 900 {
+		t.Fatalf("asked 200 per page: PerPage %d, %d records, CurrentPage %d, TotalItems %d (limit 1 says %d)",
+			p.PerPage, len(p.Records), p.CurrentPage, p.TotalItems, one.TotalItems)
+	}
+}
+
+func TestHostileBytesDecode(t *testing.T) {
+	f := newFake(t)
+	ws := f.Projects()[0].ID
+	when := now.Add(-time.Hour)
+	want := map[string]string{
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.Title = "a\x00b" }).ID:           "a\x00b",
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.TitleJSON = `x\ud800y` }).ID:     "x\ufffdy",
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.TitleJSON = "caf\xe9!" }).ID:     "caf\ufffd!",
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.TitleJSON = `\ud83d\ude80` }).ID: "🚀",
+	}
+	p, err := fastClient(t, f).MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Limit: 200, Start: when, End: when})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range p.Records {
+		if _, ok := want[r.ID]; ok {
+			got[r.ID] = r.Title
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d of the %d planted records", len(got), len(want))
+	}
+	for id, title := range want {
+		if got[id] != title {
+			t.Errorf("record %s title %q, want %q", id, got[id], title)
+		}
+	}
+}

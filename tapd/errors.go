@@ -13,6 +13,10 @@ var (
 	ErrRateLimited = errors.New("TAPD rate limit still exceeded after retries")
 	ErrServer      = errors.New("TAPD server error")
 	ErrMalformed   = errors.New("TAPD sent a malformed response")
+	// ErrBeyondHorizon is a 422 for a start_time older than TAPD's half
+	// year: the window can no longer be fetched, which is a gap, not a
+	// failure. It is an ErrParam too.
+	ErrBeyondHorizon = fmt.Errorf("%w: start_time is older than TAPD's half year", ErrParam)
 )
 
 // Error is a failed TAPD call: what kind, what TAPD said, and what to do.
