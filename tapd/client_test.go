@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -161,7 +162,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 	}{
 		{"unknown workspace", fastClient(t, f), lastWeek("1010480"), tapd.ErrNotFound, "workspace 1010480 not existed"},
 		{"bad password", fastClient(t, f, func(o *tapd.Options) { o.APIPassword = "wrong" }), lastWeek(ws), tapd.ErrAuth, "TAPD_MIRROR_TAPD_API_USER"},
-		{"bad token", fastClient(t, f, func(o *tapd.Options) { o.APIUser, o.AccessToken = "", "nope" }), lastWeek(ws), tapd.ErrAuth, "access token provided is invalid"},
+		{"bad token", fastClient(t, f, func(o *tapd.Options) { o.APIUser, o.APIPassword, o.AccessToken = "", "", "nope" }), lastWeek(ws), tapd.ErrAuth, "access token provided is invalid"},
 		{"two months", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -1, 0), End: now}, tapd.ErrParam, "不能跨月"},
 		{"beyond half year", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)}, tapd.ErrParam, "半年"},
 	}
@@ -220,21 +221,60 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	})
 	bearer := fastClient(t, f, func(o *tapd.Options) { o.Logger = logger; o.APIUser, o.APIPassword, o.AccessToken = "", "", f.Token() })
 	wrong := fastClient(t, f, func(o *tapd.Options) { o.Logger = logger; o.APIPassword = "wrong-pw-123" })
+	tokens := &sentTokens{next: http.DefaultTransport}
+	id, secret := f.AppCredentials()
+	app := fastClient(t, f, func(o *tapd.Options) {
+		o.Logger, o.Transport = logger, tokens
+		o.APIUser, o.APIPassword, o.ClientID, o.ClientSecret = "", "", id, secret
+	})
 	f.FailNext(tapdtest.Fault500, 1)
-	for _, c := range []*tapd.Client{basic, bearer, wrong} {
+	for _, c := range []*tapd.Client{basic, bearer, wrong, app} {
 		c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
 	}
+	f.RevokeTokens() // the app's next call is refused, renews its token and logs so
+	app.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
 	mu.Lock()
 	out := logs.String()
 	mu.Unlock()
-	if !strings.Contains(out, "tapd request") || !strings.Contains(out, "attempt=2") {
-		t.Fatalf("expected debug attempt logs, got:\n%s", out)
+	if !strings.Contains(out, "tapd request") || !strings.Contains(out, "attempt=2") || !strings.Contains(out, "renewing") {
+		t.Fatalf("expected debug attempt logs and a renewal, got:\n%s", out)
 	}
-	for _, secret := range []string{pw, f.Token(), "wrong-pw-123", base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))} {
+	secrets := []string{pw, f.Token(), "wrong-pw-123", base64.StdEncoding.EncodeToString([]byte(user + ":" + pw)),
+		secret, base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))}
+	if sent := tokens.all(); len(sent) != 2 {
+		t.Fatalf("the app sent tokens %d, want 2 (before and after revocation)", len(sent))
+	} else {
+		secrets = append(secrets, sent...)
+	}
+	for _, secret := range secrets {
 		if strings.Contains(out, secret) {
 			t.Fatalf("secret %q leaked into logs:\n%s", secret, out)
 		}
 	}
+}
+
+// sentTokens records the distinct Bearer tokens a client sends.
+type sentTokens struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	seen []string
+}
+
+func (s *sentTokens) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+		s.mu.Lock()
+		if !slices.Contains(s.seen, tok) {
+			s.seen = append(s.seen, tok)
+		}
+		s.mu.Unlock()
+	}
+	return s.next.RoundTrip(req)
+}
+
+func (s *sentTokens) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.seen)
 }
 
 type lockedWriter struct {

@@ -26,6 +26,8 @@ type Error struct {
 	HTTPStatus int
 	Info       string // TAPD's own message, or the first bytes of the body
 	Hint       string // what the operator should do
+
+	tokenRefused bool // 401, or 422 about the access token: an OAuth token may be renewed
 }
 
 func (e *Error) Error() string {
