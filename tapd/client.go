@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,9 @@ type Options struct {
 	Location     *time.Location // TAPD's zone; default Asia/Shanghai
 	UserAgent    string         // default tapd-mirror/dev
 
-	RequestsPerMinute int           // client-side quota; default 60; < 0 disables the limiter
+	// RequestsPerMinute is the client-side quota; default 60; < 0 disables
+	// the limiter. A 429 announcing a lower account quota lowers it (RateLimit).
+	RequestsPerMinute int
 	Timeout           time.Duration // per attempt; default 30s
 	MaxRetries        int           // default 6
 	RetryWaitMin      time.Duration // backoff floor for 5xx/network errors; default 1s
@@ -63,6 +66,9 @@ type Client struct {
 	log     *slog.Logger
 	waits   atomic.Int64 // nanoseconds spent waiting on the limiter
 	oauth   *tokenSource // nil unless ClientID is set
+
+	rateMu    sync.Mutex
+	perMinute float64 // the limiter's rate in requests per minute
 }
 
 // New builds a Client.
@@ -123,7 +129,8 @@ func New(o Options) (*Client, error) {
 		c.oauth = &tokenSource{c: c}
 	}
 	if o.RequestsPerMinute > 0 {
-		perSec := float64(o.RequestsPerMinute) / 60
+		c.perMinute = float64(o.RequestsPerMinute)
+		perSec := c.perMinute / 60
 		c.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, int(perSec)))
 	}
 	inner := o.Transport
@@ -506,6 +513,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode
+		t.c.noteQuota(req.Context(), resp)
 	}
 	u := *req.URL
 	u.User = nil

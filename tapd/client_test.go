@@ -426,3 +426,36 @@ func TestHostileBytesDecode(t *testing.T) {
 		}
 	}
 }
+
+func TestQuotaFrom429LowersTheLimiter(t *testing.T) {
+	f := newFake(t) // its 429 says "max request rates is 1800req/10min": 180 a minute
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, &mu}, nil))
+	ws := f.Projects()[0].ID
+	for _, tc := range []struct {
+		configured int
+		want       float64
+	}{{600, 180}, {179, 179}, {-1, 0}} {
+		c := fastClient(t, f, func(o *tapd.Options) { o.RequestsPerMinute, o.Logger = tc.configured, logger })
+		if tc.configured > 0 && c.RateLimit() != float64(tc.configured) {
+			t.Fatalf("RateLimit %v before any 429, want %d", c.RateLimit(), tc.configured)
+		}
+		for range 2 {
+			f.RateLimitStorm(1, false)
+			if _, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Limit: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := c.RateLimit(); got != tc.want {
+			t.Fatalf("configured %d: RateLimit %v after TAPD's 429, want %v", tc.configured, got, tc.want)
+		}
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	user, _ := f.Credentials()
+	if n := strings.Count(out, "lowering it"); n != 1 || !strings.Contains(out, "quota_per_minute=180") || strings.Contains(out, "account "+user) {
+		t.Fatalf("want one warning with the quota and without the account name, got:\n%s", out)
+	}
+}
