@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,17 +26,27 @@ type Options struct {
 	BaseURL     string // default https://api.tapd.cn
 	APIUser     string // Basic Auth, with APIPassword
 	APIPassword string
-	AccessToken string         // Bearer, instead of user/password
-	Location    *time.Location // TAPD's zone; default Asia/Shanghai
-	UserAgent   string         // default tapd-mirror/dev
+	AccessToken string // Bearer, instead of user/password
+	// ClientID and ClientSecret are an OAuth app's: the client obtains a
+	// Bearer token with the client-credentials grant and renews it. Exactly
+	// one of user/password, AccessToken and ClientID/ClientSecret may be set.
+	ClientID     string
+	ClientSecret string
+	Location     *time.Location // TAPD's zone; default Asia/Shanghai
+	UserAgent    string         // default tapd-mirror/dev
 
-	RequestsPerMinute int           // client-side quota; default 60; < 0 disables the limiter
+	// RequestsPerMinute is the client-side quota; default 60; < 0 disables
+	// the limiter. A 429 announcing a lower account quota lowers it (RateLimit).
+	RequestsPerMinute int
 	Timeout           time.Duration // per attempt; default 30s
 	MaxRetries        int           // default 6
 	RetryWaitMin      time.Duration // backoff floor for 5xx/network errors; default 1s
 	RetryWaitMax      time.Duration // backoff ceiling; default 60s
 	RateLimitWait     time.Duration // first wait after a 429 without Retry-After; default 10s
 	MaxRetryAfter     time.Duration // cap on a server-sent Retry-After; default 2m
+
+	// Now is the client's clock, for token renewal; default time.Now.
+	Now func() time.Time
 
 	Logger *slog.Logger
 	// Observe, when set, is told of every attempt (for metrics): HTTP status
@@ -45,7 +56,8 @@ type Options struct {
 	Transport http.RoundTripper
 }
 
-// Client calls TAPD. It is safe for concurrent use; all calls share one rate limiter.
+// Client calls TAPD. It is safe for concurrent use; all calls share one
+// rate limiter and, with an OAuth app, one access token.
 type Client struct {
 	base    *url.URL
 	opts    Options
@@ -53,12 +65,28 @@ type Client struct {
 	limiter *rate.Limiter
 	log     *slog.Logger
 	waits   atomic.Int64 // nanoseconds spent waiting on the limiter
+	oauth   *tokenSource // nil unless ClientID is set
+
+	rateMu    sync.Mutex
+	perMinute float64 // the limiter's rate in requests per minute
 }
 
 // New builds a Client.
 func New(o Options) (*Client, error) {
 	if o.BaseURL == "" {
 		o.BaseURL = "https://api.tapd.cn"
+	}
+	methods := 0
+	for _, set := range []bool{o.APIUser != "" || o.APIPassword != "", o.AccessToken != "", o.ClientID != "" || o.ClientSecret != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		return nil, errors.New("tapd: set only one way to authenticate: api_user/api_password, access_token, or client_id/client_secret")
+	}
+	if (o.ClientID == "") != (o.ClientSecret == "") {
+		return nil, errors.New("tapd: client_id and client_secret must be set together")
 	}
 	base, err := url.Parse(strings.TrimRight(o.BaseURL, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
@@ -93,9 +121,16 @@ func New(o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	c := &Client{base: base, opts: o, log: o.Logger}
+	if o.ClientID != "" {
+		c.oauth = &tokenSource{c: c}
+	}
 	if o.RequestsPerMinute > 0 {
-		perSec := float64(o.RequestsPerMinute) / 60
+		c.perMinute = float64(o.RequestsPerMinute)
+		perSec := c.perMinute / 60
 		c.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, int(perSec)))
 	}
 	inner := o.Transport
@@ -115,8 +150,8 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// Location is TAPD's time zone: created times are read, and start_time and
-// end_time written, in it.
+// Location is TAPD's zone, in which query times are written and created
+// is read; callers take it from here so it is configured in one place.
 func (c *Client) Location() *time.Location { return c.opts.Location }
 
 // LimiterWait is the total time calls spent waiting for the rate limiter.
@@ -211,21 +246,67 @@ func (c *Client) Projects(ctx context.Context, companyID string) ([]Project, err
 // get performs one logical call (with retries) and returns the envelope's
 // data. With newData, a successful body is decoded into a fresh newData()
 // in the same pass that validates it, returned as typed (data is then nil).
+// With an OAuth app, a refused token is renewed and the call made once more.
 func (c *Client) get(ctx context.Context, op, path string, params url.Values, newData func() any) (data json.RawMessage, typed any, err error) {
-	ctx = context.WithValue(ctx, attemptKey{}, new(atomic.Int32))
 	u := *c.base
 	u.Path += path
 	u.RawQuery = params.Encode()
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	cl := call{op: op, method: http.MethodGet, url: u.String(), newData: newData}
+	if c.oauth == nil {
+		cl.auth = func(req *retryablehttp.Request) {
+			if c.opts.AccessToken != "" {
+				req.Header.Set("Authorization", "Bearer "+c.opts.AccessToken)
+			} else if c.opts.APIUser != "" {
+				req.SetBasicAuth(c.opts.APIUser, c.opts.APIPassword)
+			}
+		}
+		return c.do(ctx, cl)
+	}
+	for renewed := false; ; renewed = true {
+		token, err := c.oauth.get(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: getting an access token: %w", op, err)
+		}
+		cl.auth = func(req *retryablehttp.Request) { req.Header.Set("Authorization", "Bearer "+token) }
+		data, typed, err = c.do(ctx, cl)
+		var te *Error
+		if renewed || !errors.As(err, &te) || !te.tokenRefused {
+			return data, typed, err
+		}
+		// Expired or revoked before our renewal time (clock skew, a reset
+		// secret): renew now, once, and try again.
+		c.log.InfoContext(ctx, "TAPD refused the access token; renewing it", "op", op, "status", te.HTTPStatus)
+		c.oauth.invalidate(token)
+	}
+}
+
+// call is one logical request.
+type call struct {
+	op, method, url string
+	form            url.Values // POST body, form-encoded
+	auth            func(*retryablehttp.Request)
+	newData         func() any
+	secretBody      bool // the answer holds a secret: never quote it in errors
+}
+
+// do sends cl with retries and classifies the answer; see get.
+func (c *Client) do(ctx context.Context, cl call) (data json.RawMessage, typed any, err error) {
+	ctx = context.WithValue(ctx, attemptKey{}, new(atomic.Int32))
+	var body any
+	if cl.form != nil {
+		body = []byte(cl.form.Encode()) // bytes, so that retries can resend it
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, cl.method, cl.url, body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: building request: %w", op, err)
+		return nil, nil, fmt.Errorf("%s: building request: %w", cl.op, err)
 	}
 	req.Header.Set("User-Agent", c.opts.UserAgent)
 	req.Header.Set("Accept", "application/json")
-	if c.opts.AccessToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.opts.AccessToken)
-	} else if c.opts.APIUser != "" {
-		req.SetBasicAuth(c.opts.APIUser, c.opts.APIPassword)
+	if cl.form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if cl.auth != nil {
+		cl.auth(req)
 	}
 	// Read and decode the whole body inside the retry loop, so that a
 	// truncated or non-JSON 2xx body is retried like a 5xx.
@@ -235,7 +316,7 @@ func (c *Client) get(ctx context.Context, op, path string, params url.Values, ne
 		if err != nil || resp.StatusCode/100 != 2 {
 			return err
 		}
-		if newData == nil {
+		if cl.newData == nil {
 			if !json.Valid(body) {
 				return errBadBody
 			}
@@ -244,7 +325,7 @@ func (c *Client) get(ctx context.Context, op, path string, params url.Values, ne
 		env := struct {
 			Status flexInt `json:"status"`
 			Data   any     `json:"data"`
-		}{Data: newData()}
+		}{Data: cl.newData()}
 		err = json.Unmarshal(body, &env)
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
@@ -255,27 +336,30 @@ func (c *Client) get(ctx context.Context, op, path string, params url.Values, ne
 	})
 	resp, err := c.http.Do(req)
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return nil, nil, fmt.Errorf("%s: %w", op, ctxErr)
+		return nil, nil, fmt.Errorf("%s: %w", cl.op, ctxErr)
 	}
 	if resp == nil {
-		return nil, nil, &Error{Kind: ErrServer, Op: op, Info: redactErr(err).Error(),
+		return nil, nil, &Error{Kind: ErrServer, Op: cl.op, Info: redactErr(err).Error(),
 			Hint: "TAPD could not be reached; check tapd.base_url and the network"}
 	}
 	defer resp.Body.Close()
 	if typedOK && resp.StatusCode == http.StatusOK && err == nil {
 		return nil, typed, nil
 	}
-	body, _ := io.ReadAll(resp.Body)
-	data, err = c.classify(op, resp, body)
+	raw, _ := io.ReadAll(resp.Body)
+	data, err = c.classify(cl.op, resp, raw, cl.secretBody)
 	return data, nil, err
 }
 
 // classify turns a final response into data or a typed error.
-func (c *Client) classify(op string, resp *http.Response, body []byte) (json.RawMessage, error) {
+func (c *Client) classify(op string, resp *http.Response, body []byte, secretBody bool) (json.RawMessage, error) {
 	var env wireEnvelope
 	jsonErr := json.Unmarshal(body, &env)
 	info := env.Info
-	if jsonErr != nil {
+	switch {
+	case jsonErr != nil && secretBody:
+		info = fmt.Sprintf("body is not JSON (%d bytes, not quoted: it may hold a token)", len(body))
+	case jsonErr != nil:
 		info = "body is not JSON: " + snippet(body)
 	}
 	status := resp.StatusCode
@@ -289,7 +373,7 @@ func (c *Client) classify(op string, resp *http.Response, body []byte) (json.Raw
 	case status == http.StatusOK:
 		e.Kind = ErrMalformed
 	case status == http.StatusUnauthorized || (status == 422 && strings.Contains(strings.ToLower(info), "access token")):
-		e.Kind, e.Hint = ErrAuth, "check TAPD api_user/api_password (TAPD_MIRROR_TAPD_API_USER, TAPD_MIRROR_TAPD_API_PASSWORD) or access_token (TAPD_MIRROR_TAPD_ACCESS_TOKEN)"
+		e.Kind, e.Hint, e.tokenRefused = ErrAuth, c.authHint(), true
 	case status == http.StatusForbidden:
 		e.Kind, e.Hint = ErrAuth, "the TAPD API account lacks permission for this workspace"
 	case status == http.StatusNotFound:
@@ -298,14 +382,28 @@ func (c *Client) classify(op string, resp *http.Response, body []byte) (json.Raw
 		e.Kind, e.Hint = ErrRateLimited, "lower tapd.requests_per_minute or ask TAPD for a larger quota"
 	case status >= 500:
 		e.Kind = ErrServer
-	case status == 422 && (strings.Contains(info, "半年") || strings.Contains(strings.ToLower(info), "half a year")):
-		e.Kind, e.Hint = ErrBeyondHorizon, "TAPD only answers for about the last half year (tapd.horizon_days)"
+	case status == 422 && beyondHorizon(info):
+		e.Kind, e.Hint = ErrBeyondHorizon, "TAPD keeps only the last half year; this window is a gap"
 	case status >= 400:
 		e.Kind = ErrParam
 	default:
 		e.Kind = ErrMalformed
 	}
 	return nil, e
+}
+
+// authHint says which credentials to check.
+func (c *Client) authHint() string {
+	if c.oauth != nil {
+		return "TAPD refused a freshly issued access token; check the TAPD app's client id, secret and permissions"
+	}
+	return "check TAPD api_user/api_password (TAPD_MIRROR_TAPD_API_USER, TAPD_MIRROR_TAPD_API_PASSWORD) or access_token (TAPD_MIRROR_TAPD_ACCESS_TOKEN)"
+}
+
+// beyondHorizon recognizes TAPD's "start_time 只能查最近半年内的数据".
+func beyondHorizon(info string) bool {
+	lower := strings.ToLower(info)
+	return strings.Contains(info, "半年") || strings.Contains(lower, "half year") || strings.Contains(lower, "half a year")
 }
 
 // bufferBody reads the body into memory, leaving a re-readable copy in resp.
@@ -415,6 +513,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode
+		t.c.noteQuota(req.Context(), resp)
 	}
 	u := *req.URL
 	u.User = nil

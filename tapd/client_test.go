@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -161,7 +162,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 	}{
 		{"unknown workspace", fastClient(t, f), lastWeek("1010480"), tapd.ErrNotFound, "workspace 1010480 not existed"},
 		{"bad password", fastClient(t, f, func(o *tapd.Options) { o.APIPassword = "wrong" }), lastWeek(ws), tapd.ErrAuth, "TAPD_MIRROR_TAPD_API_USER"},
-		{"bad token", fastClient(t, f, func(o *tapd.Options) { o.APIUser, o.AccessToken = "", "nope" }), lastWeek(ws), tapd.ErrAuth, "access token provided is invalid"},
+		{"bad token", fastClient(t, f, func(o *tapd.Options) { o.APIUser, o.APIPassword, o.AccessToken = "", "", "nope" }), lastWeek(ws), tapd.ErrAuth, "access token provided is invalid"},
 		{"two months", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -1, 0), End: now}, tapd.ErrParam, "不能跨月"},
 		{"beyond half year", fastClient(t, f), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)}, tapd.ErrBeyondHorizon, "半年"},
 	}
@@ -220,21 +221,60 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	})
 	bearer := fastClient(t, f, func(o *tapd.Options) { o.Logger = logger; o.APIUser, o.APIPassword, o.AccessToken = "", "", f.Token() })
 	wrong := fastClient(t, f, func(o *tapd.Options) { o.Logger = logger; o.APIPassword = "wrong-pw-123" })
+	tokens := &sentTokens{next: http.DefaultTransport}
+	id, secret := f.AppCredentials()
+	app := fastClient(t, f, func(o *tapd.Options) {
+		o.Logger, o.Transport = logger, tokens
+		o.APIUser, o.APIPassword, o.ClientID, o.ClientSecret = "", "", id, secret
+	})
 	f.FailNext(tapdtest.Fault500, 1)
-	for _, c := range []*tapd.Client{basic, bearer, wrong} {
+	for _, c := range []*tapd.Client{basic, bearer, wrong, app} {
 		c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
 	}
+	f.RevokeTokens() // the app's next call is refused, renews its token and logs so
+	app.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
 	mu.Lock()
 	out := logs.String()
 	mu.Unlock()
-	if !strings.Contains(out, "tapd request") || !strings.Contains(out, "attempt=2") {
-		t.Fatalf("expected debug attempt logs, got:\n%s", out)
+	if !strings.Contains(out, "tapd request") || !strings.Contains(out, "attempt=2") || !strings.Contains(out, "renewing") {
+		t.Fatalf("expected debug attempt logs and a renewal, got:\n%s", out)
 	}
-	for _, secret := range []string{pw, f.Token(), "wrong-pw-123", base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))} {
+	secrets := []string{pw, f.Token(), "wrong-pw-123", base64.StdEncoding.EncodeToString([]byte(user + ":" + pw)),
+		secret, base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))}
+	if sent := tokens.all(); len(sent) != 2 {
+		t.Fatalf("the app sent tokens %d, want 2 (before and after revocation)", len(sent))
+	} else {
+		secrets = append(secrets, sent...)
+	}
+	for _, secret := range secrets {
 		if strings.Contains(out, secret) {
 			t.Fatalf("secret %q leaked into logs:\n%s", secret, out)
 		}
 	}
+}
+
+// sentTokens records the distinct Bearer tokens a client sends.
+type sentTokens struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	seen []string
+}
+
+func (s *sentTokens) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+		s.mu.Lock()
+		if !slices.Contains(s.seen, tok) {
+			s.seen = append(s.seen, tok)
+		}
+		s.mu.Unlock()
+	}
+	return s.next.RoundTrip(req)
+}
+
+func (s *sentTokens) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.seen)
 }
 
 type lockedWriter struct {
@@ -301,5 +341,121 @@ func TestProjectsSkipsTheOrganization(t *testing.T) {
 	}
 	if _, err := fastClient(t, f).Projects(context.Background(), "999"); !errors.Is(err, tapd.ErrNotFound) {
 		t.Fatalf("unknown company err = %v", err)
+	}
+}
+
+func TestLocationIsTheConfiguredZone(t *testing.T) {
+	c, err := tapd.New(tapd.Options{RequestsPerMinute: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Location(); got == nil || time.Date(2026, 1, 1, 0, 0, 0, 0, got).UTC().Hour() != 16 {
+		t.Fatalf("default Location %v is not UTC+8", got)
+	}
+	utc3 := time.FixedZone("UTC+3", 3*3600)
+	if c, _ := tapd.New(tapd.Options{Location: utc3, RequestsPerMinute: -1}); c.Location() != utc3 {
+		t.Fatalf("Location %v, want the configured zone", c.Location())
+	}
+}
+
+func TestBeyondHorizonIsTyped(t *testing.T) {
+	f := newFake(t)
+	c := fastClient(t, f)
+	ws := f.Projects()[0].ID
+	_, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -7, 0), End: now.AddDate(0, -7, 1)})
+	if !errors.Is(err, tapd.ErrBeyondHorizon) || !errors.Is(err, tapd.ErrParam) || tapd.Retryable(err) {
+		t.Fatalf("err = %v, want ErrBeyondHorizon (an ErrParam, not retryable)", err)
+	}
+	var te *tapd.Error
+	if !errors.As(err, &te) || te.HTTPStatus != 422 || !strings.Contains(te.Info, "半年") {
+		t.Fatalf("err = %#v, want TAPD's 422 info", err)
+	}
+	// Another 422 is not mistaken for the horizon.
+	_, err = c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Start: now.AddDate(0, -1, 0), End: now})
+	if !errors.Is(err, tapd.ErrParam) || errors.Is(err, tapd.ErrBeyondHorizon) {
+		t.Fatalf("two-month window err = %v, want ErrParam only", err)
+	}
+}
+
+func TestPageCarriesWhatTAPDReturned(t *testing.T) {
+	f := tapdtest.New(tapdtest.Options{Seed: 2, Now: now, Months: 1, RecordsPerDay: 100, MaxPerPage: 100})
+	t.Cleanup(f.Close)
+	c := fastClient(t, f)
+	q := tapd.Query{WorkspaceID: f.Projects()[0].ID, Limit: 200, Page: 2, Start: now.AddDate(0, 0, -10), End: now}
+	p, err := c.MemberActivityLog(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Limit, q.Page = 1, 1
+	one, err := c.MemberActivityLog(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PerPage != 100 || len(p.Records) != 100 || p.CurrentPage != 2 || p.TotalItems != one.TotalItems || p.TotalItems < 900 {
+		t.Fatalf("asked 200 per page: PerPage %d, %d records, CurrentPage %d, TotalItems %d (limit 1 says %d)",
+			p.PerPage, len(p.Records), p.CurrentPage, p.TotalItems, one.TotalItems)
+	}
+}
+
+func TestHostileBytesDecode(t *testing.T) {
+	f := newFake(t)
+	ws := f.Projects()[0].ID
+	when := now.Add(-time.Hour)
+	want := map[string]string{
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.Title = "a\x00b" }).ID:           "a\x00b",
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.TitleJSON = `x\ud800y` }).ID:     "x\ufffdy",
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.TitleJSON = "caf\xe9!" }).ID:     "caf\ufffd!",
+		f.AddRecord(ws, when, func(r *tapdtest.Record) { r.TitleJSON = `\ud83d\ude80` }).ID: "🚀",
+	}
+	p, err := fastClient(t, f).MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Limit: 200, Start: when, End: when})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range p.Records {
+		if _, ok := want[r.ID]; ok {
+			got[r.ID] = r.Title
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d of the %d planted records", len(got), len(want))
+	}
+	for id, title := range want {
+		if got[id] != title {
+			t.Errorf("record %s title %q, want %q", id, got[id], title)
+		}
+	}
+}
+
+func TestQuotaFrom429LowersTheLimiter(t *testing.T) {
+	f := newFake(t) // its 429 says "max request rates is 1800req/10min": 180 a minute
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, &mu}, nil))
+	ws := f.Projects()[0].ID
+	for _, tc := range []struct {
+		configured int
+		want       float64
+	}{{600, 180}, {179, 179}, {-1, 0}} {
+		c := fastClient(t, f, func(o *tapd.Options) { o.RequestsPerMinute, o.Logger = tc.configured, logger })
+		if tc.configured > 0 && c.RateLimit() != float64(tc.configured) {
+			t.Fatalf("RateLimit %v before any 429, want %d", c.RateLimit(), tc.configured)
+		}
+		for range 2 {
+			f.RateLimitStorm(1, false)
+			if _, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: ws, Limit: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := c.RateLimit(); got != tc.want {
+			t.Fatalf("configured %d: RateLimit %v after TAPD's 429, want %v", tc.configured, got, tc.want)
+		}
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	user, _ := f.Credentials()
+	if n := strings.Count(out, "lowering it"); n != 1 || !strings.Contains(out, "quota_per_minute=180") || strings.Contains(out, "account "+user) {
+		t.Fatalf("want one warning with the quota and without the account name, got:\n%s", out)
 	}
 }

@@ -13,8 +13,10 @@ var (
 	ErrRateLimited = errors.New("TAPD rate limit still exceeded after retries")
 	ErrServer      = errors.New("TAPD server error")
 	ErrMalformed   = errors.New("TAPD sent a malformed response")
-	// ErrBeyondHorizon: the start_time is older than TAPD still answers for.
-	ErrBeyondHorizon = errors.New("TAPD refused a start_time older than its half year")
+	// ErrBeyondHorizon is a 422 for a start_time older than TAPD's half
+	// year: the window can no longer be fetched, which is a gap, not a
+	// failure. It is an ErrParam too.
+	ErrBeyondHorizon = fmt.Errorf("%w: start_time is older than TAPD's half year", ErrParam)
 )
 
 // Error is a failed TAPD call: what kind, what TAPD said, and what to do.
@@ -24,6 +26,8 @@ type Error struct {
 	HTTPStatus int
 	Info       string // TAPD's own message, or the first bytes of the body
 	Hint       string // what the operator should do
+
+	tokenRefused bool // 401, or 422 about the access token: an OAuth token may be renewed
 }
 
 func (e *Error) Error() string {

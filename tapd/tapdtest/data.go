@@ -21,6 +21,11 @@ type Record struct {
 	IP           string
 	UA           string
 	Action       string
+	// TitleJSON, when set, is sent verbatim between the quotes of the
+	// title, bypassing the encoder: a lone surrogate escape (`a\ud800b`)
+	// or raw invalid UTF-8 ("caf\xe9"), as some TAPD data holds. Title is
+	// then what a Go client decodes: encoding/json turns both into U+FFFD.
+	TitleJSON string
 }
 
 // Label maps exactly as TAPD sends them.

@@ -1,6 +1,8 @@
 package tapdtest
 
 import (
+	"net/url"
+	"slices"
 	"time"
 )
 
@@ -36,6 +38,16 @@ type faults struct {
 
 	arrivals   int
 	arrivalLag time.Duration
+
+	rules  []failRule // persistent faults on activity-log requests
+	ruleID int
+}
+
+// failRule fails every activity-log request that when matches.
+type failRule struct {
+	id    int
+	when  func(url.Values) bool
+	fault Fault
 }
 
 // SetFaults makes a share (0..1) of requests fail with a random one of kinds
@@ -92,8 +104,52 @@ func (s *Server) SetArrivals(perRequest int, maxLag time.Duration) {
 	s.faults.arrivals, s.faults.arrivalLag = perRequest, maxLag
 }
 
-// pickFaultLocked decides this request's fault ("" for none) and whether a
-// 429 carries Retry-After.
+// FailWhen makes every activity-log request whose parameters satisfy when
+// fail with f, for as long as the rule stands (TAPD failing one window over
+// and over); it returns a func that lifts the rule. when sees a copy of the
+// query (and form) parameters and is called without the fake's lock held.
+func (s *Server) FailWhen(when func(q url.Values) bool, f Fault) (clear func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.ruleID++
+	id := s.faults.ruleID
+	// A new slice each time: serve reads a snapshot without the lock.
+	s.faults.rules = append(slices.Clip(s.faults.rules), failRule{id: id, when: when, fault: f})
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.faults.rules = slices.DeleteFunc(slices.Clone(s.faults.rules), func(r failRule) bool { return r.id == id })
+	}
+}
+
+// FailWindow makes every activity-log request whose start_time falls in
+// [start, end) fail with f until cleared. A request without start_time
+// starts at end_time − 7 days, as TAPD defaults it.
+func (s *Server) FailWindow(start, end time.Time, f Fault) (clear func()) {
+	return s.FailWhen(func(q url.Values) bool {
+		from, ok := s.queryStart(q)
+		return ok && !from.Before(start) && from.Before(end)
+	}, f)
+}
+
+// queryStart is the start a query asks for, explicit or defaulted.
+func (s *Server) queryStart(q url.Values) (time.Time, bool) {
+	if v := q.Get("start_time"); v != "" {
+		t, err := time.ParseInLocation(queryLayout, v, Shanghai)
+		return t, err == nil
+	}
+	end := s.Now()
+	if v := q.Get("end_time"); v != "" {
+		var err error
+		if end, err = time.ParseInLocation(queryLayout, v, Shanghai); err != nil {
+			return time.Time{}, false
+		}
+	}
+	return end.AddDate(0, 0, -7), true
+}
+
+// pickFaultLocked decides a fault that does not depend on the request:
+// queued ones first, then the quota. It says whether a 429 carries Retry-After.
 func (s *Server) pickFaultLocked() (Fault, bool) {
 	f := &s.faults
 	if len(f.next) > 0 {
@@ -115,10 +171,38 @@ func (s *Server) pickFaultLocked() (Fault, bool) {
 		}
 		f.hits = append(f.hits, now)
 	}
-	if f.rate > 0 && s.rng.Float64() < f.rate {
-		return f.kinds[s.rng.IntN(len(f.kinds))], false
-	}
 	return "", false
+}
+
+// ruleFault is the persistent fault for an activity-log request, if any:
+// FailPagesAbove first, then the FailWhen rules in the order they were set.
+func (s *Server) ruleFault(q url.Values, rules []failRule) Fault {
+	if s.opts.FailPagesAbove > 0 && askedLimit(q) > s.opts.FailPagesAbove {
+		return Fault500
+	}
+	for _, r := range rules {
+		if r.when(cloneValues(q)) {
+			return r.fault
+		}
+	}
+	return ""
+}
+
+// randomFaultLocked rolls SetFaults' dice.
+func (s *Server) randomFaultLocked() Fault {
+	f := &s.faults
+	if f.rate > 0 && s.rng.Float64() < f.rate {
+		return f.kinds[s.rng.IntN(len(f.kinds))]
+	}
+	return ""
+}
+
+func cloneValues(q url.Values) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // arriveLocked adds the configured arrivals.

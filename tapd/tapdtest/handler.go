@@ -3,9 +3,11 @@ package tapdtest
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,10 +26,19 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm() //nolint:errcheck // a bad form reads as missing parameters, like TAPD
+	isLog := r.URL.Path == "/workspaces/member_activity_log"
 	s.mu.Lock()
 	fault, retryAfter := s.pickFaultLocked()
-	latency := s.faults.latency
-	if fault == "" && r.URL.Path == "/workspaces/member_activity_log" {
+	rules, latency := s.faults.rules, s.faults.latency
+	s.mu.Unlock()
+	if fault == "" && isLog {
+		fault = s.ruleFault(r.Form, rules) // outside the lock: rules run test code
+	}
+	s.mu.Lock()
+	if fault == "" {
+		fault = s.randomFaultLocked()
+	}
+	if fault == "" && isLog {
 		s.arriveLocked()
 	}
 	s.mu.Unlock()
@@ -47,6 +58,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if fault != "" {
 		s.injectFault(rec, fault, retryAfter)
+		return
+	}
+	if r.URL.Path == "/tokens/request_token" {
+		s.requestToken(rec, r) // authenticated by the app's own credentials
 		return
 	}
 	if !s.authorized(rec, r) {
@@ -102,10 +117,25 @@ func (s *Server) injectFault(w *statusRecorder, f Fault, retryAfter bool) {
 
 func (s *Server) authorized(w *statusRecorder, r *http.Request) bool {
 	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
-		if subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(auth, "Bearer ")), []byte(s.opts.Token)) == 1 {
+		token := strings.TrimPrefix(auth, "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.Token)) == 1 {
+			return true // a personal token: no expiry
+		}
+		s.mu.Lock()
+		expiry, issued := s.tokens[token]
+		now := s.nowLocked()
+		s.mu.Unlock()
+		if issued && now.Before(expiry) {
 			return true
 		}
-		writeTAPD(w, 422, 422, "", "The access token provided is invalid")
+		info := "The access token provided is invalid"
+		if issued {
+			info = "The access token provided has expired"
+		}
+		if s.opts.TokenRejectStatus == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="TAPD Open API", error="invalid_token", error_description="`+info+`"`)
+		}
+		writeTAPD(w, s.opts.TokenRejectStatus, s.opts.TokenRejectStatus, "", info)
 		return false
 	}
 	user, pass, ok := r.BasicAuth()
@@ -115,6 +145,63 @@ func (s *Server) authorized(w *statusRecorder, r *http.Request) bool {
 	w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
 	writeTAPD(w, http.StatusUnauthorized, 401, "", "Unauthorized")
 	return false
+}
+
+// requestToken is POST /tokens/request_token, the client-credentials grant:
+// Basic client_id:client_secret and grant_type=client_credentials give a
+// Bearer token valid TokenLifetime on the fake's clock.
+func (s *Server) requestToken(w *statusRecorder, r *http.Request) {
+	s.mu.Lock()
+	s.tokenRequests++
+	s.mu.Unlock()
+	if r.Method != http.MethodPost {
+		writeTAPD(w, http.StatusMethodNotAllowed, 405, "", "The request method must be POST when requesting an access token")
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
+		writeTAPD(w, http.StatusUnauthorized, 401, "", "The client credentials are invalid")
+		return
+	}
+	if g := r.PostForm.Get("grant_type"); g != "client_credentials" {
+		writeTAPD(w, 422, 422, "", fmt.Sprintf("grant_type %q is not supported, use client_credentials", g))
+		return
+	}
+	s.mu.Lock()
+	var raw [20]byte
+	for i := range raw {
+		raw[i] = byte(s.rng.UintN(256))
+	}
+	token := hex.EncodeToString(raw[:]) // 40 hex digits, like TAPD's
+	now := s.nowLocked()
+	s.tokens[token] = now.Add(s.opts.TokenLifetime)
+	s.mu.Unlock()
+	// TAPD's documented answer (open.tapd.cn, client_credentials 模式使用).
+	writeTAPD(w, http.StatusOK, 1, map[string]any{
+		"access_token": token,
+		"expires_in":   int(s.opts.TokenLifetime / time.Second),
+		"token_type":   "Bearer",
+		"scope":        "bug iteration story task tcase wiki app_auth ",
+		"resource":     map[string]string{"type": "open_app_auth", "app_id": "404"},
+		"now":          now.Format("2006-01-02 15:04:05"),
+	}, "success")
+}
+
+// TokenRequests counts calls to POST /tokens/request_token, whatever their outcome.
+func (s *Server) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenRequests
+}
+
+// RevokeTokens invalidates every OAuth token issued so far, as when an app's
+// secret is reset: clients must ask for a new one.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.tokens)
 }
 
 // pageData is data of a member_activity_log answer, in TAPD's field order.
@@ -135,11 +222,14 @@ type wireRecord struct {
 	ProjectName   string `json:"project_name"`
 	OperateType   string `json:"operate_type"`
 	OperateObject string `json:"operate_object"`
-	Title         string `json:"title"`
+	Title         any    `json:"title"` // a string, or rawString for TitleJSON
 	URL           string `json:"url"`
 	IP            string `json:"ip"`
 	UA            string `json:"ua"`
 }
+
+// queryLayout is start_time and end_time's layout.
+const queryLayout = "2006-01-02 15:04"
 
 func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	q := r.Form
@@ -163,22 +253,23 @@ func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	end, start := now, time.Time{}
 	var err error
 	if v := q.Get("end_time"); v != "" {
-		if end, err = time.ParseInLocation("2006-01-02 15:04", v, Shanghai); err != nil {
+		if end, err = time.ParseInLocation(queryLayout, v, Shanghai); err != nil {
 			writeTAPD(w, 422, 422, "", "end_time format error, expect Y-m-d H:i")
 			return
 		}
 	}
 	if v := q.Get("start_time"); v != "" {
-		if start, err = time.ParseInLocation("2006-01-02 15:04", v, Shanghai); err != nil {
+		if start, err = time.ParseInLocation(queryLayout, v, Shanghai); err != nil {
 			writeTAPD(w, 422, 422, "", "start_time format error, expect Y-m-d H:i")
 			return
 		}
 	} else {
 		start = end.AddDate(0, 0, -7)
 	}
-	horizon := now.AddDate(0, 0, -s.opts.HorizonDays)
+	horizon := s.horizonLocked().Truncate(time.Minute)
+	// The month rule is checked on the start as asked, before any clamping.
 	switch {
-	case start.Before(horizon.Truncate(time.Minute)):
+	case start.Before(horizon) && !s.opts.HorizonClamp:
 		writeTAPD(w, 422, 422, "", "start_time 只能查最近半年内的数据")
 		return
 	case start.Year() != end.Year() || start.Month() != end.Month():
@@ -187,30 +278,56 @@ func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	case end.Before(start):
 		writeTAPD(w, 422, 422, "", "end_time must not be before start_time")
 		return
+	case start.Before(horizon):
+		start = horizon // TAPD silently answers from its horizon
 	}
-	limit := atoiOr(q.Get("limit"), 20)
-	if limit < 1 {
-		limit = 20
-	}
+	limit := askedLimit(q)
 	limit = min(limit, 200)
+	if s.opts.MaxPerPage > 0 {
+		limit = min(limit, s.opts.MaxPerPage)
+	}
 	page := max(atoiOr(q.Get("page"), 1), 1)
 	if page*limit > s.opts.PagingCap {
 		writeTAPD(w, 422, 422, "", fmt.Sprintf("page * limit must not exceed %d", s.opts.PagingCap))
 		return
 	}
-	// end_time's minute is inclusive: records up to hh:mm:59.
-	all := s.selectLocked(ws, companyOnly, start.Truncate(time.Minute), end.Truncate(time.Minute).Add(time.Minute), q)
+	to := end.Truncate(time.Minute) // EndExclusive: before hh:mm:00
+	if !s.opts.EndExclusive {
+		to = to.Add(time.Minute) // the end minute is inclusive: through hh:mm:59
+	}
+	var all []int
+	if to.After(start) { // a clamped window wholly before the horizon is empty
+		all = s.selectLocked(ws, companyOnly, start.Truncate(time.Minute), to, q)
+	}
 	data := pageData{PerPage: strconv.Itoa(limit), TotalItems: len(all), CurrentPage: strconv.Itoa(page),
 		Records: []wireRecord{}, OperateTypes: OperateTypes, OperateObjects: OperateObjects}
 	for _, at := range all[min((page-1)*limit, len(all)):min(page*limit, len(all))] {
 		rec := &s.records[at]
+		var title any = rec.Title
+		if rec.TitleJSON != "" {
+			title = rawString(rec.TitleJSON)
+		}
 		data.Records = append(data.Records, wireRecord{ID: rec.ID, Action: rec.Action,
 			Created: rec.Created.In(Shanghai).Format("2006-01-02 15:04:05"), Creator: rec.Creator,
 			ProjectName: rec.ProjectName, OperateType: OperateTypes[rec.TypeKey],
-			OperateObject: OperateObjects[rec.ObjectKey], Title: rec.Title, URL: rec.URL, IP: rec.IP, UA: rec.UA})
+			OperateObject: OperateObjects[rec.ObjectKey], Title: title, URL: rec.URL, IP: rec.IP, UA: rec.UA})
 	}
 	writeTAPD(w, http.StatusOK, 1, data, "success")
 }
+
+// askedLimit is the limit a request asks for; TAPD's default is 20.
+func askedLimit(q url.Values) int {
+	if limit := atoiOr(q.Get("limit"), 20); limit >= 1 {
+		return limit
+	}
+	return 20
+}
+
+// rawString is sent verbatim between quotes: bytes encoding/json would not
+// produce (invalid UTF-8, lone surrogate escapes).
+type rawString string
+
+func (r rawString) MarshalJSON() ([]byte, error) { return []byte(`"` + string(r) + `"`), nil }
 
 func (s *Server) companyProjects(w *statusRecorder, r *http.Request) {
 	if r.Form.Get("company_id") != s.opts.CompanyID {
@@ -256,7 +373,9 @@ func writeTAPD(w http.ResponseWriter, httpStatus, status int, data any, info str
 }
 
 // encodeTAPD encodes like PHP's json_encode, as TAPD does: every non-ASCII
-// character as \uXXXX (surrogate pairs above U+FFFF) and "/" as "\/".
+// character as \uXXXX (surrogate pairs above U+FFFF), "/" as "\/", and
+// control characters such as NUL as \u0000. Bytes that are not UTF-8 (only
+// a rawString can hold them) pass through raw, as in some TAPD data.
 func encodeTAPD(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -269,10 +388,15 @@ func encodeTAPD(v any) []byte {
 	for len(raw) > 0 {
 		r, size := utf8.DecodeRune(raw)
 		switch {
+		case r == '\\' && len(raw) > 1:
+			size = 2 // an escape already made: keep it whole (\/ must not become \\/)
+			out = append(out, raw[:2]...)
 		case r == '/':
 			out = append(out, '\\', '/')
 		case r < utf8.RuneSelf:
 			out = append(out, byte(r))
+		case r == utf8.RuneError && size == 1:
+			out = append(out, raw[0])
 		case r > 0xFFFF:
 			r -= 0x10000
 			out = appendEscape(appendEscape(out, 0xD800+(r>>10)), 0xDC00+(r&0x3FF))

@@ -1,22 +1,63 @@
 // Package tapdtest is an in-process fake TAPD open API for tests and the demo.
 //
-// It implements member_activity_log and workspaces/projects as TAPD documents
+// It implements member_activity_log, workspaces/projects and the OAuth
+// client-credentials grant (POST /tokens/request_token) as TAPD documents
 // them (see shared/reference): Basic or Bearer auth, a company whose id lists
 // all its projects' logs, company_only=1, newest-first paging with a limit cap
 // of 200 and a page×limit cap, start_time defaulting to end_time−7 days, the
-// one-calendar-month rule, the half-year horizon, string-typed perPage and
-// currentPage, and TAPD's JSON encoding (\uXXXX escapes and \/). Knobs inject
-// TAPD's faults: 429 with or without Retry-After, 500, 502 HTML pages, 503,
-// truncated JSON, connection resets, slow answers, records that arrive while a
-// client pages, and time travel that moves the horizon.
+// one-calendar-month rule, the half-year horizon (HorizonDays calendar days
+// before now, counted in Asia/Shanghai), string-typed perPage and
+// currentPage, and TAPD's JSON encoding (\uXXXX escapes, \/ and \u0000).
 //
-// Choices where TAPD is silent: start_time is inclusive and the end_time
-// minute is inclusive (records up to hh:mm:59); a window outside the half
-// year or spanning two months is a 422.
+// Knobs inject TAPD's faults and undocumented corners:
+//   - FailNext, RateLimitStorm, SetFaults, SetRateLimit, SetLatency: 429 with
+//     or without Retry-After, 500, 502 HTML pages, 503, truncated JSON,
+//     connection resets, slow answers.
+//   - FailWhen, FailWindow: a query (a window) that fails every time until
+//     cleared; Options.FailPagesAbove: pages larger than a limit fail with 500.
+//   - Options.MaxPerPage: TAPD pages smaller than asked, saying so in perPage.
+//   - Options.EndExclusive: end_time hh:mm stops before hh:mm:00.
+//   - Options.HorizonClamp: a too-old start_time answers from the horizon
+//     instead of 422.
+//   - Options.CompanyWideIncludesCompanyLevel: the company-wide query also
+//     returns company-level logs.
+//   - SetArrivals, AddRecords, AddRecord: records that arrive while a client
+//     pages, records that show up hours after their created time, records
+//     with hostile titles or creators (NUL, lone surrogates, invalid UTF-8).
+//   - Advance: time travel that moves the horizon and expires OAuth tokens;
+//     RevokeTokens; Options.TokenRejectStatus: 401 or 422 for a bad token.
+//   - Options.HorizonDays, Options.PagingCap: TAPD's limits.
+//
+// Choices where TAPD is silent:
+//   - start_time is inclusive; the end_time minute is inclusive (records up
+//     to hh:mm:59) unless EndExclusive.
+//   - Order is created descending, then id descending.
+//   - A start_time before the horizon's minute is a 422 (checked first), so
+//     is a window spanning two months or ending before it starts. With
+//     HorizonClamp the month rule is checked on the start as asked, before
+//     it is raised, and a window wholly before the horizon is an empty page.
+//   - MaxPerPage also governs paging: page N holds records
+//     (N−1)×perPage … N×perPage−1 and the page×limit cap uses perPage.
+//   - FailPagesAbove compares the limit asked (20 when absent), not the
+//     limit applied, and fails with the Fault500 envelope.
+//   - FailWhen and FailWindow apply only to member_activity_log; the other
+//     faults to every path, token requests included.
+//   - OAuth: tokens are 40 hex digits; the answer is TAPD's documented shape
+//     (access_token, expires_in as a number, token_type "Bearer", scope,
+//     resource, now). Wrong client credentials are HTTP 401 "The client
+//     credentials are invalid"; a grant_type other than client_credentials
+//     is 422; a method other than POST is 405. An unknown token is refused
+//     with "The access token provided is invalid", an expired one with "The
+//     access token provided has expired" (the wording of PHP's common
+//     OAuth2 server), as 422 by default or 401 with WWW-Authenticate:
+//     Bearer error="invalid_token". The personal Token never expires.
+//   - Raw invalid UTF-8 and lone surrogate escapes are only sent for a
+//     planted Record.TitleJSON; Go's encoding/json decodes each invalid
+//     byte and each lone surrogate to U+FFFD.
 package tapdtest
 
 import (
-	"cmp"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -48,9 +89,34 @@ type Options struct {
 	RecordsPerDay        int              // per project, default 20
 	CompanyRecordsPerDay int              // company-level, default 2
 	User, Password       string           // Basic Auth; default "bot" / "secret-pw"
-	Token                string           // Bearer token accepted too; default "secret-token"
+	Token                string           // personal Bearer token, never expires; default "secret-token"
 	PagingCap            int              // page×limit cap; default 20000
 	HorizonDays          int              // default 182
+
+	// EndExclusive makes end_time hh:mm mean "before hh:mm:00"; by default
+	// the end minute is inclusive (through hh:mm:59).
+	EndExclusive bool
+	// HorizonClamp makes a start_time older than the horizon answer from
+	// the horizon's minute instead of failing with 422.
+	HorizonClamp bool
+	// MaxPerPage, when > 0, caps limit below TAPD's 200; perPage reports
+	// the cap actually applied.
+	MaxPerPage int
+	// FailPagesAbove, when > 0, fails every activity-log request whose
+	// limit (default 20) exceeds it with HTTP 500, every time.
+	FailPagesAbove int
+	// CompanyWideIncludesCompanyLevel makes the company-wide query
+	// (workspace_id = company id, no company_only) also return the
+	// company-level logs; by default it returns only its projects' logs.
+	CompanyWideIncludesCompanyLevel bool
+
+	// OAuth app (POST /tokens/request_token); default "tapd-mirror-app" / "app-secret".
+	ClientID, ClientSecret string
+	// TokenLifetime is expires_in of issued tokens, on the fake's clock; default 7200s.
+	TokenLifetime time.Duration
+	// TokenRejectStatus is how an unknown or expired Bearer token is
+	// refused: 422 (default, status 422 in the body) or 401.
+	TokenRejectStatus int
 }
 
 // Project is a generated project.
@@ -70,6 +136,9 @@ type Server struct {
 	nextID   int
 	requests []Request
 	faults   faults
+
+	tokens        map[string]time.Time // issued OAuth token → expiry on the fake's clock
+	tokenRequests int
 }
 
 // Request is one call the fake answered, for assertions.
@@ -112,10 +181,24 @@ func New(o Options) *Server {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	s := &Server{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x7a9d)), nextID: 7480000, byScope: map[string]*scopeIndex{}}
+	if o.ClientID == "" {
+		o.ClientID, o.ClientSecret = "tapd-mirror-app", "app-secret"
+	}
+	if o.TokenLifetime <= 0 {
+		o.TokenLifetime = 7200 * time.Second
+	}
+	if o.TokenRejectStatus == 0 {
+		o.TokenRejectStatus = 422
+	}
+	s := &Server{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x7a9d)), nextID: 7480000,
+		byScope: map[string]*scopeIndex{}, tokens: map[string]time.Time{}}
 	names := []string{"西门子灌灌灌乐了路虎退货", "支付中台", "Mobile App 📱", "数据平台", "运维"}
 	for i := range o.Projects {
-		s.projects = append(s.projects, Project{ID: strconv.Itoa(10074561 + i), Name: names[i%len(names)]})
+		name := names[i%len(names)]
+		if i >= len(names) {
+			name = fmt.Sprintf("%s %d", name, i/len(names)+1) // distinct names for large companies
+		}
+		s.projects = append(s.projects, Project{ID: strconv.Itoa(10074561 + i), Name: name})
 	}
 	s.generate()
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -149,25 +232,50 @@ func (s *Server) appendLocked(r Record) Record {
 	r.ID = strconv.Itoa(s.nextID)
 	r.Created = r.Created.In(Shanghai).Truncate(time.Second)
 	s.records = append(s.records, r)
-	key := scopeKey(r.Workspace, r.CompanyLevel)
+	at := len(s.records) - 1
+	s.indexLocked(scopeKey(r.Workspace, r.CompanyLevel), at)
+	// The company-wide query has its own index so that it is one binary
+	// search however many projects the company has.
+	if !r.CompanyLevel || (s.opts.CompanyWideIncludesCompanyLevel && r.Workspace == s.opts.CompanyID) {
+		s.indexLocked(companyWideKey, at)
+	}
+	return r
+}
+
+// indexLocked inserts record position at into a scope's index, keeping it
+// ordered by (created, position): a late record goes in its place, not at
+// the end, so every query sees it at once.
+func (s *Server) indexLocked(key string, at int) {
 	idx := s.byScope[key]
 	if idx == nil {
 		idx = &scopeIndex{}
 		s.byScope[key] = idx
 	}
-	if n := len(idx.rows); n > 0 && s.records[idx.rows[n-1]].Created.After(r.Created) {
-		idx.unsorted = true // a late record: re-sort before the next query
+	created := s.records[at].Created
+	n := len(idx.rows)
+	if n == 0 || !s.records[idx.rows[n-1]].Created.After(created) {
+		idx.rows = append(idx.rows, at) // the usual case: newest so far
+		return
 	}
-	idx.rows = append(idx.rows, len(s.records)-1)
-	return r
+	// After every record created at the same second: at is the largest position.
+	i, _ := slices.BinarySearchFunc(idx.rows, created, func(row int, t time.Time) int {
+		if s.records[row].Created.After(t) {
+			return 1
+		}
+		return -1
+	})
+	idx.rows = slices.Insert(idx.rows, i, at)
 }
 
-// scopeIndex lists one workspace's records (positions in s.records) by
-// creation time, so a window query is two binary searches, not a scan.
+// scopeIndex lists one scope's records (positions in s.records) ordered by
+// creation time, then position (= id), so a window query is two binary
+// searches, not a scan.
 type scopeIndex struct {
-	rows     []int
-	unsorted bool
+	rows []int
 }
+
+// companyWideKey indexes what the company-wide query answers.
+const companyWideKey = "all"
 
 func scopeKey(workspace string, companyLevel bool) string {
 	if companyLevel {
@@ -176,15 +284,12 @@ func scopeKey(workspace string, companyLevel bool) string {
 	return workspace
 }
 
-// inWindow returns the positions of a scope's records created in [from, to).
+// inWindow returns the positions of a scope's records created in [from, to),
+// oldest first.
 func (s *Server) inWindow(key string, from, to time.Time) []int {
 	idx := s.byScope[key]
 	if idx == nil {
 		return nil
-	}
-	if idx.unsorted {
-		slices.SortStableFunc(idx.rows, func(a, b int) int { return s.records[a].Created.Compare(s.records[b].Created) })
-		idx.unsorted = false
 	}
 	lo, _ := slices.BinarySearchFunc(idx.rows, from, func(i int, t time.Time) int { return s.records[i].Created.Compare(t) })
 	hi, _ := slices.BinarySearchFunc(idx.rows, to, func(i int, t time.Time) int { return s.records[i].Created.Compare(t) })
@@ -213,9 +318,17 @@ func (s *Server) Advance(d time.Duration) {
 	s.offset += d
 }
 
-// Horizon is the oldest instant TAPD still answers for.
+// Horizon is the oldest instant TAPD still answers for: HorizonDays
+// calendar days before now, counted in TAPD's zone. A start_time at the
+// horizon's minute is still accepted.
 func (s *Server) Horizon() time.Time {
-	return s.Now().AddDate(0, 0, -s.opts.HorizonDays)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.horizonLocked()
+}
+
+func (s *Server) horizonLocked() time.Time {
+	return s.nowLocked().In(Shanghai).AddDate(0, 0, -s.opts.HorizonDays)
 }
 
 // CompanyID is the generated company's id.
@@ -227,8 +340,13 @@ func (s *Server) Projects() []Project { return slices.Clone(s.projects) }
 // Credentials returns the accepted Basic Auth user and password.
 func (s *Server) Credentials() (user, password string) { return s.opts.User, s.opts.Password }
 
-// Token returns the accepted Bearer token.
+// Token returns the accepted personal Bearer token (it never expires).
 func (s *Server) Token() string { return s.opts.Token }
+
+// AppCredentials returns the OAuth app's client id and secret.
+func (s *Server) AppCredentials() (clientID, clientSecret string) {
+	return s.opts.ClientID, s.opts.ClientSecret
+}
 
 // Truth returns every record the fake ever generated, oldest id first.
 func (s *Server) Truth() []Record {
@@ -248,6 +366,29 @@ func (s *Server) AddRecords(workspace string, at time.Time, n int) []Record {
 		out = append(out, s.appendLocked(newRecord(s.rng, workspace, name, companyLevel, at)))
 	}
 	return out
+}
+
+// AddRecord appends one record in workspace created at the given time,
+// after mod (if not nil) has changed it: a chosen title or creator, say
+// "a\x00b", which TAPD sends as a\u0000b. mod may change any field but ID,
+// which the fake assigns afterwards. When mod sets TitleJSON, Title is
+// replaced by what encoding/json decodes TitleJSON to.
+func (s *Server) AddRecord(workspace string, at time.Time, mod func(*Record)) Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, companyLevel := s.projectName(workspace)
+	r := newRecord(s.rng, workspace, name, companyLevel, at)
+	if mod != nil {
+		mod(&r)
+	}
+	if r.TitleJSON != "" {
+		var title string
+		if err := json.Unmarshal([]byte(`"`+r.TitleJSON+`"`), &title); err != nil {
+			panic(fmt.Sprintf("tapdtest: TitleJSON %q is not the inside of a JSON string: %v", r.TitleJSON, err))
+		}
+		r.Title = title
+	}
+	return s.appendLocked(r)
 }
 
 func (s *Server) projectName(workspace string) (string, bool) {
@@ -280,7 +421,7 @@ func (s *Server) Queryable(workspace string, companyOnly bool) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.nowLocked()
-	rows := s.selectLocked(workspace, companyOnly, now.AddDate(0, 0, -s.opts.HorizonDays), now.Add(time.Minute), url.Values{})
+	rows := s.selectLocked(workspace, companyOnly, s.horizonLocked().Truncate(time.Minute), now.Add(time.Minute), url.Values{})
 	out := make([]Record, len(rows))
 	for i, at := range rows {
 		out[i] = s.records[at]
@@ -289,34 +430,26 @@ func (s *Server) Queryable(workspace string, companyOnly bool) []Record {
 }
 
 // selectLocked filters records to [from, to) and the query's filters and
-// returns their positions in s.records, newest first.
+// returns their positions in s.records, newest first (ties: larger id first).
 func (s *Server) selectLocked(workspace string, companyOnly bool, from, to time.Time, q url.Values) []int {
-	scopes := []string{workspace} // a project
+	key := workspace // a project
 	switch {
 	case companyOnly:
-		scopes = []string{scopeKey(workspace, true)}
-	case workspace == s.opts.CompanyID: // a company id without company_only lists its projects' logs
-		scopes = scopes[:0]
-		for _, p := range s.projects {
-			scopes = append(scopes, p.ID)
-		}
+		key = scopeKey(workspace, true)
+	case workspace == s.opts.CompanyID: // a company id without company_only: all its projects
+		key = companyWideKey
 	}
 	operator, typ, object, ip := q.Get("operator"), q.Get("operate_type"), q.Get("operator_object"), q.Get("ip")
-	var out []int
-	for _, key := range scopes {
-		for _, i := range s.inWindow(key, from, to) {
-			r := &s.records[i]
-			if operator != "" && r.Creator != operator || typ != "" && r.TypeKey != typ ||
-				object != "" && r.ObjectKey != object || ip != "" && r.IP != ip {
-				continue
-			}
-			out = append(out, i)
+	rows := s.inWindow(key, from, to)
+	out := make([]int, 0, len(rows))
+	for k := len(rows) - 1; k >= 0; k-- { // the index is oldest first
+		r := &s.records[rows[k]]
+		if operator != "" && r.Creator != operator || typ != "" && r.TypeKey != typ ||
+			object != "" && r.ObjectKey != object || ip != "" && r.IP != ip {
+			continue
 		}
+		out = append(out, rows[k])
 	}
-	// Records are appended in id order, so a later position is a larger id.
-	slices.SortFunc(out, func(a, b int) int {
-		return cmp.Or(s.records[b].Created.Compare(s.records[a].Created), cmp.Compare(b, a))
-	})
 	return out
 }
 

@@ -25,6 +25,8 @@ type page struct {
 			ID          string `json:"id"`
 			Created     string `json:"created"`
 			OperateType string `json:"operate_type"`
+			Title       string `json:"title"`
+			Creator     string `json:"creator"`
 		} `json:"records"`
 	} `json:"data"`
 }
