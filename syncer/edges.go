@@ -92,11 +92,20 @@ func (s *Syncer) endMinuteMode(ctx context.Context, r *runState) (endMinute, err
 	}
 	c := *r.candidate
 	minute := c.Created.Truncate(time.Minute)
-	p, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly,
-		Limit: s.o.PageSize, Page: 1, Start: minute, End: minute})
-	r.mu.Lock()
-	r.run.Requests++
-	r.mu.Unlock()
+	// A small page is enough for one minute, and TAPD is seen to fail on
+	// large ones: halve it while TAPD fails.
+	var p tapd.Page
+	var err error
+	for limit := min(s.o.PageSize, 50); ; limit /= 2 {
+		p, err = s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: r.t.WorkspaceID, CompanyOnly: r.t.CompanyOnly,
+			Limit: limit, Page: 1, Start: minute, End: minute})
+		r.mu.Lock()
+		r.run.Requests++
+		r.mu.Unlock()
+		if err == nil || limit/2 < minPageSize || !(errors.Is(err, tapd.ErrServer) || errors.Is(err, tapd.ErrMalformed)) {
+			break
+		}
+	}
 	switch {
 	case errors.Is(err, tapd.ErrParam):
 		mode = endExclusive // an empty start = end span is refused: the minute is not in it
