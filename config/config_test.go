@@ -112,6 +112,7 @@ func TestParseWorkspace(t *testing.T) {
 		"10074561":      {Key: "10074561", ID: "10074561"},
 		"company:2001":  {Key: "company:2001", ID: "2001", CompanyOnly: true},
 		"projects:2001": {Key: "projects:2001", ID: "2001", ExpandProjects: true},
+		"all:2001":      {Key: "all:2001", ID: "2001", CompanyWide: true},
 	} {
 		got, err := config.ParseWorkspace(in)
 		if err != nil || got != want {

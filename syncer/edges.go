@@ -197,3 +197,48 @@ func (m endMinute) String() string {
 	}
 	return string(m)
 }
+
+// metaCompanyWide keeps whether TAPD's company-wide query (workspace_id =
+// the company id) also returns company-level logs, which TAPD does not say.
+const metaCompanyWide = "tapd.company_wide_includes_company_level"
+
+// companyWideIncludesCompanyLevel answers from what was learned before, or
+// probes once: find a company-level record (company_only=1, newest first)
+// and ask the company-wide query for its minute. When nothing can be
+// learned yet (no company-level record) the answer is false, which is safe:
+// the company-level logs are then fetched as their own stream.
+func (s *Syncer) companyWideIncludesCompanyLevel(ctx context.Context, companyID string) (bool, error) {
+	switch v, err := s.o.Store.Meta(ctx, metaCompanyWide); {
+	case err != nil:
+		return false, err
+	case v != "":
+		return v == "yes", nil
+	}
+	now := s.o.Now().Truncate(time.Minute)
+	month := now.In(s.loc)
+	from := maxTime(time.Date(month.Year(), month.Month(), 1, 0, 0, 0, 0, s.loc), s.horizonAt(now).Truncate(time.Minute))
+	p, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: companyID, CompanyOnly: true, Limit: 20, Page: 1,
+		Start: from, End: now.Add(-time.Minute)})
+	if err != nil || len(p.Records) == 0 {
+		return false, err
+	}
+	rec := p.Records[0]
+	start, end := rec.Created.Truncate(time.Minute), rec.Created.Truncate(time.Minute).Add(time.Minute)
+	if s.monthStart(end) { // stay inside the record's month whatever end_time means
+		start, end = start.Add(-time.Minute), start
+	}
+	wide, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: companyID, Limit: tapd.MaxLimit, Page: 1, Start: start, End: end})
+	if err != nil {
+		return false, err
+	}
+	found := slices.ContainsFunc(wide.Records, func(x tapd.Record) bool { return x.ID == rec.ID })
+	if !found && wide.TotalItems > len(wide.Records) {
+		return false, nil // inconclusive: too busy a minute; ask again next time
+	}
+	answer := map[bool]string{true: "yes", false: "no"}[found]
+	if err := s.o.Store.SetMeta(ctx, metaCompanyWide, answer); err != nil {
+		return false, err
+	}
+	s.log.Info("learned whether TAPD's company-wide query includes company-level logs", "company", companyID, "includes", answer)
+	return found, nil
+}

@@ -213,6 +213,7 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		if err = r.window(ctx, w, w.Start.Before(rereadBefore), 0); err != nil {
 			break
 		}
+		r.s.yieldSlot()
 	}
 	close(r.writes)
 	<-writerDone // what was fetched is written, even when stopping

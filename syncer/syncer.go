@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -50,8 +51,8 @@ type TAPD interface {
 
 // Target is one unit of sync: one TAPD query scope with its own checkpoint.
 type Target struct {
-	Key         string // checkpoint and lease key: the project id, or "company:ID"
-	WorkspaceID string
+	Key         string // checkpoint and lease key: the project id, "company:ID" or "all:ID"
+	WorkspaceID string // a project id, or the company id (company-level logs, or all its projects)
 	CompanyOnly bool
 	Configured  string // the sync.workspaces entry it comes from (its schedule)
 }
@@ -95,6 +96,7 @@ type Syncer struct {
 	loc     *time.Location
 	process string        // host:pid:instance, the lease holder prefix of this Syncer
 	pool    chan struct{} // one slot per run allowed to sync at once
+	waiting atomic.Int64  // runs waiting for a slot
 
 	mu        sync.Mutex
 	active    map[string]string     // target key → "queued" or "running" in this process
@@ -157,33 +159,54 @@ func New(o Options) *Syncer {
 		jobs: map[string]gocron.Job{}, bgCtx: bgCtx, stopBg: stop}
 	for _, w := range o.Workspaces {
 		if !w.ExpandProjects {
-			s.known = append(s.known, staticTarget(w))
+			s.known = append(s.known, staticTargets(w)...)
 		}
 	}
 	return s
 }
 
-func staticTarget(w config.Workspace) Target {
-	if w.CompanyOnly {
-		return Target{Key: "company:" + w.ID, WorkspaceID: w.ID, CompanyOnly: true, Configured: w.Key}
+// staticTargets are the targets of an entry that needs no project list.
+// all:ID is the company-wide stream plus the company-level logs, which
+// targetsOf drops once TAPD is known to include them in the company-wide
+// query.
+func staticTargets(w config.Workspace) []Target {
+	companyLevel := Target{Key: "company:" + w.ID, WorkspaceID: w.ID, CompanyOnly: true, Configured: w.Key}
+	switch {
+	case w.CompanyOnly:
+		return []Target{companyLevel}
+	case w.CompanyWide:
+		return []Target{{Key: "all:" + w.ID, WorkspaceID: w.ID, Configured: w.Key}, companyLevel}
 	}
-	return Target{Key: w.ID, WorkspaceID: w.ID, Configured: w.Key}
+	return []Target{{Key: w.ID, WorkspaceID: w.ID, Configured: w.Key}}
 }
 
 // targetsOf expands one configured workspace; projects:ID asks TAPD for the
 // company's current project list, so new projects are picked up and removed
 // ones stop being polled (their history stays).
 func (s *Syncer) targetsOf(ctx context.Context, w config.Workspace) ([]Target, error) {
-	if !w.ExpandProjects {
-		return []Target{staticTarget(w)}, nil
-	}
-	projects, err := s.o.TAPD.Projects(ctx, w.ID)
-	if err != nil {
-		return nil, fmt.Errorf("listing projects of company %s: %w", w.ID, err)
-	}
-	out := []Target{}
-	for _, p := range projects {
-		out = append(out, Target{Key: p.ID, WorkspaceID: p.ID, Configured: w.Key})
+	var out []Target
+	switch {
+	case w.CompanyWide:
+		out = staticTargets(w)
+		included, err := s.companyWideIncludesCompanyLevel(ctx, w.ID)
+		if err != nil {
+			s.log.Warn("could not learn whether TAPD's company-wide query includes company-level logs; fetching them separately",
+				"company", w.ID, "err", err)
+		}
+		if included {
+			out = out[:1]
+		}
+	case !w.ExpandProjects:
+		return staticTargets(w), nil
+	default:
+		projects, err := s.o.TAPD.Projects(ctx, w.ID)
+		if err != nil {
+			return nil, fmt.Errorf("listing projects of company %s: %w", w.ID, err)
+		}
+		out = []Target{}
+		for _, p := range projects {
+			out = append(out, Target{Key: p.ID, WorkspaceID: p.ID, Configured: w.Key})
+		}
 	}
 	s.mu.Lock()
 	s.known = slices.DeleteFunc(s.known, func(k Target) bool { return k.Configured == w.Key })
@@ -257,10 +280,8 @@ func (s *Syncer) RunTarget(ctx context.Context, t Target, ro RunOptions) (storag
 
 // runReserved waits for a pool slot, takes the target's lease, and runs.
 func (s *Syncer) runReserved(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
-	select {
-	case s.pool <- struct{}{}:
-	case <-ctx.Done():
-		return storage.SyncRun{}, context.Cause(ctx)
+	if err := s.acquireSlot(ctx); err != nil {
+		return storage.SyncRun{}, err
 	}
 	defer func() { <-s.pool }()
 	s.setActive(t.Key, "running")
@@ -282,6 +303,32 @@ func (s *Syncer) runReserved(ctx context.Context, t Target, ro RunOptions) (stor
 		s.log.Warn("releasing the sync lease failed; it expires by itself", "workspace", t.Key, "err", rerr)
 	}
 	return run, err
+}
+
+// acquireSlot waits for a pool slot. Goroutines blocked on a channel send
+// are served in arrival order, so waiting runs queue fairly.
+func (s *Syncer) acquireSlot(ctx context.Context) error {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	select {
+	case s.pool <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// yieldSlot lets waiting runs go first: a long run (a backfill) calls it
+// between windows, so an incremental run of another target never waits for
+// a whole backfill, only for one window. The run keeps its lease meanwhile.
+// It waits for the slot back even when ctx ends, so the run still holds one
+// when it returns it.
+func (s *Syncer) yieldSlot() {
+	if s.waiting.Load() == 0 {
+		return
+	}
+	<-s.pool
+	s.acquireSlot(context.Background()) //nolint:errcheck // cannot fail without a deadline
 }
 
 // claimed is a run that holds its target's lease.

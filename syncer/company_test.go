@@ -1,0 +1,175 @@
+package syncer_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
+	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
+)
+
+func TestOneStreamPerCompany(t *testing.T) {
+	for _, includes := range []bool{false, true} {
+		name := map[bool]string{false: "company-level apart", true: "company-level included"}[includes]
+		t.Run(name, func(t *testing.T) {
+			storagetest.Each(t, func(t *testing.T, dbURL string) {
+				h := newHarness(t, dbURL, tapdtest.Options{Projects: 20, RecordsPerDay: 2, CompanyWideIncludesCompanyLevel: includes}, "all:2001")
+				s := h.syncer()
+				runs, err := s.RunAll(context.Background(), syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				keys := strings.Join(keysOf(runs), ",")
+				if want := map[bool]string{false: "all:2001,company:2001", true: "all:2001"}[includes]; keys != want {
+					t.Fatalf("runs for %s, want %s", keys, want)
+				}
+				all := []string{"company:2001"}
+				for _, p := range h.fake.Projects() {
+					all = append(all, p.ID)
+				}
+				from, to := spanOf(runs...)
+				h.assertMirror(h.expected(from, to, all...)) // serial is each record's own project
+				// Against the floor: one page per 200 records of each calendar
+				// month of the stream (plus the company-level stream when apart),
+				// never one stream per project (20 × 7 months at least).
+				perMonth := map[string]int{}
+				perMonthCompany := map[string]int{}
+				for _, r := range h.expected(from, to, all...) {
+					m := r.Created.In(tapdtest.Shanghai).Format("2006-01")
+					if r.CompanyLevel && !includes {
+						perMonthCompany[m]++
+					} else {
+						perMonth[m]++
+					}
+				}
+				floor := 0
+				for _, months := range []map[string]int{perMonth, perMonthCompany} {
+					for _, n := range months {
+						floor += max(1, (n+199)/200)
+					}
+				}
+				if calls := h.client.Calls(); float64(calls) > 1.1*float64(floor)+4 { // + the probes learned once
+					t.Fatalf("a company of 20 projects cost %d requests through one stream; floor %d", calls, floor)
+				}
+				// An idle poll costs one request for the stream (two with company-level apart).
+				h.fake.Advance(10 * time.Minute)
+				before := h.client.Calls()
+				if _, err := s.RunAll(context.Background(), syncer.RunOptions{Trigger: syncer.TriggerCLI}, ""); err != nil {
+					t.Fatal(err)
+				}
+				if idle, want := h.client.Calls()-before, map[bool]int{false: 2, true: 1}[includes]; idle != want {
+					t.Fatalf("idle poll cost %d requests, want %d", idle, want)
+				}
+			})
+		})
+	}
+}
+
+func TestMovingFromProjectsToAllKeepsEveryRecordOnce(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 5, RecordsPerDay: 2}, "projects:2001", "company:2001")
+		h.runAll(syncer.RunOptions{})
+		ctx := context.Background()
+		before, _ := h.store.CountActivities(ctx, storage.Filter{})
+		moved := h.syncer(func(o *syncer.Options) {
+			o.Workspaces = nil
+			h2 := newHarness(t, dbURL, tapdtest.Options{}, "all:2001")
+			o.Workspaces = h2.opts.Workspaces
+		})
+		runs, err := moved.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range runs {
+			if r.Inserted != 0 || r.Updated != 0 {
+				t.Fatalf("moving to all:2001 changed records: %+v", r)
+			}
+		}
+		if after, _ := h.store.CountActivities(ctx, storage.Filter{}); after != before {
+			t.Fatalf("%d records before the move, %d after", before, after)
+		}
+		counts, _ := h.store.ReportedCounts(ctx)
+		if counts["all:2001"] == 0 || counts["all:2001"] > before {
+			t.Fatalf("the company stream reported %d of %d records", counts["all:2001"], before)
+		}
+	})
+}
+
+// TestBackfillYieldsToIncrementalRuns: with one pool slot, a long backfill
+// lets the small targets' runs in between its windows instead of making
+// them wait for all of it.
+func TestBackfillYieldsToIncrementalRuns(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 5, Months: 7, RecordsPerDay: 1}, "projects:2001")
+		big := h.fake.Projects()[0].ID
+		for d := range 180 {
+			h.fake.AddRecords(big, fakeNow.AddDate(0, 0, -d-1), 80) // ~14 400 records: many windows
+		}
+		h.opts.SplitAbove = 1000
+		s := h.syncer(func(o *syncer.Options) { o.MaxConcurrent = 1 })
+		targets, err := s.Targets(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The small targets were synced before; they only need incremental runs.
+		for _, tg := range targets[1:] {
+			if _, err := s.RunTarget(context.Background(), tg, syncer.RunOptions{Trigger: syncer.TriggerCLI}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.fake.SetLatency(2 * time.Millisecond)
+		var bigDone time.Time
+		var mu sync.Mutex
+		bigStarted := make(chan struct{})
+		h.client.onCall = func(int) {
+			select {
+			case <-bigStarted:
+			default:
+				close(bigStarted)
+			}
+		}
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run, err := s.RunTarget(context.Background(), targets[0], syncer.RunOptions{Trigger: syncer.TriggerSchedule})
+			if err != nil || run.Windows < 10 {
+				t.Errorf("big backfill: %+v, %v", run, err)
+			}
+			mu.Lock()
+			bigDone = time.Now()
+			mu.Unlock()
+		}()
+		<-bigStarted
+		for round := range 2 {
+			for _, tg := range targets[1:] {
+				h.fake.AddRecords(tg.WorkspaceID, h.fake.Now().Add(-2*time.Minute), 1)
+			}
+			h.fake.Advance(time.Minute)
+			var small sync.WaitGroup
+			for _, tg := range targets[1:] {
+				small.Add(1)
+				go func() {
+					defer small.Done()
+					run, err := s.RunTarget(context.Background(), tg, syncer.RunOptions{Trigger: syncer.TriggerSchedule})
+					if err != nil || run.Inserted != 1 {
+						t.Errorf("round %d, %s: %+v, %v", round, tg.Key, run, err)
+					}
+				}()
+			}
+			small.Wait()
+			mu.Lock()
+			done := !bigDone.IsZero()
+			mu.Unlock()
+			if done {
+				t.Fatalf("round %d: the small targets waited for the whole backfill", round)
+			}
+		}
+		wg.Wait()
+	})
+}
