@@ -295,3 +295,113 @@ func (c *encoder) record(r *Record) {
 	}
 	c.time(r.IngestedAt)
 }
+
+// DecodeEvent parses an event's canonical encoding, as stored beside its
+// leaf hash, back into an Event (to write it into a bundle, or to compare
+// it with the live table). Only canonical bytes are accepted: re-encoding
+// the result gives exactly enc.
+func DecodeEvent(enc []byte) (Event, error) {
+	d := decoder{b: enc}
+	var e Event
+	if tag := d.str(); tag != encodingTag && d.err == nil {
+		return Event{}, fmt.Errorf("decoding event: tag %q, want %q", tag, encodingTag)
+	}
+	e.Kind = Kind(d.str())
+	switch e.Kind {
+	case KindRecord:
+		e.Record = d.record()
+	case KindUpdate:
+		e.Prev = d.i64()
+		e.Record = d.record()
+	case KindDelete, KindPurge:
+		e.RecordID = d.i64()
+		e.Prev = d.i64()
+		if e.Kind == KindDelete {
+			e.Token = d.str()
+		} else {
+			e.Policy = d.str()
+		}
+		e.Time = d.time()
+	case KindHold, KindRelease:
+		e.Hold = &Hold{ID: d.i64(), Name: d.str(), Reason: d.str(), Filter: d.str()}
+		e.Token = d.str()
+		e.Time = d.time()
+	default:
+		if d.err == nil {
+			return Event{}, fmt.Errorf("decoding event: unknown kind %q", e.Kind)
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		d.err = fmt.Errorf("%d bytes after the last field", len(d.b))
+	}
+	if d.err != nil {
+		return Event{}, fmt.Errorf("decoding %s event: %w", e.Kind, d.err)
+	}
+	again, err := EncodeEvent(e)
+	if err != nil {
+		return Event{}, fmt.Errorf("decoding event: %w", err)
+	}
+	if string(again) != string(enc) {
+		return Event{}, fmt.Errorf("decoding %s event: not in canonical form (extra keys out of order or repeated)", e.Kind)
+	}
+	return e, nil
+}
+
+// decoder reads the primitive types of SPEC.md, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.err = fmt.Errorf("truncated: %d bytes left, %d wanted", len(d.b), n)
+		return nil
+	}
+	out := d.b[:n]
+	d.b = d.b[n:]
+	return out
+}
+
+func (d *decoder) u32() uint32 {
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (d *decoder) i64() int64 {
+	if b := d.take(8); b != nil {
+		return int64(binary.BigEndian.Uint64(b))
+	}
+	return 0
+}
+
+func (d *decoder) str() string { return string(d.take(uint64(d.u32()))) }
+
+func (d *decoder) time() time.Time {
+	s := d.i64()
+	if d.err != nil {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
+
+func (d *decoder) record() *Record {
+	r := &Record{ID: d.i64(), Platform: d.str(), Serial: d.str(), ActionType: d.str(), ActionDetail: d.str(),
+		Username: d.str(), Timestamp: d.time(), Source: d.str(), SourceID: d.str(), WorkspaceID: d.str()}
+	n := d.u32()
+	r.Extra = make(map[string]string, min(n, 64))
+	for range n {
+		if d.err != nil {
+			break
+		}
+		k := d.str()
+		r.Extra[k] = d.str()
+	}
+	r.IngestedAt = d.time()
+	return r
+}

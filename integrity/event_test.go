@@ -216,3 +216,48 @@ func TestSubjectAndWhen(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeEventRoundTrip(t *testing.T) {
+	for i, e := range append(vectorEvents(), testEvents(60)...) {
+		enc, err := EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeEvent(enc)
+		if err != nil {
+			t.Fatalf("event %d (%s): %v", i, e.Kind, err)
+		}
+		again, _ := EncodeEvent(got)
+		if !bytes.Equal(again, enc) || got.Kind != e.Kind || got.Subject() != e.Subject() || !got.When().Equal(e.When()) {
+			t.Fatalf("event %d (%s) decoded as %+v", i, e.Kind, got)
+		}
+	}
+}
+
+func TestDecodeEventRejectsNonCanonical(t *testing.T) {
+	enc, _ := EncodeEvent(RecordEvent(vectorRecord()))
+	// The extra entries are ip then title; swapping them breaks the order.
+	ip := []byte("\x00\x00\x00\x02ip\x00\x00\x00\x0810.0.0.1")
+	title := []byte("\x00\x00\x00\x05title\x00\x00\x00\x02v1")
+	swapped := bytes.Replace(enc, append(append([]byte{}, ip...), title...), append(append([]byte{}, title...), ip...), 1)
+	dup := bytes.Replace(enc, append(append([]byte{}, ip...), title...), append(append([]byte{}, ip...), ip...), 1)
+	if bytes.Equal(swapped, enc) || bytes.Equal(dup, enc) {
+		t.Fatal("test edits changed nothing")
+	}
+	other := bytes.Replace(enc, []byte("event/v1"), []byte("event/v2"), 1)
+	cases := map[string][]byte{
+		"empty":          nil,
+		"truncated":      enc[:len(enc)-3],
+		"trailing bytes": append(append([]byte{}, enc...), 0),
+		"unsorted extra": swapped,
+		"repeated key":   dup,
+		"other version":  other,
+		"unknown kind":   bytes.Replace(enc, []byte("\x00\x00\x00\x06record"), []byte("\x00\x00\x00\x06rename"), 1),
+		"huge length":    append(append([]byte{}, enc[:24]...), 0xff, 0xff, 0xff, 0xff),
+	}
+	for name, b := range cases {
+		if _, err := DecodeEvent(b); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}
