@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -57,7 +58,8 @@ type BundleEntry struct {
 	// (or Record.ID) are set, as the bundle states them: they are not
 	// covered by any hash.
 	Event Event
-	// Withheld means the content is gone (purged); LeafHash stands in for it.
+	// Withheld means the content is gone (purged): LeafHash, the event's
+	// leaf hash, stands in for it.
 	Withheld bool
 	LeafHash tlog.Hash
 	// Hints (full bundles) and Proof (filtered bundles): see SPEC.md.
@@ -225,21 +227,33 @@ func (b *BundleWriter) file(name string, data []byte) error {
 	return nil
 }
 
-// Add writes event index.
+// Add writes event index. The event is copied: the caller may reuse it.
 func (b *BundleWriter) Add(index int64, e Event) error {
-	if _, err := EncodeEvent(e); err != nil {
+	enc, err := EncodeEvent(e)
+	if err != nil {
 		return fmt.Errorf("adding event %d to the bundle: %w", index, err)
 	}
-	return b.add(BundleEntry{Index: index, Event: e})
+	if e.Record != nil {
+		r := *e.Record
+		r.Extra = maps.Clone(r.Extra)
+		e.Record = &r
+	}
+	if e.Hold != nil {
+		h := *e.Hold
+		e.Hold = &h
+	}
+	return b.add(BundleEntry{Index: index, Event: e, LeafHash: LeafHash(enc)}, len(enc))
 }
 
 // AddWithheld writes event index whose content is gone (purged): its leaf
 // hash, and for people its kind and record id.
 func (b *BundleWriter) AddWithheld(index int64, kind Kind, recordID int64, leaf tlog.Hash) error {
-	return b.add(BundleEntry{Index: index, Event: Event{Kind: kind, RecordID: recordID}, Withheld: true, LeafHash: leaf})
+	return b.add(BundleEntry{Index: index, Event: Event{Kind: kind, RecordID: recordID}, Withheld: true, LeafHash: leaf}, 0)
 }
 
-func (b *BundleWriter) add(e BundleEntry) error {
+// add queues e, whose encoding has size bytes, and writes the queue when
+// it is full.
+func (b *BundleWriter) add(e BundleEntry, size int) error {
 	if b.err != nil {
 		return b.err
 	}
@@ -253,13 +267,7 @@ func (b *BundleWriter) add(e BundleEntry) error {
 	}
 	b.next = e.Index + 1
 	b.pending = append(b.pending, e)
-	b.bytes += 512
-	if r := e.Event.Record; r != nil {
-		b.bytes += len(r.ActionDetail) + len(r.Platform) + len(r.Serial) + len(r.Username)
-		for k, v := range r.Extra {
-			b.bytes += len(k) + len(v)
-		}
-	}
+	b.bytes += size
 	if len(b.pending) >= writeBatch || b.bytes >= writeBatchBytes {
 		return b.flushPending()
 	}
@@ -338,10 +346,6 @@ func (b *BundleWriter) flushPending() error {
 	})
 	for _, e := range b.pending {
 		stored := got[tlog.StoredHashIndex(0, e.Index)]
-		if !e.Withheld {
-			enc, _ := EncodeEvent(e.Event) // checked in Add
-			e.LeafHash = LeafHash(enc)
-		}
 		if e.LeafHash != stored {
 			return b.fail(fmt.Errorf("writing event %d: its leaf hash %s is not the one the log stores (%s)", e.Index, e.LeafHash, stored))
 		}

@@ -371,6 +371,30 @@ func TestBundleWriterRefusesWhatWouldNotVerify(t *testing.T) {
 	}
 }
 
+func TestBundleWriterCopiesEvents(t *testing.T) {
+	k := testKey(t, "tapd-mirror.test")
+	evs := testEvents(3)
+	st, _ := testLog(t, evs)
+	var buf bytes.Buffer
+	w, err := NewBundleWriter(&buf, signAt(t, k, st, 3), k.VerifierKey(), BundleOptions{Hashes: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A caller that reuses its records (say, scanning rows into one).
+	for i, e := range evs {
+		if err := w.Add(int64(i), e); err != nil {
+			t.Fatal(err)
+		}
+		e.Record.Username, e.Record.Extra["ip"] = "overwritten", "overwritten"
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("events changed after Add leaked into the bundle: %v", err)
+	}
+	if _, err := Verify(&buf, k.VerifierKey(), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestBundleReaderStreamsHeaderAndEvents(t *testing.T) {
 	k := testKey(t, "tapd-mirror.test")
 	evs := testEvents(12)
