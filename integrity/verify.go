@@ -139,6 +139,19 @@ func Verify(bundle io.Reader, verifierKey string, earlier *Checkpoint) (Summary,
 		if err != nil {
 			return sum, &EventError{Index: next, Err: ErrMalformed, Detail: err.Error()}
 		}
+		// Where the event stands, before what it says.
+		switch {
+		case !b.Filtered && next >= cp.Size:
+			return sum, &EventError{Index: next, Err: ErrMismatch, Detail: fmt.Sprintf("the bundle goes on past the checkpoint's %d events", cp.Size)}
+		case !b.Filtered && e.Index != next:
+			return sum, &EventError{Index: next, Err: ErrMismatch, Detail: fmt.Sprintf("the bundle has event %d in its place", e.Index)}
+		case b.Filtered && e.Index < next:
+			return sum, &EventError{Index: e.Index, Err: ErrMalformed, Detail: fmt.Sprintf("comes after event %d: indexes must increase", next-1)}
+		case b.Filtered && e.Index >= cp.Size:
+			return sum, &EventError{Index: e.Index, Err: ErrMismatch, Detail: fmt.Sprintf("the checkpoint covers only %d events", cp.Size)}
+		case b.Filtered && e.Withheld:
+			return sum, &EventError{Index: e.Index, Err: ErrMalformed, Detail: "a filtered bundle cannot withhold content"}
+		}
 		leaf := e.LeafHash
 		if !e.Withheld {
 			enc, err := EncodeEvent(e.Event)
@@ -147,21 +160,11 @@ func Verify(bundle io.Reader, verifierKey string, earlier *Checkpoint) (Summary,
 			}
 			leaf = LeafHash(enc)
 		}
-		switch {
-		case e.Index >= cp.Size:
-			return sum, &EventError{Index: e.Index, Err: ErrMismatch, Detail: fmt.Sprintf("the checkpoint covers only %d events", cp.Size)}
-		case b.Filtered && e.Index < next:
-			return sum, &EventError{Index: e.Index, Err: ErrMalformed, Detail: fmt.Sprintf("comes after event %d: indexes must increase", next-1)}
-		case b.Filtered && e.Withheld:
-			return sum, &EventError{Index: e.Index, Err: ErrMalformed, Detail: "a filtered bundle cannot withhold content"}
-		case b.Filtered:
+		if b.Filtered {
 			if err := tlog.CheckRecord(e.Proof, cp.Size, cp.Root, e.Index, leaf); err != nil {
 				return sum, &EventError{Index: e.Index, Err: ErrMismatch, Detail: "its inclusion proof does not lead to the signed root: the event or its proof was altered"}
 			}
-		default:
-			if e.Index != next {
-				return sum, &EventError{Index: next, Err: ErrMismatch, Detail: fmt.Sprintf("the bundle has event %d in its place", e.Index)}
-			}
+		} else {
 			if ahead, err = checkHinted(ahead, e, leaf); err != nil {
 				return sum, &EventError{Index: e.Index, Err: ErrMismatch, Detail: err.Error()}
 			}

@@ -129,6 +129,14 @@ func TestVerifyDetectsSwappedEvents(t *testing.T) {
 	})
 	_, err = Verify(bytes.NewReader(renumbered), k.VerifierKey(), nil)
 	wantEventError(t, err, 10, ErrMismatch)
+
+	// An index far beyond the log is reported at the place it took.
+	far := editLines(t, b, func(l []string) []string {
+		l[10] = indexField.ReplaceAllString(l[10], `{"index":999999`)
+		return l
+	})
+	_, err = Verify(bytes.NewReader(far), k.VerifierKey(), nil)
+	wantEventError(t, err, 10, ErrMismatch)
 }
 
 func TestVerifyDetectsTruncation(t *testing.T) {
