@@ -52,7 +52,7 @@ func (m *Main) integrityCmd(_ context.Context, args []string) error {
 
 func (m *Main) verify(_ context.Context, args []string) error {
 	fs := m.flags("verify BUNDLE", "Verify an archive bundle offline: its checkpoint's signature, that its events are\n"+
-		"exactly the signed log (full bundle) or each in it (filtered bundle), and with\n"+
+		"exactly the signed log (a full bundle) or each belong to it (a filtered one); with\n"+
 		"--checkpoint that the log extends a checkpoint kept from an earlier audit.\n"+
 		"Needs no config and no database. Exit code 1 names the first bad event.", nil)
 	key := fs.String("key", "", "the log's verifier `key` (name+hash+keydata), or a file holding it (required)")
