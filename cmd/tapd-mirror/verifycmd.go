@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/tapd-mirror/tapd-mirror/integrity"
+)
+
+// Defaults until config grows integrity.key_file and integrity.log_name.
+const (
+	defaultKeyFile = "tapd-mirror.key"
+	defaultLogName = "tapd-mirror"
+)
+
+func (m *Main) integrityCmd(_ context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "pubkey" {
+		fmt.Fprintln(m.Stderr, "usage: tapd-mirror integrity pubkey [--key-file FILE] [--name NAME]")
+		return usageError{fmt.Errorf("integrity: want the subcommand pubkey")}
+	}
+	fs := m.flags("integrity pubkey", "Print the verifier (public) key of the archive's checkpoint signing key, which\n"+
+		"auditors pass to 'tapd-mirror verify --key'. Creates the signing key (mode 0600)\nif the key file does not exist.", nil)
+	keyFile := fs.String("key-file", "", "signing key `file` (default $TAPD_MIRROR_INTEGRITY_KEY_FILE, else "+defaultKeyFile+")")
+	name := fs.String("name", defaultLogName, "the log's `name` (no spaces or '+'), used only when creating the key")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	path := *keyFile
+	if path == "" {
+		path = m.Getenv("TAPD_MIRROR_INTEGRITY_KEY_FILE")
+	}
+	if path == "" {
+		path = defaultKeyFile
+	}
+	k, created, err := integrity.LoadOrCreateKey(path, *name)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(m.Stderr, "created signing key %s for log %q: keep it secret and back it up\n", path, k.Name())
+	}
+	fmt.Fprintln(m.Stdout, k.VerifierKey())
+	return nil
+}
+
+func (m *Main) verify(_ context.Context, args []string) error {
+	fs := m.flags("verify BUNDLE", "Verify an archive bundle offline: its checkpoint's signature, that its events are\n"+
+		"exactly the signed log (a full bundle) or each belong to it (a filtered one); with\n"+
+		"--checkpoint that the log extends a checkpoint kept from an earlier audit.\n"+
+		"Needs no config and no database. Exit code 1 names the first bad event.", nil)
+	key := fs.String("key", "", "the log's verifier `key` (name+hash+keydata), or a file holding it (required)")
+	earlierFile := fs.String("checkpoint", "", "an earlier signed checkpoint `file` the log must extend")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return usageError{fmt.Errorf("verify: want one bundle file, got %d arguments", len(pos))}
+	}
+	if *key == "" {
+		return usageError{fmt.Errorf("verify: --key is required")}
+	}
+	vkey, err := readVerifierKey(*key)
+	if err != nil {
+		return usageError{err}
+	}
+	var earlier *integrity.Checkpoint
+	if *earlierFile != "" {
+		data, err := os.ReadFile(*earlierFile)
+		if err != nil {
+			return fmt.Errorf("reading the earlier checkpoint: %w", err)
+		}
+		c, err := integrity.OpenCheckpoint(data, vkey)
+		if err != nil {
+			return fmt.Errorf("earlier checkpoint %s: %w", *earlierFile, err)
+		}
+		earlier = &c
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return fmt.Errorf("opening the bundle: %w", err)
+	}
+	defer f.Close()
+	sum, err := integrity.Verify(f, vkey, earlier)
+	if err != nil {
+		if sum.Events > 0 {
+			fmt.Fprintf(m.Stdout, "read %d events before the failure\n", sum.Events)
+		}
+		return fmt.Errorf("bundle %s FAILED verification: %w", pos[0], err)
+	}
+	m.printSummary(pos[0], vkey, sum)
+	return nil
+}
+
+// parseInterleaved parses flags that may come after positional arguments
+// (the flag package stops at the first one) and returns the positionals.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
+			return nil, usageError{err}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// readVerifierKey takes a key as text or from the file that holds it.
+func readVerifierKey(s string) (string, error) {
+	if _, err := note.NewVerifier(s); err == nil {
+		return s, nil
+	}
+	data, err := os.ReadFile(s)
+	if err != nil {
+		return "", fmt.Errorf("--key %q is neither a verifier key (name+hash+keydata) nor a readable file", s)
+	}
+	k := strings.TrimSpace(string(data))
+	if _, err := note.NewVerifier(k); err != nil {
+		return "", fmt.Errorf("--key file %s does not hold a verifier key: %v", s, err)
+	}
+	return k, nil
+}
+
+func (m *Main) printSummary(file, vkey string, s integrity.Summary) {
+	kind := "full"
+	if s.Filtered {
+		kind = "filtered"
+	}
+	w := m.Stdout
+	fmt.Fprintf(w, "OK: %s bundle %s verified with key %s\n", kind, file, vkey)
+	fmt.Fprintf(w, "log        %s: %d events, root %s, signed %s\n", s.Checkpoint.Origin, s.Checkpoint.Size,
+		s.Checkpoint.Root, s.Checkpoint.Time.Format(time.RFC3339))
+	fmt.Fprintf(w, "events     %d in the bundle: %d records, %d updates, %d deletions, %d purges, %d holds, %d releases",
+		s.Events, s.Records, s.Updates, s.Deletions, s.Purges, s.Holds, s.Releases)
+	if s.Withheld > 0 {
+		fmt.Fprintf(w, ", %d withheld (content purged)", s.Withheld)
+	}
+	fmt.Fprintln(w)
+	if !s.First.IsZero() {
+		fmt.Fprintf(w, "span       %s .. %s\n", s.First.Format(time.RFC3339), s.Last.Format(time.RFC3339))
+	}
+	if s.Filtered {
+		fmt.Fprintf(w, "filter     %q: each event is authentic; the selection's completeness is not provable\n", s.Filter)
+	} else {
+		fmt.Fprintln(w, "complete   every event of the log up to the checkpoint is present and unaltered")
+	}
+	if s.Earlier != nil {
+		fmt.Fprintf(w, "earlier    the checkpoint of %d events (signed %s) is a prefix of this log\n",
+			s.Earlier.Size, s.Earlier.Time.Format(time.RFC3339))
+	}
+	if !s.Filtered {
+		fmt.Fprintf(w, "keep this bundle's checkpoint for the next audit: tar -xOf %s checkpoint > checkpoint-%d.txt\n", file, s.Checkpoint.Size)
+	}
+}
