@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -144,7 +145,7 @@ func (c Config) Secrets() []string {
 		out = append(out, t.Token.Token)
 	}
 	for _, raw := range []string{c.DatabaseURL, c.TAPD.BaseURL} {
-		out = append(out, urlSecrets(raw)...)
+		out = append(out, URLSecrets(raw)...)
 	}
 	kept := out[:0]
 	for _, s := range out {
@@ -155,9 +156,9 @@ func (c Config) Secrets() []string {
 	return kept
 }
 
-// urlSecrets are the passwords of a URL or keyword DSN, and the whole raw
+// URLSecrets are the passwords of a URL or keyword DSN, and the whole raw
 // text whenever showing it would be unsafe.
-func urlSecrets(raw string) []string {
+func URLSecrets(raw string) []string {
 	if raw == "" || strings.HasPrefix(raw, "sqlite:") {
 		return nil
 	}
@@ -190,4 +191,21 @@ func urlSecrets(raw string) []string {
 		out = append(out, raw)
 	}
 	return out
+}
+
+// MinScrubLength is the shortest secret Scrub masks: shorter ones would mask
+// ordinary words, and are too weak to be worth hiding anyway.
+const MinScrubLength = 4
+
+// Scrub replaces every occurrence of each secret in text with "****",
+// longest secrets first.
+func Scrub(text string, secrets ...string) string {
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		if len(s) >= MinScrubLength {
+			text = strings.ReplaceAll(text, s, "****")
+		}
+	}
+	return text
 }
