@@ -27,6 +27,7 @@ type Metrics struct {
 	tapdDuration  prometheus.Histogram
 	httpRequests  *prometheus.CounterVec
 	httpDurations *prometheus.HistogramVec
+	authFailures  *prometheus.CounterVec
 }
 
 // WorkspaceGauges are read at scrape time from the database, so they are
@@ -59,8 +60,10 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 		Help: "API requests by route pattern and status code."}, []string{"route", "code"})
 	m.httpDurations = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tapdmirror_http_request_duration_seconds",
 		Help: "API request latency by route pattern.", Buckets: prometheus.DefBuckets}, []string{"route"})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_http_auth_failures_total",
+		Help: "Refused API authentications by reason: missing, malformed, invalid (no such token), scope (token lacks the scope), throttled."}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.runs, m.fetched, m.written, m.tapdRequests, m.tapdRetries,
-		m.tapdDuration, m.httpRequests, m.httpDurations,
+		m.tapdDuration, m.httpRequests, m.httpDurations, m.authFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -100,6 +103,13 @@ func (m *Metrics) Records(workspace string, fetched int, res storage.UpsertResul
 	for result, n := range map[string]int{"inserted": res.Inserted, "updated": res.Updated,
 		"unchanged": res.Unchanged, "suppressed": res.Suppressed} {
 		m.written.WithLabelValues(workspace, result).Add(float64(n))
+	}
+}
+
+// authFailure counts a refused authentication; m may be nil.
+func (m *Metrics) authFailure(reason string) {
+	if m != nil {
+		m.authFailures.WithLabelValues(reason).Inc()
 	}
 }
 

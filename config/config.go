@@ -301,6 +301,16 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// ServedHosts are the Host names the API answers to besides localhost and IP
+// addresses: allowed_hosts and the listen host.
+func (c Config) ServedHosts() []string {
+	out := append([]string(nil), c.AllowedHosts...)
+	if host, _, err := net.SplitHostPort(c.Listen); err == nil && host != "" {
+		out = append(out, host)
+	}
+	return out
+}
+
 // Location returns the loaded TAPD time zone; call after Validate.
 func (c Config) Location() *time.Location {
 	loc, err := time.LoadLocation(c.Timezone)

@@ -168,7 +168,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 		log.Info("migration applied", "version", v)
 	}
 	if st.Dialect() == config.SQLite {
-		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", cfg.DatabaseURL)
+		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
 	}
 	return st, nil
 }
@@ -198,7 +198,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	if len(applied) == 0 {
 		fmt.Fprintln(m.Stdout, "database is up to date")
 	}
-	log.Debug("migrate done", "database", config.RedactURL(cfg.DatabaseURL))
+	log.Debug("migrate done", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
 	return nil
 }
 

@@ -70,7 +70,9 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		}
 		return nil
 	}
-	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, AdminToken: cfg.AdminToken, Logger: log})
+	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
+		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
+		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
@@ -89,7 +91,8 @@ func (m *Main) listenAndServe(ctx context.Context, cfg config.Config, log *slog.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
-	log.Info("serving Activity Log API", "url", "http://"+addr, "database", config.RedactURL(cfg.DatabaseURL))
+	log.Info("serving Activity Log API", "url", "http://"+addr, "database", config.RedactDatabaseURL(cfg.DatabaseURL),
+		"tokens", len(cfg.APITokens()), "require_read_token", cfg.Auth.RequireReadToken)
 	if m.Listening != nil {
 		m.Listening(addr)
 	}
