@@ -234,8 +234,7 @@ func (c Config) Validate() error {
 	if _, _, err := ParseDatabaseURL(c.DatabaseURL); err != nil {
 		bad("database_url", "%v", err)
 	}
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
 	}
 	for _, h := range c.AllowedHosts {
@@ -243,7 +242,7 @@ func (c Config) Validate() error {
 			bad("allowed_hosts", "%q is not a host name; give names without scheme or port (any port is allowed), or * to accept any Host", h)
 		}
 	}
-	c.validateAuth(bad, err == nil && !isLoopback(host))
+	c.validateAuth(bad, c.PublicListen())
 	if _, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
 		bad("timezone", "%q is not an IANA time zone such as Asia/Shanghai", c.Timezone)
 	}
@@ -291,6 +290,12 @@ func envOf(key string) string {
 		}
 	}
 	return "config file only"
+}
+
+// PublicListen reports whether listen is reachable from other machines.
+func (c Config) PublicListen() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	return err == nil && !isLoopback(host)
 }
 
 func isLoopback(host string) bool {
