@@ -204,7 +204,7 @@ func checkStrings(raw []byte) error {
 	names := slices.Sorted(maps.Keys(fields))
 	for _, name := range names {
 		if v, ok := fields[name].(string); ok {
-			if problem := badText(v, multilineFields[name]); problem != "" {
+			if problem := badText(v, multilineFields[strings.ToLower(name)]); problem != "" {
 				return errorf(http.StatusBadRequest, "field %s %s", clip(name), problem)
 			}
 		}

@@ -106,6 +106,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.guard(adminSync, s.needSyncer(s.ackGaps)))
 	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
+
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/api/v1/activity_log/{rest...}", func(w http.ResponseWriter, r *http.Request) {
