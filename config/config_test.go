@@ -364,3 +364,18 @@ func TestExampleConfigIsValid(t *testing.T) {
 		}
 	}
 }
+
+func TestServedHostsAndPublicListen(t *testing.T) {
+	c := config.Default()
+	c.Listen, c.AllowedHosts = "mirror.internal:50809", []string{"alias.internal"}
+	if got := strings.Join(c.ServedHosts(), ","); got != "alias.internal,mirror.internal" {
+		t.Fatalf("ServedHosts = %s", got)
+	}
+	for listen, public := range map[string]bool{"127.0.0.1:1": false, "localhost:1": false, "[::1]:1": false,
+		"0.0.0.0:1": true, ":1": true, "10.0.0.5:1": true, "mirror.internal:1": true} {
+		c.Listen = listen
+		if c.PublicListen() != public {
+			t.Errorf("PublicListen(%s) = %v", listen, !public)
+		}
+	}
+}

@@ -235,3 +235,26 @@ func TestLoggerAndErrorsScrubSecrets(t *testing.T) {
 		t.Fatalf("scrubbed error = %v (usage error kept: %v)", err, errors.As(err, &usage))
 	}
 }
+
+func TestPublicListenEndToEnd(t *testing.T) {
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "p.db")
+	long := strings.Repeat("k", 40)
+	p := start(t, map[string]string{"TAPD_MIRROR_DATABASE_URL": dbURL, "TAPD_MIRROR_LISTEN": "0.0.0.0:0",
+		"TAPD_MIRROR_ADMIN_TOKEN": long, "TAPD_MIRROR_ALLOWED_HOSTS": "mirror.test"}, "serve", "--log-format", "json")
+	for host, want := range map[string]int{"mirror.test:50809": 200, "127.0.0.1": 200, "evil.test": 421} {
+		req, _ := http.NewRequest("GET", p.base+"/api/v1/activity_log/count", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s = %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+	p.stop()
+	if !strings.Contains(p.stderr.String(), "set auth.require_read_token") {
+		t.Fatalf("no warning about open reads on a public listen:\n%s", p.stderr)
+	}
+}
