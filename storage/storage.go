@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"  // registers "postgres"
-	_ "modernc.org/sqlite" // registers "sqlite"
+	_ "github.com/lib/pq" // registers "postgres"
+	"modernc.org/sqlite"  // registers "sqlite"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/migrations"
@@ -71,7 +71,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		db.SetMaxIdleConns(10)
 		db.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connecting to %s database %s: %w", dialect, config.RedactDatabaseURL(databaseURL), scrub(err, databaseURL))
 	}
@@ -85,6 +85,28 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	exports.SetConnMaxIdleTime(time.Minute)
 	return &Store{db: db, exports: exports, dialect: dialect, dsn: dsn}, nil
 }
+
+// ping checks the connection. The first connection to a new SQLite file
+// switches it to WAL; when several openers race for that switch, SQLite may
+// answer SQLITE_BUSY at once instead of waiting (it avoids a deadlock), so a
+// busy answer is retried for a while.
+func ping(ctx context.Context, db *sqlx.DB) error {
+	for attempt := 0; ; attempt++ {
+		err := db.PingContext(ctx)
+		var busy *sqlite.Error
+		if err == nil || !errors.As(err, &busy) || busy.Code()&0xff != sqliteBusy || attempt == 100 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of "database is locked".
+const sqliteBusy = 5
 
 // sqliteDSN prepares the file at path and returns the driver DSN for it.
 func sqliteDSN(path string) (string, error) {
