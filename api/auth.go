@@ -178,13 +178,19 @@ func unauthorized(msg string) *Error {
 }
 
 // authFailed logs and counts a failed authentication: never the token,
-// only the name of a token that matched but lacked the scope.
+// only the name of a token that matched but lacked the scope. Requests
+// refused while throttled are logged at debug level only, so a guessing
+// client cannot flood the log (it gets one warning per permitted attempt).
 func (s *Server) authFailed(r *http.Request, reason, token string) {
-	attrs := []any{slog.String("route", r.Pattern), slog.String("remote", remoteAddr(r)), slog.String("reason", reason)}
+	attrs := []slog.Attr{slog.String("route", r.Pattern), slog.String("remote", remoteAddr(r)), slog.String("reason", reason)}
 	if token != "" {
 		attrs = append(attrs, slog.String("token", token))
 	}
-	s.log.WarnContext(r.Context(), "authentication failed", attrs...)
+	level := slog.LevelWarn
+	if reason == "throttled" {
+		level = slog.LevelDebug
+	}
+	s.log.LogAttrs(r.Context(), level, "authentication failed", attrs...)
 	s.metrics.authFailure(reason)
 }
 

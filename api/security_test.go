@@ -311,7 +311,8 @@ func TestFailedAuthenticationsAreLoggedThrottledAndCounted(t *testing.T) {
 	s := storagetest.Open(t, storagetest.URL(t, "sqlite"))
 	var logs syncBuffer
 	m := api.NewMetrics(nil)
-	c := serve(t, api.Options{Store: s, Metrics: m, Tokens: scopedTokens(), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	c := serve(t, api.Options{Store: s, Metrics: m, Tokens: scopedTokens(),
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	const guess = "guessed-token-value"
 	for i := range 10 {
 		if r := c.send("GET", "/api/v1/activity_log/export", "", bearer(guess)...); r.status != 401 {
@@ -333,7 +334,8 @@ func TestFailedAuthenticationsAreLoggedThrottledAndCounted(t *testing.T) {
 	c.send("GET", "/api/v1/sync/status", "", bearer(readTok)...) // throttled too
 	out := logs.String()
 	if !strings.Contains(out, `"msg":"authentication failed","route":"GET /api/v1/activity_log/export","remote":"127.0.0.1","reason":"invalid"`) ||
-		!strings.Contains(out, `"reason":"throttled"`) || strings.Contains(out, guess) || strings.Contains(out, readTok) {
+		!strings.Contains(out, `"level":"DEBUG","msg":"authentication failed","route":"GET /api/v1/activity_log/export","remote":"127.0.0.1","reason":"throttled"`) ||
+		strings.Count(out, `"level":"WARN"`) != 10 || strings.Contains(out, guess) || strings.Contains(out, readTok) {
 		t.Fatalf("failure log is wrong or leaks a token:\n%s", out)
 	}
 	metrics := c.send("GET", "/metrics", "").body
