@@ -8,7 +8,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/tapd-mirror ./cmd/
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/tapd-mirror /tapd-mirror
-# Listen on all interfaces inside the container: TAPD_MIRROR_ADMIN_TOKEN is then required.
+# Listen on all interfaces inside the container: an API token of at least 32
+# characters (TAPD_MIRROR_ADMIN_TOKEN, …) is then required; see README "Security".
 ENV TAPD_MIRROR_LISTEN=0.0.0.0:50809
 EXPOSE 50809
 ENTRYPOINT ["/tapd-mirror"]

@@ -1,12 +1,16 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -68,6 +72,9 @@ const (
 	maxDetailField = 64 << 10
 )
 
+// maxOffset caps offset paging; cursor paging has no cap.
+const maxOffset = 100000
+
 func (s *Server) createActivity(w http.ResponseWriter, r *http.Request) {
 	if _, err := parseQuery(r); err != nil {
 		s.fail(w, r, err)
@@ -94,15 +101,13 @@ func (s *Server) createActivity(w http.ResponseWriter, r *http.Request) {
 func (req createRequest) activity(now time.Time) (storage.Activity, error) {
 	var problems []string
 	text := func(name string, v *string, required bool, max int) string {
-		switch {
-		case v == nil || *v == "":
+		if v == nil || *v == "" {
 			if required {
 				problems = append(problems, fmt.Sprintf("%s is required", name))
 			}
 			return ""
-		case !utf8.ValidString(*v):
-			problems = append(problems, fmt.Sprintf("%s is not valid UTF-8", name))
-		case utf8.RuneCountInString(*v) > max:
+		}
+		if utf8.RuneCountInString(*v) > max { // characters were checked by decodeBody
 			problems = append(problems, fmt.Sprintf("%s is longer than %d characters", name, max))
 		}
 		return *v
@@ -117,8 +122,8 @@ func (req createRequest) activity(now time.Time) (storage.Activity, error) {
 		Source:       storage.SourceLocal,
 	}
 	if req.Timestamp != nil {
-		if *req.Timestamp <= 0 {
-			problems = append(problems, fmt.Sprintf("timestamp must be positive Unix seconds, got %d", *req.Timestamp))
+		if !validUnix(*req.Timestamp) {
+			problems = append(problems, fmt.Sprintf("timestamp must be Unix seconds from %d to %d (the end of year 9999), got %d", minUnix, maxUnix, *req.Timestamp))
 		}
 		a.Timestamp = time.Unix(*req.Timestamp, 0).UTC()
 	}
@@ -128,10 +133,34 @@ func (req createRequest) activity(now time.Time) (storage.Activity, error) {
 	return a, nil
 }
 
+// multilineFields are the body fields that may hold tabs and newlines.
+var multilineFields = map[string]bool{"action_detail": true, "note": true}
+
 // decodeBody reads one JSON object into dst with clear errors for each way a
-// body can be wrong.
+// body can be wrong. Encoding is checked on the raw bytes, before decoding
+// could replace bad sequences with U+FFFD; every string field is then
+// checked for control characters (see badText).
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+	case err != nil:
+		return errorf(http.StatusBadRequest, "reading the request body: %s", clip(err.Error()))
+	}
+	return decodeJSON(raw, dst)
+}
+
+// decodeJSON is decodeBody after reading.
+func decodeJSON(raw []byte, dst any) error {
+	if !utf8.Valid(raw) {
+		return errorf(http.StatusBadRequest, "request body is not valid UTF-8")
+	}
+	if at := loneSurrogate(raw); at >= 0 {
+		return errorf(http.StatusBadRequest, "request body has an unpaired UTF-16 surrogate escape at byte %d", at)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil && dec.More() {
@@ -144,28 +173,76 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	}
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
-		return nil
-	case errors.As(err, &tooBig):
-		return errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+		return checkStrings(raw)
 	case errors.Is(err, io.EOF):
 		return errorf(http.StatusBadRequest, "request body is empty; send a JSON object")
 	case errors.As(err, &syntax):
-		return errorf(http.StatusBadRequest, "malformed JSON at byte %d: %v", syntax.Offset, err)
+		return errorf(http.StatusBadRequest, "malformed JSON at byte %d: %s", syntax.Offset, clip(err.Error()))
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errorf(http.StatusBadRequest, "malformed JSON: the body ends too early")
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return errorf(http.StatusBadRequest, "request body must be a JSON object, not %s", typ.Value)
+			return errorf(http.StatusBadRequest, "request body must be a JSON object, not %s", clip(typ.Value))
 		}
-		return errorf(http.StatusBadRequest, "field %s must be %s, got %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		return errorf(http.StatusBadRequest, "field %s must be %s, got %s", clip(typ.Field), jsonKind(typ.Type.Kind().String()), clip(typ.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return errorf(http.StatusBadRequest, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return errorf(http.StatusBadRequest, "unknown field %s", clip(strings.TrimPrefix(err.Error(), "json: unknown field ")))
 	default:
-		return errorf(http.StatusBadRequest, "malformed JSON: %v", err)
+		return errorf(http.StatusBadRequest, "malformed JSON: %s", clip(err.Error()))
 	}
+}
+
+// checkStrings refuses control characters in the string fields of a body
+// that decoded; tabs and newlines pass in multilineFields.
+func checkStrings(raw []byte) error {
+	var fields map[string]any
+	if json.Unmarshal(raw, &fields) != nil {
+		return nil // not an object (null): the typed decode said all there is
+	}
+	names := slices.Sorted(maps.Keys(fields))
+	for _, name := range names {
+		if v, ok := fields[name].(string); ok {
+			if problem := badText(v, multilineFields[strings.ToLower(name)]); problem != "" {
+				return errorf(http.StatusBadRequest, "field %s %s", clip(name), problem)
+			}
+		}
+	}
+	return nil
+}
+
+// loneSurrogate returns the offset of a \uD800–\uDFFF escape that is not
+// half of a surrogate pair (JSON decoding would turn it into U+FFFD), or -1.
+func loneSurrogate(b []byte) int {
+	hex4 := func(i int) (rune, bool) { // the escape \uXXXX starting at i
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		switch {
+		case !ok: // another escape: skip the escaped character
+			i++
+		case r >= 0xD800 && r < 0xDC00:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo < 0xE000 {
+				i += 11
+				continue
+			}
+			return i
+		case r >= 0xDC00 && r < 0xE000:
+			return i
+		default:
+			i += 5
+		}
+	}
+	return -1
 }
 
 func jsonKind(goKind string) string {
@@ -196,10 +273,20 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if offset > maxOffset {
+		s.fail(w, r, errorf(http.StatusBadRequest, "offset %d is above %d: a deep offset makes the database skip every row before it; page with cursor= (send it empty for the first page) or take everything with /api/v1/activity_log/export", offset, maxOffset))
+		return
+	}
 	detail, err := q.flag("detail")
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if detail {
+		if err := s.permit(r, readDetail); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	_, keyset := q.v["cursor"]
 	if keyset {
@@ -263,17 +350,25 @@ func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	deleted, err := s.store.DeleteActivity(r.Context(), id)
-	if errors.Is(err, storage.ErrNotFound) {
-		s.fail(w, r, errorf(http.StatusNotFound, "activity log %d not found", id))
+	target, err := s.store.GetActivity(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
+	if target.Source != storage.SourceLocal {
+		if err := s.permit(r, deleteTAPD); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	deleted, err := s.store.DeleteActivity(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.log.InfoContext(r.Context(), "activity log deleted", slog.Int64("id", id),
-		slog.String("source", deleted.Source), slog.String("source_id", deleted.SourceID))
+		slog.String("source", deleted.Source), slog.String("source_id", deleted.SourceID),
+		slog.String("token", tokenName(r.Context())))
 	s.ok(w, map[string]any{"deleted": true, "id": id})
 }
 
@@ -283,6 +378,6 @@ func (s *Server) deleteAllActivities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.WarnContext(r.Context(), "all activity logs deleted", slog.Int64("rows", n))
+	s.log.WarnContext(r.Context(), "all activity logs deleted", slog.Int64("rows", n), slog.String("token", tokenName(r.Context())))
 	s.ok(w, map[string]any{"deleted": true, "message": "All activity logs deleted"})
 }

@@ -10,11 +10,20 @@ import (
 	"testing"
 
 	"github.com/tapd-mirror/tapd-mirror/api"
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 )
 
 const token = "s3cret"
+
+// adminOnly configures token as the one admin token; "" configures none.
+func adminOnly(token string) []config.Token {
+	if token == "" {
+		return nil
+	}
+	return []config.Token{{Name: "admin", Token: token, Scope: config.ScopeAdmin}}
+}
 
 type client struct {
 	t    *testing.T
@@ -23,17 +32,21 @@ type client struct {
 
 func newServer(t *testing.T, s *storage.Store, adminToken string) client {
 	t.Helper()
-	srv := httptest.NewServer(api.New(api.Options{Store: s, AdminToken: adminToken}).Handler())
+	srv := httptest.NewServer(api.New(api.Options{Store: s, Tokens: adminOnly(adminToken)}).Handler())
 	t.Cleanup(srv.Close)
 	return client{t: t, base: srv.URL}
 }
 
-// do sends a request and returns status and body; auth adds the bearer token.
+// do sends a request and returns status and body; auth adds the bearer
+// token, and a body goes as application/json.
 func (c client) do(method, path, body string, auth bool) (int, string) {
 	c.t.Helper()
 	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if auth {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -97,10 +110,10 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 			{"timestamp fractional", "POST", "/api/v1/activity_log", `{"platform":"a","action_type":"b","timestamp":1.5}`, true, 400, "field timestamp must be an integer"},
 			{"platform as number", "POST", "/api/v1/activity_log", `{"platform":7,"action_type":"b"}`, true, 400, "field platform must be a string"},
 			{"missing required", "POST", "/api/v1/activity_log", `{"serial":"x"}`, true, 400, "platform is required; action_type is required"},
-			{"negative timestamp", "POST", "/api/v1/activity_log", `{"platform":"a","action_type":"b","timestamp":-5}`, true, 400, "timestamp must be positive"},
+			{"negative timestamp", "POST", "/api/v1/activity_log", `{"platform":"a","action_type":"b","timestamp":-5}`, true, 400, "timestamp must be Unix seconds from 1 to 253402300799 (the end of year 9999), got -5"},
 			{"unknown field", "POST", "/api/v1/activity_log", `{"platform":"a","action_type":"b","actiontype":"c"}`, true, 400, `unknown field "actiontype"`},
 			{"body too large", "POST", "/api/v1/activity_log", big, true, 413, "larger than 1048576 bytes"},
-			{"no token", "POST", "/api/v1/activity_log", `{"platform":"a","action_type":"b"}`, false, 401, "admin token"},
+			{"no token", "POST", "/api/v1/activity_log", `{"platform":"a","action_type":"b"}`, false, 401, "changing activity logs needs a token of scope write"},
 			{"limit zero", "GET", "/api/v1/activity_log?limit=0", ``, false, 400, "limit must be between 1 and 1000, got 0"},
 			{"limit too big", "GET", "/api/v1/activity_log?limit=1001", ``, false, 400, "limit must be between 1 and 1000"},
 			{"limit not a number", "GET", "/api/v1/activity_log?limit=ten", ``, false, 400, `limit must be an integer, got "ten"`},
@@ -110,8 +123,8 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 			{"since after until", "GET", "/api/v1/activity_log?since=10&until=5", ``, false, 400, "since (10) must be before until (5)"},
 			{"repeated param", "GET", "/api/v1/activity_log?platform=a&platform=b", ``, false, 400, `"platform" is given 2 times`},
 			{"non-integer id", "DELETE", "/api/v1/activity_log/abc", ``, true, 400, `id must be a positive integer, got "abc"`},
-			{"delete without token", "DELETE", "/api/v1/activity_log/1", ``, false, 401, "admin token"},
-			{"delete all without token", "DELETE", "/api/v1/activity_log/all", ``, false, 401, "admin token"},
+			{"delete without token", "DELETE", "/api/v1/activity_log/1", ``, false, 401, "needs a token of scope write"},
+			{"delete all without token", "DELETE", "/api/v1/activity_log/all", ``, false, 401, "deleting all activity logs needs a token of scope admin"},
 			{"unsupported method", "PUT", "/api/v1/activity_log", `{}`, true, 405, "method PUT is not allowed"},
 			{"unsupported method count", "POST", "/api/v1/activity_log/count", ``, true, 405, "allowed: GET"},
 			{"unsupported method id", "GET", "/api/v1/activity_log/5", ``, true, 405, "allowed: DELETE"},

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
@@ -18,8 +20,20 @@ const exportFlushEvery = 500
 var csvHeader = []string{"id", "platform", "serial", "action_type", "action_detail", "username", "timestamp",
 	"time", "source", "source_id", "workspace_id", "extra"}
 
+// inertCell keeps a spreadsheet from reading a CSV cell as a formula: text
+// starting with = + - @, tab or carriage return (a title or user name
+// planted in TAPD) gets a leading apostrophe. NDJSON stays raw.
+func inertCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
 // exportActivities streams every matching record, oldest first, as CSV
-// (RFC 4180, UTF-8, header row) or NDJSON, row by row.
+// (RFC 4180, UTF-8, header row) or NDJSON, row by row. At most
+// cap(s.exports) run at once, each on a connection of the store's export
+// pool, so slow export clients cannot starve other requests or the sync.
 func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 	q, f, err := filterQuery(r, "format")
 	if err != nil {
@@ -29,6 +43,15 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 	format := q.str("format")
 	if format == "" {
 		format = "csv"
+	}
+	select {
+	case s.exports <- struct{}{}:
+		defer func() { <-s.exports }()
+	default:
+		s.fail(w, r, &Error{Status: http.StatusTooManyRequests,
+			Message: fmt.Sprintf("%d exports are already running, the most allowed at once (export.max_concurrent); retry when one finishes", cap(s.exports)),
+			Header:  http.Header{"Retry-After": {"30"}}})
+		return
 	}
 	var write func(storage.Activity) error
 	flush := func() error { return nil } // the format's own buffer, before buf
@@ -43,9 +66,13 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		}
 		write = func(a storage.Activity) error {
 			extra, _ := json.Marshal(a.ExtraFields())
-			return cw.Write([]string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail,
+			row := []string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail,
 				a.Username, strconv.FormatInt(a.Timestamp.Unix(), 10), a.Timestamp.UTC().Format(time.RFC3339),
-				a.Source, a.SourceID, a.WorkspaceID, string(extra)})
+				a.Source, a.SourceID, a.WorkspaceID, string(extra)}
+			for i, cell := range row {
+				row[i] = inertCell(cell)
+			}
+			return cw.Write(row)
 		}
 		flush = func() error { cw.Flush(); return cw.Error() }
 	case "ndjson":

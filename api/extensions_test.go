@@ -99,13 +99,16 @@ func TestDetailAddsProvenanceOnlyOnRequest(t *testing.T) {
 		if strings.Contains(plain, "source") || strings.Contains(plain, "next_cursor") {
 			t.Fatalf("contract shape changed: %s", plain)
 		}
-		_, detail := c.do("GET", "/api/v1/activity_log?detail=1", "", false)
+		if code, body := c.do("GET", "/api/v1/activity_log?detail=1", "", false); code != 401 {
+			t.Fatalf("detail without a token, one being configured = %d %s", code, body)
+		}
+		_, detail := c.do("GET", "/api/v1/activity_log?detail=1", "", true)
 		for _, want := range []string{`"source":"tapd"`, `"source_id":"9000000"`, `"extra":{"ip":"10.0.0.1"}`, `"workspace_id":"10074561"`} {
 			if !strings.Contains(detail, want) {
 				t.Fatalf("detail lacks %s: %s", want, detail)
 			}
 		}
-		if code, _ := c.do("GET", "/api/v1/activity_log?detail=yes", "", false); code != 400 {
+		if code, _ := c.do("GET", "/api/v1/activity_log?detail=yes", "", true); code != 400 {
 			t.Fatal("detail=yes accepted")
 		}
 	})
@@ -132,9 +135,9 @@ func TestExportStreamsEveryRow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := api.New(api.Options{Store: s, AdminToken: token}).Handler()
+		h := api.New(api.Options{Store: s, Tokens: adminOnly(token)}).Handler()
 		export := func(format string) *streamRecorder {
-			req := httptest.NewRequest("GET", "/api/v1/activity_log/export?format="+format, nil)
+			req := httptest.NewRequest("GET", "http://localhost/api/v1/activity_log/export?format="+format, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			rec := &streamRecorder{ResponseRecorder: httptest.NewRecorder()}
 			h.ServeHTTP(rec, req)
@@ -179,7 +182,7 @@ func TestExportStreamsEveryRow(t *testing.T) {
 		if i != n {
 			t.Fatalf("ndjson has %d lines, want %d", i, n)
 		}
-		req := httptest.NewRequest("GET", "/api/v1/activity_log/export", nil)
+		req := httptest.NewRequest("GET", "http://localhost/api/v1/activity_log/export", nil)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusUnauthorized {

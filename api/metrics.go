@@ -28,6 +28,7 @@ type Metrics struct {
 	httpRequests  *prometheus.CounterVec
 	httpDurations *prometheus.HistogramVec
 	startFailures *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
 }
 
 // WorkspaceGauges are read at scrape time from the database, so they are
@@ -63,8 +64,10 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 	m.startFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_sync_start_failures_total",
 		Help: "Sync runs that could not even start (database down, lease error, project list unavailable), by workspace and stage."},
 		[]string{"workspace", "stage"})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_http_auth_failures_total",
+		Help: "Refused API authentications by reason: missing, malformed, invalid (no such token), scope (token lacks the scope), throttled."}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.runs, m.fetched, m.written, m.tapdRequests, m.tapdRetries,
-		m.tapdDuration, m.httpRequests, m.httpDurations, m.startFailures,
+		m.tapdDuration, m.httpRequests, m.httpDurations, m.startFailures, m.authFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -109,6 +112,13 @@ func (m *Metrics) Records(workspace string, fetched int, res storage.UpsertResul
 	for result, n := range map[string]int{"inserted": res.Inserted, "updated": res.Updated,
 		"unchanged": res.Unchanged, "suppressed": res.Suppressed} {
 		m.written.WithLabelValues(workspace, result).Add(float64(n))
+	}
+}
+
+// authFailure counts a refused authentication; m may be nil.
+func (m *Metrics) authFailure(reason string) {
+	if m != nil {
+		m.authFailures.WithLabelValues(reason).Inc()
 	}
 }
 

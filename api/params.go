@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
@@ -21,7 +24,7 @@ type query struct {
 func parseQuery(r *http.Request, allowed ...string) (query, error) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return query{}, errorf(http.StatusBadRequest, "malformed query string: %v", err)
+		return query{}, errorf(http.StatusBadRequest, "malformed query string: %s", clip(err.Error()))
 	}
 	var unknown []string
 	for name, vals := range v {
@@ -29,15 +32,64 @@ func parseQuery(r *http.Request, allowed ...string) (query, error) {
 			unknown = append(unknown, name)
 		}
 		if len(vals) > 1 {
-			return query{}, errorf(http.StatusBadRequest, "parameter %q is given %d times; give it once", name, len(vals))
+			return query{}, errorf(http.StatusBadRequest, "parameter %q is given %d times; give it once", clip(name), len(vals))
+		}
+		for _, text := range []string{name, vals[0]} {
+			if problem := badText(text, false); problem != "" {
+				return query{}, errorf(http.StatusBadRequest, "parameter %q %s", clip(name), problem)
+			}
 		}
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
 		return query{}, errorf(http.StatusBadRequest, "unknown parameter(s) %s; allowed: %s",
-			strings.Join(unknown, ", "), strings.Join(allowed, ", "))
+			clip(strings.Join(unknown, ", ")), strings.Join(allowed, ", "))
 	}
 	return query{v: v}, nil
+}
+
+// badText says what is wrong with client text, or "" when nothing is:
+// invalid UTF-8 and control characters are refused (they corrupt logs,
+// spreadsheets and PostgreSQL refuses NUL); multiline text may hold tabs and
+// newlines.
+func badText(s string, multiline bool) string {
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
+	for i, r := range s {
+		if unicode.IsControl(r) && !(multiline && (r == '\t' || r == '\n')) {
+			allowed := "no control characters are allowed"
+			if multiline {
+				allowed = "only tab and newline are allowed"
+			}
+			return fmt.Sprintf("contains the control character %U at byte %d; %s", r, i, allowed)
+		}
+	}
+	return ""
+}
+
+// Times are Unix seconds from 1 (1970-01-01T00:00:01Z) to the last second
+// of year 9999, which both databases store and Go formats.
+const (
+	minUnix = 1
+	maxUnix = 253402300799
+)
+
+func validUnix(sec int64) bool { return sec >= minUnix && sec <= maxUnix }
+
+// unix reads an optional time parameter in Unix seconds; zero when absent.
+func (q query) unix(name string) (time.Time, error) {
+	if _, set := q.v[name]; !set {
+		return time.Time{}, nil
+	}
+	sec, err := q.int(name, 0, -maxInt-1, maxInt)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !validUnix(sec) {
+		return time.Time{}, errorf(http.StatusBadRequest, "parameter %s must be Unix seconds from %d to %d (the end of year 9999), got %d", name, minUnix, maxUnix, sec)
+	}
+	return time.Unix(sec, 0).UTC(), nil
 }
 
 func (q query) str(name string) string { return q.v.Get(name) }
@@ -50,7 +102,7 @@ func (q query) int(name string, def, lo, hi int64) (int64, error) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(raw[0]), 10, 64)
 	if err != nil {
-		return 0, errorf(http.StatusBadRequest, "parameter %s must be an integer, got %q", name, raw[0])
+		return 0, errorf(http.StatusBadRequest, "parameter %s must be an integer, got %q", name, clip(raw[0]))
 	}
 	if n < lo || n > hi {
 		if hi == maxInt {
@@ -71,7 +123,7 @@ func (q query) flag(name string) (bool, error) {
 	case "1", "true":
 		return true, nil
 	}
-	return false, errorf(http.StatusBadRequest, "parameter %s must be 1 or 0, got %q", name, q.str(name))
+	return false, errorf(http.StatusBadRequest, "parameter %s must be 1 or 0, got %q", name, clip(q.str(name)))
 }
 
 // filterParams are the filters shared by list, count and export.
@@ -86,19 +138,14 @@ func (q query) filter() (storage.Filter, error) {
 		Source:     q.str("source"),
 	}
 	if f.Source != "" && f.Source != storage.SourceLocal && f.Source != storage.SourceTAPD {
-		return f, errorf(http.StatusBadRequest, "parameter source must be %q or %q, got %q", storage.SourceLocal, storage.SourceTAPD, f.Source)
+		return f, errorf(http.StatusBadRequest, "parameter source must be %q or %q, got %q", storage.SourceLocal, storage.SourceTAPD, clip(f.Source))
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
-		sec, err := q.int(p.name, 0, 0, maxInt)
-		if err != nil {
-			return f, err
-		}
-		if _, set := q.v[p.name]; set {
-			*p.dst = time.Unix(sec, 0).UTC()
-		}
+	var err error
+	if f.Since, err = q.unix("since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = q.unix("until"); err != nil {
+		return f, err
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		return f, errorf(http.StatusBadRequest, "since (%d) must be before until (%d)", f.Since.Unix(), f.Until.Unix())
@@ -121,7 +168,7 @@ func pathID(r *http.Request, what string) (int64, error) {
 	raw := r.PathValue("id")
 	id, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, errorf(http.StatusBadRequest, "%s must be a positive integer, got %q", what, raw)
+		return 0, errorf(http.StatusBadRequest, "%s must be a positive integer, got %q", what, clip(raw))
 	}
 	return id, nil
 }

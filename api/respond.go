@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
+	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
 
@@ -22,6 +24,7 @@ type envelope struct {
 type Error struct {
 	Status  int
 	Message string
+	Header  http.Header // sent with the response (WWW-Authenticate, Retry-After)
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -42,21 +45,48 @@ func (s *Server) ok(w http.ResponseWriter, data any) {
 	writeJSON(w, http.StatusOK, envelope{Code: 0, Message: "success", Data: data})
 }
 
-// fail writes err as an error envelope. The sync engine's domain errors map
-// to their statuses here, once; other errors that are not *Error are
-// internal: logged with detail, answered with a generic 500.
+// fail writes err as an error envelope. Domain errors map to their statuses
+// here, once; other errors that are not *Error are internal: logged with
+// detail, answered with a generic 500.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
+	case errors.Is(err, storage.ErrNotFound):
+		what := notFoundNames[r.Pattern]
+		if what == "" {
+			what = "record"
+		}
+		e = errorf(http.StatusNotFound, "%s %s not found", what, clip(r.PathValue("id")))
 	case errors.Is(err, syncer.ErrUnknownWorkspace):
-		e = errorf(http.StatusNotFound, "%v", err)
+		e = errorf(http.StatusNotFound, "%s", clip(err.Error()))
 	case errors.Is(err, syncer.ErrBusy):
-		e = errorf(http.StatusConflict, "%v; wait for the running sync (GET /api/v1/sync/status)", err)
+		e = errorf(http.StatusConflict, "%s; wait for the running sync (GET /api/v1/sync/status)", clip(err.Error()))
 	default:
 		s.log.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
-			slog.String("path", r.URL.Path), slog.Any("err", err))
+			slog.String("path", clip(r.URL.Path)), slog.Any("err", err))
 		e = errorf(http.StatusInternalServerError, "internal error; the server log has the details")
 	}
+	for k, v := range e.Header {
+		w.Header()[k] = v
+	}
 	writeJSON(w, e.Status, envelope{Code: e.Status, Message: e.Message, Data: nil})
+}
+
+// notFoundNames names what each {id} route looks up, for its 404 message.
+var notFoundNames = map[string]string{
+	"DELETE /api/v1/activity_log/{id}": "activity log",
+	"GET /api/v1/sync/runs/{id}":       "sync run",
+}
+
+// maxEcho bounds how much client input an error message repeats.
+const maxEcho = 100
+
+// clip shortens client-supplied text to maxEcho characters for echoing in
+// an error message.
+func clip(s string) string {
+	if utf8.RuneCountInString(s) <= maxEcho {
+		return s
+	}
+	return string([]rune(s)[:maxEcho]) + "…"
 }

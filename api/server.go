@@ -5,27 +5,34 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
 // MaxBodyBytes bounds request bodies; larger ones get 413.
 const MaxBodyBytes = 1 << 20
 
+// DefaultMaxExports is how many exports may run at once unless Options say.
+const DefaultMaxExports = 2
+
 // Server holds what the handlers need.
 type Server struct {
-	store      *storage.Store
-	syncer     Syncer
-	metrics    *Metrics
-	ready      func(context.Context) error
-	adminToken string
-	log        *slog.Logger
-	now        func() time.Time
+	store     *storage.Store
+	syncer    Syncer
+	metrics   *Metrics
+	ready     func(context.Context) error
+	auth      *authenticator
+	plainRead rule // the contract's list and count
+	hosts     hostFilter
+	origins   *http.CrossOriginProtection
+	exports   chan struct{} // one slot per export allowed to run
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // Options configures a Server.
@@ -34,8 +41,19 @@ type Options struct {
 	Syncer  Syncer   // nil: the sync endpoints answer 503
 	Metrics *Metrics // nil: no /metrics, no request metrics
 	// Ready reports why the process cannot serve yet (GET /readyz); nil: store.Ready.
-	Ready      func(context.Context) error
-	AdminToken string // empty: mutations are open, DELETE …/all is refused
+	Ready func(context.Context) error
+	// Tokens are the API's bearer tokens. With none, the contract's requests
+	// and the read extensions are open (a loopback install) and the admin
+	// endpoints are refused; see README "Security".
+	Tokens []config.Token
+	// RequireReadToken closes the contract's plain list and count too.
+	RequireReadToken bool
+	// AllowedHosts are Host names served besides localhost and IP
+	// addresses, any port; "*" serves any Host.
+	AllowedHosts []string
+	// MaxExports bounds concurrent exports (0: DefaultMaxExports); the store's
+	// export pool is sized to match.
+	MaxExports int
 	Logger     *slog.Logger
 }
 
@@ -47,26 +65,47 @@ func New(o Options) *Server {
 	if o.Ready == nil {
 		o.Ready = o.Store.Ready
 	}
-	return &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
-		adminToken: o.AdminToken, log: o.Logger, now: time.Now}
+	if o.MaxExports <= 0 {
+		o.MaxExports = DefaultMaxExports
+	}
+	o.Store.SetExportConns(o.MaxExports)
+	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
+		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
+		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
+		log: o.Logger, now: time.Now}
+	if o.RequireReadToken {
+		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
+	}
+	return s
 }
+
+// What each endpoint needs; see README "Security" for the table.
+var (
+	writeLocal = rule{scope: config.ScopeWrite, open: true, what: "changing activity logs"}
+	readDetail = rule{scope: config.ScopeRead, open: true, what: "detail=1 (IPs, user agents, URLs)"}
+	readExport = rule{scope: config.ScopeRead, open: true, what: "export"}
+	adminSync  = rule{scope: config.ScopeAdmin, what: "sync administration"}
+	deleteAll  = rule{scope: config.ScopeAdmin, what: "deleting all activity logs"}
+	deleteTAPD = rule{scope: config.ScopeAdmin, what: "deleting a mirrored TAPD record (evidence)"}
+)
 
 // Handler returns the routed HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/activity_log", s.admin(false, s.createActivity))
-	mux.HandleFunc("GET /api/v1/activity_log", s.listActivities)
-	mux.HandleFunc("GET /api/v1/activity_log/count", s.countActivities)
-	mux.HandleFunc("GET /api/v1/activity_log/export", s.admin(false, s.exportActivities))
+	mux.HandleFunc("POST /api/v1/activity_log", s.guard(writeLocal, s.createActivity))
+	mux.HandleFunc("GET /api/v1/activity_log", s.guard(s.plainRead, s.listActivities))
+	mux.HandleFunc("GET /api/v1/activity_log/count", s.guard(s.plainRead, s.countActivities))
+	mux.HandleFunc("GET /api/v1/activity_log/export", s.guard(readExport, s.exportActivities))
 	// The literal "all" is more specific than {id}, so it is never parsed as an id.
-	mux.HandleFunc("DELETE /api/v1/activity_log/all", s.admin(true, s.deleteAllActivities))
-	mux.HandleFunc("DELETE /api/v1/activity_log/{id}", s.admin(false, s.deleteActivity))
+	mux.HandleFunc("DELETE /api/v1/activity_log/all", s.guard(deleteAll, s.deleteAllActivities))
+	// Deleting a mirrored record needs more; deleteActivity checks deleteTAPD.
+	mux.HandleFunc("DELETE /api/v1/activity_log/{id}", s.guard(writeLocal, s.deleteActivity))
 
-	mux.HandleFunc("POST /api/v1/sync", s.admin(true, s.needSyncer(s.triggerSync)))
-	mux.HandleFunc("GET /api/v1/sync/status", s.admin(true, s.needSyncer(s.syncStatus)))
-	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.admin(true, s.needSyncer(s.ackGaps)))
-	mux.HandleFunc("GET /api/v1/sync/runs", s.admin(true, s.listRuns))
-	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.admin(true, s.getRun))
+	mux.HandleFunc("POST /api/v1/sync", s.guard(adminSync, s.needSyncer(s.triggerSync)))
+	mux.HandleFunc("GET /api/v1/sync/status", s.guard(adminSync, s.needSyncer(s.syncStatus)))
+	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.guard(adminSync, s.needSyncer(s.ackGaps)))
+	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
+	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))
@@ -82,13 +121,13 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	var h http.Handler = mux
+	var h http.Handler = s.checkHost(mux)
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.metrics.Handler())
-		h = s.metrics.instrument(mux)
+		h = s.metrics.instrument(h)
 	}
 	mux.HandleFunc("/", s.notFound)
-	return s.recoverPanics(h)
+	return s.recoverPanics(secureHeaders(h))
 }
 
 // healthz says the process is alive; it touches nothing.
@@ -116,7 +155,7 @@ func readinessReason(err error) string {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	s.fail(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	s.fail(w, r, errorf(http.StatusNotFound, "no such endpoint: %s %s", clip(r.Method), clip(r.URL.Path)))
 }
 
 func (s *Server) needSyncer(next http.HandlerFunc) http.HandlerFunc {
@@ -132,30 +171,7 @@ func (s *Server) needSyncer(next http.HandlerFunc) http.HandlerFunc {
 func (s *Server) methodNotAllowed(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
-		s.fail(w, r, errorf(http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
-	}
-}
-
-// admin guards a mutating endpoint with the bearer admin token. When no token
-// is configured, ordinary mutations are open (loopback-only deployments) but
-// always=true endpoints are refused outright.
-func (s *Server) admin(always bool, next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.adminToken == "" {
-			if always {
-				s.fail(w, r, errorf(http.StatusForbidden, "this endpoint is disabled because no admin token is configured; set admin_token (TAPD_MIRROR_ADMIN_TOKEN) and send it as 'Authorization: Bearer <token>'"))
-				return
-			}
-			next(w, r)
-			return
-		}
-		got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !found || subtle.ConstantTimeCompare([]byte(got), []byte(s.adminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tapd-mirror"`)
-			s.fail(w, r, errorf(http.StatusUnauthorized, "missing or wrong admin token; send 'Authorization: Bearer <admin_token>'"))
-			return
-		}
-		next(w, r)
+		s.fail(w, r, errorf(http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", clip(r.Method), clip(r.URL.Path), allow))
 	}
 }
 

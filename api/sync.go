@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 
@@ -129,10 +128,6 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := s.store.GetRun(r.Context(), id)
-	if errors.Is(err, storage.ErrNotFound) {
-		s.fail(w, r, errorf(http.StatusNotFound, "sync run %d not found", id))
-		return
-	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -19,12 +19,28 @@ import (
 
 // Config is the whole of tapd-mirror's configuration.
 type Config struct {
-	DatabaseURL string `yaml:"database_url"`
-	Listen      string `yaml:"listen"`
-	AdminToken  string `yaml:"admin_token"`
-	Timezone    string `yaml:"timezone"`
-	TAPD        TAPD   `yaml:"tapd"`
-	Sync        Sync   `yaml:"sync"`
+	DatabaseURL  string   `yaml:"database_url"`
+	Listen       string   `yaml:"listen"`
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	AdminToken   string   `yaml:"admin_token"`
+	Auth         Auth     `yaml:"auth"`
+	Timezone     string   `yaml:"timezone"`
+	TAPD         TAPD     `yaml:"tapd"`
+	Sync         Sync     `yaml:"sync"`
+	Export       Export   `yaml:"export"`
+}
+
+// Auth holds the API's bearer tokens beyond admin_token.
+type Auth struct {
+	ReadToken        string  `yaml:"read_token"`
+	WriteToken       string  `yaml:"write_token"`
+	Tokens           []Token `yaml:"tokens"`
+	RequireReadToken bool    `yaml:"require_read_token"`
+}
+
+// Export bounds the streaming export endpoint.
+type Export struct {
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // TAPD holds how to reach the TAPD open API.
@@ -36,9 +52,10 @@ type TAPD struct {
 	PageSize          int    `yaml:"page_size"`
 	RequestsPerMinute int    `yaml:"requests_per_minute"`
 	// TAPD's limits, as settings rather than constants: TAPD may change them.
-	HorizonDays int `yaml:"horizon_days"` // how far back TAPD answers
-	SplitAbove  int `yaml:"split_above"`  // split a window in time before paging more records than this
-	PagingCap   int `yaml:"paging_cap"`   // TAPD refuses page × limit above this
+	HorizonDays   int  `yaml:"horizon_days"` // how far back TAPD answers
+	SplitAbove    int  `yaml:"split_above"`  // split a window in time before paging more records than this
+	PagingCap     int  `yaml:"paging_cap"`   // TAPD refuses page × limit above this
+	AllowInsecure bool `yaml:"allow_insecure"`
 }
 
 // Sync holds what to mirror and how often.
@@ -98,6 +115,7 @@ func Default() Config {
 			SettleCheck:   Duration{time.Hour},
 			RunHistory:    Duration{90 * 24 * time.Hour},
 		},
+		Export: Export{MaxConcurrent: 2},
 	}
 }
 
@@ -115,7 +133,11 @@ type Field struct {
 var Fields = []Field{
 	strField("database_url", "TAPD_MIRROR_DATABASE_URL", false, func(c *Config) *string { return &c.DatabaseURL }),
 	strField("listen", "TAPD_MIRROR_LISTEN", false, func(c *Config) *string { return &c.Listen }),
+	listField("allowed_hosts", "TAPD_MIRROR_ALLOWED_HOSTS", func(c *Config) *[]string { return &c.AllowedHosts }),
 	strField("admin_token", "TAPD_MIRROR_ADMIN_TOKEN", true, func(c *Config) *string { return &c.AdminToken }),
+	strField("auth.read_token", "TAPD_MIRROR_READ_TOKEN", true, func(c *Config) *string { return &c.Auth.ReadToken }),
+	strField("auth.write_token", "TAPD_MIRROR_WRITE_TOKEN", true, func(c *Config) *string { return &c.Auth.WriteToken }),
+	boolField("auth.require_read_token", "TAPD_MIRROR_REQUIRE_READ_TOKEN", func(c *Config) *bool { return &c.Auth.RequireReadToken }),
 	strField("timezone", "TAPD_MIRROR_TIMEZONE", false, func(c *Config) *string { return &c.Timezone }),
 	strField("tapd.base_url", "TAPD_MIRROR_TAPD_BASE_URL", false, func(c *Config) *string { return &c.TAPD.BaseURL }),
 	strField("tapd.api_user", "TAPD_MIRROR_TAPD_API_USER", false, func(c *Config) *string { return &c.TAPD.APIUser }),
@@ -123,22 +145,11 @@ var Fields = []Field{
 	strField("tapd.access_token", "TAPD_MIRROR_TAPD_ACCESS_TOKEN", true, func(c *Config) *string { return &c.TAPD.AccessToken }),
 	intField("tapd.page_size", "TAPD_MIRROR_TAPD_PAGE_SIZE", func(c *Config) *int { return &c.TAPD.PageSize }),
 	intField("tapd.requests_per_minute", "TAPD_MIRROR_TAPD_REQUESTS_PER_MINUTE", func(c *Config) *int { return &c.TAPD.RequestsPerMinute }),
+	boolField("tapd.allow_insecure", "TAPD_MIRROR_TAPD_ALLOW_INSECURE", func(c *Config) *bool { return &c.TAPD.AllowInsecure }),
 	intField("tapd.horizon_days", "TAPD_MIRROR_TAPD_HORIZON_DAYS", func(c *Config) *int { return &c.TAPD.HorizonDays }),
 	intField("tapd.split_above", "TAPD_MIRROR_TAPD_SPLIT_ABOVE", func(c *Config) *int { return &c.TAPD.SplitAbove }),
 	intField("tapd.paging_cap", "TAPD_MIRROR_TAPD_PAGING_CAP", func(c *Config) *int { return &c.TAPD.PagingCap }),
-	{
-		Key: "sync.workspaces", Env: "TAPD_MIRROR_WORKSPACES",
-		set: func(c *Config, v string) error {
-			c.Sync.Workspaces = nil
-			for _, w := range strings.Split(v, ",") {
-				if w = strings.TrimSpace(w); w != "" {
-					c.Sync.Workspaces = append(c.Sync.Workspaces, w)
-				}
-			}
-			return nil
-		},
-		get: func(c *Config) string { return strings.Join(c.Sync.Workspaces, ",") },
-	},
+	listField("sync.workspaces", "TAPD_MIRROR_WORKSPACES", func(c *Config) *[]string { return &c.Sync.Workspaces }),
 	durField("sync.interval", "TAPD_MIRROR_SYNC_INTERVAL", func(c *Config) *Duration { return &c.Sync.Interval }),
 	durField("sync.overlap", "TAPD_MIRROR_SYNC_OVERLAP", func(c *Config) *Duration { return &c.Sync.Overlap }),
 	intField("sync.max_concurrent", "TAPD_MIRROR_SYNC_MAX_CONCURRENT", func(c *Config) *int { return &c.Sync.MaxConcurrent }),
@@ -146,6 +157,7 @@ var Fields = []Field{
 	durField("sync.settle", "TAPD_MIRROR_SYNC_SETTLE", func(c *Config) *Duration { return &c.Sync.Settle }),
 	durField("sync.settle_check", "TAPD_MIRROR_SYNC_SETTLE_CHECK", func(c *Config) *Duration { return &c.Sync.SettleCheck }),
 	durField("sync.run_history", "TAPD_MIRROR_SYNC_RUN_HISTORY", func(c *Config) *Duration { return &c.Sync.RunHistory }),
+	intField("export.max_concurrent", "TAPD_MIRROR_EXPORT_MAX_CONCURRENT", func(c *Config) *int { return &c.Export.MaxConcurrent }),
 }
 
 func strField(key, env string, secret bool, p func(*Config) *string) Field {
@@ -165,6 +177,34 @@ func intField(key, env string, p func(*Config) *int) Field {
 			return nil
 		},
 		get: func(c *Config) string { return strconv.Itoa(*p(c)) }}
+}
+
+func boolField(key, env string, p func(*Config) *bool) Field {
+	return Field{Key: key, Env: env,
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			*p(c) = b
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatBool(*p(c)) }}
+}
+
+// listField is a YAML list; its env form is comma-separated.
+func listField(key, env string, p func(*Config) *[]string) Field {
+	return Field{Key: key, Env: env,
+		set: func(c *Config, v string) error {
+			*p(c) = nil
+			for _, item := range strings.Split(v, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					*p(c) = append(*p(c), item)
+				}
+			}
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(*p(c), ",") }}
 }
 
 func durField(key, env string, p func(*Config) *Duration) Field {
@@ -225,17 +265,22 @@ func (c Config) Validate() error {
 	if _, _, err := ParseDatabaseURL(c.DatabaseURL); err != nil {
 		bad("database_url", "%v", err)
 	}
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
-	} else if !isLoopback(host) && c.AdminToken == "" {
-		bad("listen", "%q is reachable from other machines but admin_token is empty; set TAPD_MIRROR_ADMIN_TOKEN or listen on 127.0.0.1", c.Listen)
 	}
+	for _, h := range c.AllowedHosts {
+		if h != "*" && (h == "" || strings.ContainsAny(h, "/ @") || (strings.Contains(h, ":") && net.ParseIP(strings.Trim(h, "[]")) == nil)) {
+			bad("allowed_hosts", "%q is not a host name; give names without scheme or port (any port is allowed), or * to accept any Host", h)
+		}
+	}
+	c.validateAuth(bad, c.PublicListen())
 	if _, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
 		bad("timezone", "%q is not an IANA time zone such as Asia/Shanghai", c.Timezone)
 	}
 	if u, err := url.Parse(c.TAPD.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("tapd.base_url", "%q is not an http(s) URL", c.TAPD.BaseURL)
+		bad("tapd.base_url", "%s is not an http(s) URL", RedactURL(c.TAPD.BaseURL))
+	} else if u.Scheme != "https" && !isLoopback(u.Hostname()) && !c.TAPD.AllowInsecure {
+		bad("tapd.base_url", "%s is plain http, so TAPD credentials would cross the network unencrypted; use https://, or set tapd.allow_insecure: true (TAPD_MIRROR_TAPD_ALLOW_INSECURE) to accept that", RedactURL(c.TAPD.BaseURL))
 	}
 	if (c.TAPD.APIUser == "") != (c.TAPD.APIPassword == "") {
 		bad("tapd.api_user", "api_user and api_password must be set together")
@@ -284,6 +329,9 @@ func (c Config) Validate() error {
 	if c.Sync.RunHistory.Duration < 24*time.Hour {
 		bad("sync.run_history", "%s is too short (at least 24h)", c.Sync.RunHistory)
 	}
+	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
+		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
+	}
 	return errors.Join(errs...)
 }
 
@@ -293,7 +341,13 @@ func envOf(key string) string {
 			return f.Env
 		}
 	}
-	return "no env var"
+	return "config file only"
+}
+
+// PublicListen reports whether listen is reachable from other machines.
+func (c Config) PublicListen() bool {
+	host, _, err := net.SplitHostPort(c.Listen)
+	return err == nil && !isLoopback(host)
 }
 
 func isLoopback(host string) bool {
@@ -302,6 +356,16 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ServedHosts are the Host names the API answers to besides localhost and IP
+// addresses: allowed_hosts and the listen host.
+func (c Config) ServedHosts() []string {
+	out := append([]string(nil), c.AllowedHosts...)
+	if host, _, err := net.SplitHostPort(c.Listen); err == nil && host != "" {
+		out = append(out, host)
+	}
+	return out
 }
 
 // Location returns the loaded TAPD time zone; call after Validate.
@@ -318,24 +382,24 @@ func (c Config) Redacted() string {
 	var b strings.Builder
 	for _, f := range Fields {
 		v := f.get(&c)
-		if f.Key == "database_url" {
+		switch {
+		case f.Key == "database_url":
+			v = RedactDatabaseURL(v)
+		case f.Key == "tapd.base_url":
 			v = RedactURL(v)
-		}
-		if f.Secret && v != "" {
+		case f.Secret && v != "":
 			v = "****"
 		}
 		fmt.Fprintf(&b, "%-26s = %s\n", f.Key, v)
 	}
-	return b.String()
-}
-
-// RedactURL hides the password of a database URL.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
+	for i, t := range c.Auth.Tokens {
+		tok := "****"
+		if t.Token == "" {
+			tok = ""
+		}
+		fmt.Fprintf(&b, "%-26s = name=%s scope=%s token=%s\n", fmt.Sprintf("auth.tokens[%d]", i), t.Name, t.Scope, tok)
 	}
-	return u.Redacted()
+	return b.String()
 }
 
 // Dialects tapd-mirror can store into.
@@ -348,6 +412,11 @@ const (
 func ParseDatabaseURL(raw string) (dialect, dsn string, err error) {
 	switch {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		// Checked here so the driver never reports a parse error: its
+		// message would quote the whole URL, password included.
+		if _, err := url.Parse(raw); err != nil {
+			return "", "", errors.New("the postgres URL does not parse (it is not shown: it may hold a password); percent-encode special characters in the user and password, e.g. @ as %40")
+		}
 		return Postgres, raw, nil
 	case strings.HasPrefix(raw, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
@@ -356,7 +425,7 @@ func ParseDatabaseURL(raw string) (dialect, dsn string, err error) {
 		}
 		return SQLite, path, nil
 	default:
-		return "", "", fmt.Errorf("%q must start with postgres:// or sqlite:", RedactURL(raw))
+		return "", "", fmt.Errorf("%s must start with postgres:// or sqlite:", RedactDatabaseURL(raw))
 	}
 }
 

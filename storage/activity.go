@@ -194,7 +194,7 @@ func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args
 // reading rows one at a time so memory stays flat however many match.
 func (s *Store) StreamActivities(ctx context.Context, f Filter, fn func(Activity) error) error {
 	where, args := s.where(f)
-	if err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+	if err := eachActivity(ctx, s.exports, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
 		` ORDER BY timestamp, id`), args, fn); err != nil {
 		return fmt.Errorf("exporting activities: %w", err)
 	}
@@ -209,6 +209,21 @@ func (s *Store) CountActivities(ctx context.Context, f Filter) (int64, error) {
 		return 0, fmt.Errorf("counting activities: %w", err)
 	}
 	return n, nil
+}
+
+// GetActivity returns one record or ErrNotFound. Ids are never reused and a
+// record's source never changes, so what it says about a record holds until
+// that record is deleted.
+func (s *Store) GetActivity(ctx context.Context, id int64) (Activity, error) {
+	var r activityRow
+	err := s.db.GetContext(ctx, &r, s.rebind(`SELECT `+activityColumns+` FROM activity_log WHERE id = ?`), id)
+	if isNoRows(err) {
+		return Activity{}, ErrNotFound
+	}
+	if err != nil {
+		return Activity{}, fmt.Errorf("reading activity %d: %w", id, err)
+	}
+	return r.activity(), nil
 }
 
 // DeleteActivity removes one record. A mirrored record leaves a tombstone so

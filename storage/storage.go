@@ -10,13 +10,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"  // registers "postgres"
-	_ "modernc.org/sqlite" // registers "sqlite"
+	_ "github.com/lib/pq" // registers "postgres"
+	"modernc.org/sqlite"  // registers "sqlite"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/migrations"
@@ -27,31 +29,40 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the one handle on the database.
 type Store struct {
-	db      *sqlx.DB
+	db *sqlx.DB
+	// exports is a small pool of its own for long-running exports, so slow
+	// export clients never take the connections that lists, counts,
+	// readiness and sync need.
+	exports *sqlx.DB
 	dialect string
 	dsn     string // scopes SQLite's in-process locks to one file
 }
 
-// Open connects to database_url ("postgres://…" or "sqlite:PATH") and pings it.
+// DefaultExportConns is the export pool's size until SetExportConns.
+const DefaultExportConns = 2
+
+// Open connects to database_url ("postgres://…" or "sqlite:PATH") and pings
+// it. A new SQLite file is created mode 0600, and missing directories 0700.
 func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	dialect, dsn, err := config.ParseDatabaseURL(databaseURL)
 	if err != nil {
 		return nil, err
 	}
 	if dialect == config.SQLite {
-		if dir := filepath.Dir(dsn); dir != "." {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, fmt.Errorf("creating directory for sqlite file: %w", err)
-			}
+		if dsn, err = sqliteDSN(dsn); err != nil {
+			return nil, err
 		}
-		// WAL lets readers run beside the writer; immediate transactions take the
-		// write lock up front so two writers queue on busy_timeout instead of
-		// failing with SQLITE_BUSY halfway through.
-		dsn = "file:" + dsn + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	}
-	db, err := sqlx.Open(dialect, dsn)
+	open := func() (*sqlx.DB, error) {
+		db, err := sqlx.Open(dialect, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("opening %s database %s: %w", dialect, config.RedactDatabaseURL(databaseURL), scrub(err, databaseURL))
+		}
+		return db, nil
+	}
+	db, err := open()
 	if err != nil {
-		return nil, fmt.Errorf("opening %s database: %w", dialect, err)
+		return nil, err
 	}
 	if dialect == config.SQLite {
 		db.SetMaxOpenConns(4)
@@ -60,15 +71,86 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		db.SetMaxIdleConns(10)
 		db.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connecting to %s database %s: %w", dialect, config.RedactURL(databaseURL), err)
+		return nil, fmt.Errorf("connecting to %s database %s: %w", dialect, config.RedactDatabaseURL(databaseURL), scrub(err, databaseURL))
 	}
-	return &Store{db: db, dialect: dialect, dsn: dsn}, nil
+	exports, err := open()
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	exports.SetMaxOpenConns(DefaultExportConns)
+	exports.SetMaxIdleConns(1)
+	exports.SetConnMaxIdleTime(time.Minute)
+	return &Store{db: db, exports: exports, dialect: dialect, dsn: dsn}, nil
 }
 
-// Close releases the connection pool.
-func (s *Store) Close() error { return s.db.Close() }
+// ping checks the connection. The first connection to a new SQLite file
+// switches it to WAL; when several openers race for that switch, SQLite may
+// answer SQLITE_BUSY at once instead of waiting (it avoids a deadlock), so a
+// busy answer is retried for a while.
+func ping(ctx context.Context, db *sqlx.DB) error {
+	for attempt := 0; ; attempt++ {
+		err := db.PingContext(ctx)
+		var busy *sqlite.Error
+		if err == nil || !errors.As(err, &busy) || busy.Code()&0xff != sqliteBusy || attempt == 100 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of "database is locked".
+const sqliteBusy = 5
+
+// sqliteDSN prepares the file at path and returns the driver DSN for it.
+func sqliteDSN(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("sqlite path %q: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return "", fmt.Errorf("creating directory for sqlite file: %w", err)
+	}
+	// Created here, not by SQLite, so that it is private to the service
+	// account from the first byte; SQLite gives its -wal and -shm files the
+	// same mode. An existing file keeps its mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		f.Close()
+	case !errors.Is(err, fs.ErrExist):
+		return "", fmt.Errorf("creating sqlite file: %w", err)
+	}
+	// The DSN is a "file:" URI: '?' starts its parameters, '#' a fragment and
+	// '%' an escape, so those are escaped to keep naming this very file.
+	// WAL lets readers run beside the writer; immediate transactions take the
+	// write lock up front so two writers queue on busy_timeout instead of
+	// failing with SQLITE_BUSY halfway through.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
+	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate", nil
+}
+
+// scrub keeps a driver error whole unless its text holds a secret of
+// databaseURL, in which case only the masked text is kept.
+func scrub(err error, databaseURL string) error {
+	if clean := config.Scrub(err.Error(), config.URLSecrets(databaseURL)...); clean != err.Error() {
+		return errors.New(clean)
+	}
+	return err
+}
+
+// SetExportConns sizes the export pool: one connection per export allowed
+// to run at once.
+func (s *Store) SetExportConns(n int) { s.exports.SetMaxOpenConns(n) }
+
+// Close releases the connection pools.
+func (s *Store) Close() error { return errors.Join(s.exports.Close(), s.db.Close()) }
 
 // Dialect is config.Postgres or config.SQLite.
 func (s *Store) Dialect() string { return s.dialect }

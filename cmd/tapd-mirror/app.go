@@ -31,6 +31,10 @@ type Main struct {
 	Getenv         func(string) string
 	// Listening, when set, is told the API's bound address once serving starts.
 	Listening func(addr string)
+
+	// secrets of the loaded configuration: scrubbed from every log line and
+	// from the error Run returns.
+	secrets []string
 }
 
 type command struct {
@@ -70,7 +74,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 	for _, c := range commands() {
 		if c.name == name {
-			return c.run(m, ctx, args)
+			return m.scrub(c.run(m, ctx, args))
 		}
 	}
 	m.usage()
@@ -124,13 +128,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// setup loads and validates config and builds the logger.
+// setup loads and validates config and builds the logger, which masks the
+// configuration's secrets wherever they would appear.
 func (m *Main) setup(c common) (config.Config, *slog.Logger, error) {
-	log, err := newLogger(m.Stderr, c.logFormat, c.logLevel)
-	if err != nil {
-		return config.Config{}, nil, usageError{err}
-	}
 	cfg, err := config.Load(c.configPath, m.Getenv)
+	m.secrets = cfg.Secrets()
+	log, lerr := newLogger(m.Stderr, c.logFormat, c.logLevel, m.secrets)
+	if lerr != nil {
+		return config.Config{}, nil, usageError{lerr}
+	}
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -140,12 +146,47 @@ func (m *Main) setup(c common) (config.Config, *slog.Logger, error) {
 	return cfg, log, nil
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+// scrub masks the configuration's secrets in err's text. The error chain
+// stays reachable (errors.As) for exit codes; only the text is printed.
+func (m *Main) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	if text := config.Scrub(err.Error(), m.secrets...); text != err.Error() {
+		return scrubbedError{err: err, text: text}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	err  error
+	text string
+}
+
+func (e scrubbedError) Error() string { return e.text }
+func (e scrubbedError) Unwrap() error { return e.err }
+
+// newLogger builds the process logger; every message and attribute value
+// (errors included) is scrubbed of secrets, whatever library produced it.
+func newLogger(w io.Writer, format, level string, secrets []string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	if len(secrets) > 0 {
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			switch a.Value.Kind() {
+			case slog.KindString: // the message too
+				a.Value = slog.StringValue(config.Scrub(a.Value.String(), secrets...))
+			case slog.KindAny:
+				if err, ok := a.Value.Any().(error); ok {
+					a.Value = slog.StringValue(config.Scrub(err.Error(), secrets...))
+				}
+			}
+			return a
+		}
+	}
 	if format == "auto" {
 		format = "json"
 		if f, ok := w.(*os.File); ok {
@@ -178,7 +219,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 		log.Info("migration applied", "version", v)
 	}
 	if st.Dialect() == config.SQLite {
-		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", cfg.DatabaseURL)
+		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
 	}
 	return st, nil
 }
@@ -208,7 +249,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	if len(applied) == 0 {
 		fmt.Fprintln(m.Stdout, "database is up to date")
 	}
-	log.Debug("migrate done", "database", config.RedactURL(cfg.DatabaseURL))
+	log.Debug("migrate done", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
 	return nil
 }
 

@@ -26,10 +26,6 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(m.Stderr, c.logFormat, c.logLevel)
-	if err != nil {
-		return usageError{err}
-	}
 	if *db == "" {
 		dir, err := os.MkdirTemp("", "tapd-mirror-demo-")
 		if err != nil {
@@ -43,7 +39,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	fake.SetArrivals(1, 2*time.Minute) // every request brings a new, slightly late record
 	fake.SetFaults(0.03)               // and now and then TAPD misbehaves, as it does
 
-	var token [12]byte
+	var token [32]byte // long enough for any listen address
 	rand.Read(token[:])
 	user, pw := fake.Credentials()
 	cfg := config.Default()
@@ -55,6 +51,11 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	cfg.Sync.Workspaces = []string{"projects:" + fake.CompanyID(), "company:" + fake.CompanyID()}
 	cfg.Sync.Interval = config.Duration{Duration: *interval}
 	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	m.secrets = cfg.Secrets()
+	log, err := newLogger(m.Stderr, c.logFormat, c.logLevel, m.secrets)
+	if err != nil {
 		return usageError{err}
 	}
 	log.Info("demo: fake TAPD started", "url", fake.URL, "company", fake.CompanyID(), "records", len(fake.Truth()),

@@ -97,6 +97,7 @@ func TestServeEndToEnd(t *testing.T) {
 		req, _ := http.NewRequest("POST", p.base+"/api/v1/activity_log",
 			strings.NewReader(`{"platform":"tiktok","action_type":"post","timestamp":1707725000}`))
 		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -70,7 +70,10 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		}
 		return nil
 	}
-	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, AdminToken: cfg.AdminToken, Logger: log})
+	warnExposure(cfg, log)
+	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
+		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
+		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
@@ -89,7 +92,8 @@ func (m *Main) listenAndServe(ctx context.Context, cfg config.Config, log *slog.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
-	log.Info("serving Activity Log API", "url", "http://"+addr, "database", config.RedactURL(cfg.DatabaseURL))
+	log.Info("serving Activity Log API", "url", "http://"+addr, "database", config.RedactDatabaseURL(cfg.DatabaseURL),
+		"tokens", len(cfg.APITokens()), "require_read_token", cfg.Auth.RequireReadToken)
 	if m.Listening != nil {
 		m.Listening(addr)
 	}
@@ -110,4 +114,20 @@ func (m *Main) listenAndServe(ctx context.Context, cfg config.Config, log *slog.
 		return err
 	}
 	return nil
+}
+
+// warnExposure says at start what a listen address reachable from other
+// machines leaves open (see README "Security").
+func warnExposure(cfg config.Config, log *slog.Logger) {
+	if !cfg.PublicListen() {
+		return
+	}
+	if !cfg.Auth.RequireReadToken {
+		log.Warn("listen is reachable from other machines and the contract's plain list and count need no token; set auth.require_read_token (TAPD_MIRROR_REQUIRE_READ_TOKEN) unless everyone who can reach it may read the archive",
+			"listen", cfg.Listen)
+	}
+	if len(cfg.AllowedHosts) == 0 {
+		log.Info("the API answers to localhost and IP addresses only; list the DNS names clients use in allowed_hosts (TAPD_MIRROR_ALLOWED_HOSTS)",
+			"listen", cfg.Listen)
+	}
 }

@@ -78,6 +78,9 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 		authed := func(method, path, body string) (int, string) {
 			req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer tok")
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

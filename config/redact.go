@@ -1,0 +1,211 @@
+package config
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// HiddenURL stands in for a URL that cannot be shown safely: one that does
+// not parse may hold a password anywhere in it.
+const HiddenURL = "(hidden: not a valid URL, and it may hold a password)"
+
+// RedactDatabaseURL returns database_url fit for logs and errors: the
+// password is masked whether it is URL userinfo, a ?password= parameter or a
+// keyword DSN's password=…; anything else that is not a sqlite: path is
+// replaced by HiddenURL, never shown raw.
+func RedactDatabaseURL(raw string) string {
+	switch {
+	case strings.HasPrefix(raw, "sqlite:"):
+		return raw // a file path holds no password
+	case strings.Contains(raw, "://"):
+		return RedactURL(raw)
+	}
+	if red, ok := redactKeywordDSN(raw); ok {
+		return red
+	}
+	return HiddenURL
+}
+
+// RedactURL masks the userinfo password and every password-like query
+// parameter of a URL, and drops its fragment; a URL that does not parse is
+// HiddenURL.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return HiddenURL
+	}
+	u.Fragment, u.RawFragment = "", ""
+	if u.RawQuery != "" {
+		q := u.Query() // pairs that do not parse are dropped, never echoed
+		for k := range q {
+			if isPasswordKey(k) {
+				q[k] = []string{"xxxxx"}
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	if u.Opaque != "" {
+		u.Opaque = "xxxxx" // "scheme:user:pw@host": no structure to trust
+	}
+	return u.Redacted()
+}
+
+func isPasswordKey(k string) bool {
+	k = strings.ToLower(k)
+	return strings.Contains(k, "password") || strings.Contains(k, "passwd") || k == "pwd"
+}
+
+// redactKeywordDSN masks the password of a libpq keyword DSN such as
+// "host=db user=me password='p w'". It reports false when raw is not one.
+func redactKeywordDSN(raw string) (string, bool) {
+	var out []string
+	for _, kv := range splitKeywordDSN(raw) {
+		if kv.key == "" {
+			return "", false
+		}
+		v := kv.raw
+		if isPasswordKey(kv.key) {
+			v = "xxxxx"
+		}
+		out = append(out, kv.key+"="+v)
+	}
+	return strings.Join(out, " "), len(out) > 0
+}
+
+type keyword struct{ key, raw, value string }
+
+// splitKeywordDSN parses "k=v k2='quoted \' value'"; a pair with an empty
+// key marks text that is not a keyword DSN.
+func splitKeywordDSN(s string) []keyword {
+	var out []keyword
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			return out
+		}
+		start := i
+		for i < len(s) && (s[i] == '_' || s[i] >= 'a' && s[i] <= 'z' || s[i] >= 'A' && s[i] <= 'Z') {
+			i++
+		}
+		key := s[start:i]
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if key == "" || i == len(s) || s[i] != '=' {
+			return append(out, keyword{})
+		}
+		i++
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		vstart := i
+		var val strings.Builder
+		quoted := i < len(s) && s[i] == '\''
+		if quoted {
+			i++
+		}
+		closed := !quoted
+		for i < len(s) {
+			c := s[i]
+			if c == '\\' && i+1 < len(s) {
+				val.WriteByte(s[i+1])
+				i += 2
+				continue
+			}
+			if quoted && c == '\'' {
+				i++
+				closed = true
+				break
+			}
+			if !quoted && isSpace(c) {
+				break
+			}
+			val.WriteByte(c)
+			i++
+		}
+		if !closed {
+			return append(out, keyword{})
+		}
+		out = append(out, keyword{key: key, raw: s[vstart:i], value: val.String()})
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// Secrets returns every secret value of c — API tokens, TAPD credentials and
+// the passwords in database_url and tapd.base_url, in the forms they were
+// written and decoded — so that log output can be scrubbed of them.
+func (c Config) Secrets() []string {
+	out := []string{c.TAPD.APIPassword, c.TAPD.AccessToken}
+	for _, t := range c.tokenSources() {
+		out = append(out, t.Token.Token)
+	}
+	for _, raw := range []string{c.DatabaseURL, c.TAPD.BaseURL} {
+		out = append(out, URLSecrets(raw)...)
+	}
+	kept := out[:0]
+	for _, s := range out {
+		if s != "" {
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
+
+// URLSecrets are the passwords of a URL or keyword DSN, and the whole raw
+// text whenever showing it would be unsafe.
+func URLSecrets(raw string) []string {
+	if raw == "" || strings.HasPrefix(raw, "sqlite:") {
+		return nil
+	}
+	var out []string
+	if strings.Contains(raw, "://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return []string{raw}
+		}
+		if pw, ok := u.User.Password(); ok {
+			out = append(out, pw, u.User.String())
+		}
+		for k, vs := range u.Query() {
+			if isPasswordKey(k) {
+				out = append(out, vs...)
+			}
+		}
+	} else {
+		kws := splitKeywordDSN(raw)
+		for _, kv := range kws {
+			if kv.key == "" {
+				return []string{raw}
+			}
+			if isPasswordKey(kv.key) {
+				out = append(out, kv.value, kv.raw)
+			}
+		}
+	}
+	if len(out) > 0 || RedactURL(raw) == HiddenURL {
+		out = append(out, raw)
+	}
+	return out
+}
+
+// MinScrubLength is the shortest secret Scrub masks: shorter ones would mask
+// ordinary words, and are too weak to be worth hiding anyway.
+const MinScrubLength = 4
+
+// Scrub replaces every occurrence of each secret in text with "****",
+// longest secrets first.
+func Scrub(text string, secrets ...string) string {
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		if len(s) >= MinScrubLength {
+			text = strings.ReplaceAll(text, s, "****")
+		}
+	}
+	return text
+}
