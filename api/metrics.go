@@ -38,6 +38,7 @@ type WorkspaceGauges struct {
 	Workspaces func() []string      // known workspace keys
 	Horizon    func() time.Time     // TAPD's current half-year horizon
 	LimitWait  func() time.Duration // time spent waiting for the TAPD rate limiter
+	RateLimit  func() float64       // the client-side TAPD limit in use, requests per minute
 	Logger     *slog.Logger
 }
 
@@ -77,6 +78,11 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tapdmirror_tapd_rate_limit_wait_seconds_total",
 				Help: "Time TAPD calls spent waiting for the client-side rate limiter."},
 				func() float64 { return g.LimitWait().Seconds() }))
+		}
+		if g.RateLimit != nil {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_rate_limit_per_minute",
+				Help: "The client-side TAPD request limit in use: tapd.requests_per_minute, lowered to the rate a 429 from TAPD announces."},
+				g.RateLimit))
 		}
 	}
 	return m

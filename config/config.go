@@ -45,10 +45,13 @@ type Export struct {
 
 // TAPD holds how to reach the TAPD open API.
 type TAPD struct {
-	BaseURL           string `yaml:"base_url"`
-	APIUser           string `yaml:"api_user"`
-	APIPassword       string `yaml:"api_password"`
-	AccessToken       string `yaml:"access_token"`
+	BaseURL     string `yaml:"base_url"`
+	APIUser     string `yaml:"api_user"`
+	APIPassword string `yaml:"api_password"`
+	AccessToken string `yaml:"access_token"`
+	// An OAuth app instead: the client-credentials grant, renewed as it expires.
+	ClientID          string `yaml:"client_id"`
+	ClientSecret      string `yaml:"client_secret"`
 	PageSize          int    `yaml:"page_size"`
 	RequestsPerMinute int    `yaml:"requests_per_minute"`
 	// TAPD's limits, as settings rather than constants: TAPD may change them.
@@ -143,6 +146,8 @@ var Fields = []Field{
 	strField("tapd.api_user", "TAPD_MIRROR_TAPD_API_USER", false, func(c *Config) *string { return &c.TAPD.APIUser }),
 	strField("tapd.api_password", "TAPD_MIRROR_TAPD_API_PASSWORD", true, func(c *Config) *string { return &c.TAPD.APIPassword }),
 	strField("tapd.access_token", "TAPD_MIRROR_TAPD_ACCESS_TOKEN", true, func(c *Config) *string { return &c.TAPD.AccessToken }),
+	strField("tapd.client_id", "TAPD_MIRROR_TAPD_CLIENT_ID", false, func(c *Config) *string { return &c.TAPD.ClientID }),
+	strField("tapd.client_secret", "TAPD_MIRROR_TAPD_CLIENT_SECRET", true, func(c *Config) *string { return &c.TAPD.ClientSecret }),
 	intField("tapd.page_size", "TAPD_MIRROR_TAPD_PAGE_SIZE", func(c *Config) *int { return &c.TAPD.PageSize }),
 	intField("tapd.requests_per_minute", "TAPD_MIRROR_TAPD_REQUESTS_PER_MINUTE", func(c *Config) *int { return &c.TAPD.RequestsPerMinute }),
 	boolField("tapd.allow_insecure", "TAPD_MIRROR_TAPD_ALLOW_INSECURE", func(c *Config) *bool { return &c.TAPD.AllowInsecure }),
@@ -285,11 +290,13 @@ func (c Config) Validate() error {
 	if (c.TAPD.APIUser == "") != (c.TAPD.APIPassword == "") {
 		bad("tapd.api_user", "api_user and api_password must be set together")
 	}
-	if c.TAPD.AccessToken != "" && c.TAPD.APIUser != "" {
-		bad("tapd.access_token", "set either access_token or api_user/api_password, not both")
+	if (c.TAPD.ClientID == "") != (c.TAPD.ClientSecret == "") {
+		bad("tapd.client_id", "client_id and client_secret must be set together")
 	}
-	if len(c.Sync.Workspaces) > 0 && c.TAPD.AccessToken == "" && c.TAPD.APIUser == "" {
-		bad("tapd.api_user", "workspaces are configured but no TAPD credentials are set")
+	if methods := c.TAPDAuthMethods(); len(methods) > 1 {
+		bad("tapd.access_token", "exactly one TAPD auth method may be set, found %s", strings.Join(methods, " and "))
+	} else if len(c.Sync.Workspaces) > 0 && len(methods) == 0 {
+		bad("tapd.api_user", "workspaces are configured but no TAPD credentials are set (api_user/api_password, access_token, or client_id/client_secret)")
 	}
 	if c.TAPD.PageSize < 1 || c.TAPD.PageSize > 200 {
 		bad("tapd.page_size", "%d is outside 1..200 (TAPD caps pages at 200)", c.TAPD.PageSize)
@@ -364,6 +371,21 @@ func (c Config) ServedHosts() []string {
 	out := append([]string(nil), c.AllowedHosts...)
 	if host, _, err := net.SplitHostPort(c.Listen); err == nil && host != "" {
 		out = append(out, host)
+	}
+	return out
+}
+
+// TAPDAuthMethods names the TAPD auth methods configured (valid: exactly one).
+func (c Config) TAPDAuthMethods() []string {
+	var out []string
+	if c.TAPD.APIUser != "" || c.TAPD.APIPassword != "" {
+		out = append(out, "api_user/api_password (Basic)")
+	}
+	if c.TAPD.AccessToken != "" {
+		out = append(out, "access_token (Bearer)")
+	}
+	if c.TAPD.ClientID != "" || c.TAPD.ClientSecret != "" {
+		out = append(out, "client_id/client_secret (OAuth app, renewed before expiry)")
 	}
 	return out
 }

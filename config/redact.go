@@ -140,7 +140,7 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // the passwords in database_url and tapd.base_url, in the forms they were
 // written and decoded — so that log output can be scrubbed of them.
 func (c Config) Secrets() []string {
-	out := []string{c.TAPD.APIPassword, c.TAPD.AccessToken}
+	out := []string{c.TAPD.APIPassword, c.TAPD.AccessToken, c.TAPD.ClientSecret}
 	for _, t := range c.tokenSources() {
 		out = append(out, t.Token.Token)
 	}

@@ -45,6 +45,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Workspaces: func() []string { return s.KnownKeys() },
 		Horizon:    func() time.Time { return s.Horizon() },
 		LimitWait:  func() time.Duration { return client.LimiterWait() },
+		RateLimit:  func() float64 { return client.RateLimit() },
 		Logger:     log,
 	})
 	if s, client, err = newSyncer(cfg, st, log, metrics); err != nil {
