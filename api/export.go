@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -85,7 +86,7 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv or ndjson, got %q", format))
 		return
 	}
-	flusher, _ := w.(http.Flusher)
+	progress := s.exportProgress(w)
 	rows := 0
 	err = s.store.StreamActivities(r.Context(), f, func(a storage.Activity) error {
 		if err := write(a); err != nil {
@@ -98,9 +99,7 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 			if err := buf.Flush(); err != nil {
 				return err
 			}
-			if flusher != nil {
-				flusher.Flush()
-			}
+			return progress()
 		}
 		return nil
 	})
@@ -116,4 +115,25 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	s.log.InfoContext(r.Context(), "export finished", "format", format, "rows", rows)
+}
+
+// exportProgress returns what an export calls after each chunk it wrote: it
+// flushes, then pushes the write deadline exportStall ahead. So an export
+// runs as long as it makes progress, whatever the server's WriteTimeout,
+// and a client that stops reading is dropped once a write blocks that long.
+func (s *Server) exportProgress(w http.ResponseWriter) func() error {
+	rc := http.NewResponseController(w)
+	extend := func() error {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.exportStall)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
+	extend() //nolint:errcheck // before any byte: a failure shows at the first write
+	return func() error {
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return extend()
+	}
 }

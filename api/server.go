@@ -31,8 +31,10 @@ type Server struct {
 	hosts     hostFilter
 	origins   *http.CrossOriginProtection
 	exports   chan struct{} // one slot per export allowed to run
-	log       *slog.Logger
-	now       func() time.Time
+	// exportStall: an export whose client takes nothing for this long is dropped.
+	exportStall time.Duration
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 // Options configures a Server.
@@ -54,7 +56,11 @@ type Options struct {
 	// MaxExports bounds concurrent exports (0: DefaultMaxExports); the store's
 	// export pool is sized to match.
 	MaxExports int
-	Logger     *slog.Logger
+	// ExportStall is how long an export may go without its client taking
+	// data before it is dropped (default 1m); while data flows an export has
+	// no time limit.
+	ExportStall time.Duration
+	Logger      *slog.Logger
 }
 
 // New returns a Server.
@@ -68,11 +74,14 @@ func New(o Options) *Server {
 	if o.MaxExports <= 0 {
 		o.MaxExports = DefaultMaxExports
 	}
+	if o.ExportStall <= 0 {
+		o.ExportStall = time.Minute
+	}
 	o.Store.SetExportConns(o.MaxExports)
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		log: o.Logger, now: time.Now}
+		exportStall: o.ExportStall, log: o.Logger, now: time.Now}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}

@@ -88,7 +88,7 @@ func (m *Main) listenAndServe(ctx context.Context, cfg config.Config, log *slog.
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      10 * time.Minute, // exports stream for a long time
+		WriteTimeout:      time.Minute, // exports push their own deadline ahead while they make progress
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
