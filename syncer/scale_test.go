@@ -285,11 +285,7 @@ func TestServerInADaylightSavingZoneBackfillsWithout422(t *testing.T) {
 		if runs[0].Outcome != storage.OutcomeSuccess {
 			t.Fatalf("full backfill from a New York server: %+v", runs[0])
 		}
-		for _, r := range h.fake.Requests() {
-			if r.Status != 200 {
-				t.Fatalf("TAPD answered %d to %v", r.Status, r.Query)
-			}
-		}
+		h.assertEveryRequestOK()
 		from, to := spanOf(runs...)
 		h.assertMirror(h.expected(from, to, "10074561"))
 	})
