@@ -65,14 +65,12 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		if err := cw.Write(csvHeader); err != nil {
 			return
 		}
+		row := make([]string, len(csvHeader)) // reused: one allocation per export, not per row
 		write = func(a storage.Activity) error {
-			extra, _ := json.Marshal(a.ExtraFields())
-			row := []string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail,
-				a.Username, strconv.FormatInt(a.Timestamp.Unix(), 10), a.Timestamp.UTC().Format(time.RFC3339),
-				a.Source, a.SourceID, a.WorkspaceID, string(extra)}
-			for i, cell := range row {
-				row[i] = inertCell(cell)
-			}
+			row = append(row[:0], strconv.FormatInt(a.ID, 10), inertCell(a.Platform), inertCell(a.Serial),
+				inertCell(a.ActionType), inertCell(a.ActionDetail), inertCell(a.Username),
+				strconv.FormatInt(a.Timestamp.Unix(), 10), a.Timestamp.UTC().Format(time.RFC3339),
+				inertCell(a.Source), inertCell(a.SourceID), inertCell(a.WorkspaceID), a.ExtraText()) // JSON: starts with {
 			return cw.Write(row)
 		}
 		flush = func() error { cw.Flush(); return cw.Error() }
