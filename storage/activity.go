@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -72,24 +73,29 @@ func compactStoredJSON(s string) string {
 	if !strings.Contains(s, ": ") && !strings.Contains(s, ", ") {
 		return s
 	}
-	out := make([]byte, 0, len(s))
+	return string(appendCompact(make([]byte, 0, len(s)), []byte(s)))
+}
+
+// appendCompact appends s without blanks outside its strings: a jump from
+// quote to quote (IndexByte), not a byte-by-byte state machine.
+func appendCompact(out, s []byte) []byte {
 	for len(s) > 0 {
-		q := strings.IndexByte(s, '"')
+		q := bytes.IndexByte(s, '"')
 		if q < 0 {
 			q = len(s)
 		}
-		for i := 0; i < q; i++ { // between strings: punctuation and blanks
-			if c := s[i]; c != ' ' && c != '\n' && c != '\t' && c != '\r' {
+		for _, c := range s[:q] { // between strings: punctuation and blanks
+			if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
 				out = append(out, c)
 			}
 		}
 		s = s[q:]
-		if s == "" {
+		if len(s) == 0 {
 			break
 		}
 		end := 1 // past the closing quote: the next quote not escaped by an odd run of backslashes
 		for {
-			j := strings.IndexByte(s[end:], '"')
+			j := bytes.IndexByte(s[end:], '"')
 			if j < 0 {
 				end = len(s)
 				break
@@ -106,7 +112,7 @@ func compactStoredJSON(s string) string {
 		out = append(out, s[:end]...)
 		s = s[end:]
 	}
-	return string(out)
+	return out
 }
 
 // activityRow is Activity as the database hands it back.
