@@ -79,6 +79,17 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 				Help: "Time TAPD calls spent waiting for the client-side rate limiter."},
 				func() float64 { return g.LimitWait().Seconds() }))
 		}
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_replica_lag_seconds",
+			Help: "How far the read replica (database_read_url) is behind the primary; 0 without one. Lists, counts and exports are at most this stale."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				lag, err := g.Store.ReplicaLag(ctx)
+				if err != nil {
+					return -1 // unknown: the replica did not answer
+				}
+				return lag.Seconds()
+			}))
 		if g.RateLimit != nil {
 			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_rate_limit_per_minute",
 				Help: "The client-side TAPD request limit in use: tapd.requests_per_minute, lowered to the rate a 429 from TAPD announces."},

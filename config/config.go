@@ -20,6 +20,9 @@ import (
 // Config is the whole of tapd-mirror's configuration.
 type Config struct {
 	DatabaseURL  string   `yaml:"database_url"`
+	// DatabaseReadURL, optional, is a PostgreSQL read replica for list,
+	// count and export.
+	DatabaseReadURL string `yaml:"database_read_url"`
 	Listen       string   `yaml:"listen"`
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	AdminToken   string   `yaml:"admin_token"`
@@ -135,6 +138,7 @@ type Field struct {
 // Fields lists every setting in the order the README documents them.
 var Fields = []Field{
 	strField("database_url", "TAPD_MIRROR_DATABASE_URL", false, func(c *Config) *string { return &c.DatabaseURL }),
+	strField("database_read_url", "TAPD_MIRROR_DATABASE_READ_URL", false, func(c *Config) *string { return &c.DatabaseReadURL }),
 	strField("listen", "TAPD_MIRROR_LISTEN", false, func(c *Config) *string { return &c.Listen }),
 	listField("allowed_hosts", "TAPD_MIRROR_ALLOWED_HOSTS", func(c *Config) *[]string { return &c.AllowedHosts }),
 	strField("admin_token", "TAPD_MIRROR_ADMIN_TOKEN", true, func(c *Config) *string { return &c.AdminToken }),
@@ -267,8 +271,16 @@ func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s (%s)", key, fmt.Sprintf(format, args...), envOf(key)))
 	}
-	if _, _, err := ParseDatabaseURL(c.DatabaseURL); err != nil {
+	primary, _, err := ParseDatabaseURL(c.DatabaseURL)
+	if err != nil {
 		bad("database_url", "%v", err)
+	}
+	if c.DatabaseReadURL != "" {
+		if replica, _, err := ParseDatabaseURL(c.DatabaseReadURL); err != nil {
+			bad("database_read_url", "%v", err)
+		} else if replica != Postgres || primary != Postgres {
+			bad("database_read_url", "a read replica needs PostgreSQL for both database_url and database_read_url")
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
@@ -405,7 +417,7 @@ func (c Config) Redacted() string {
 	for _, f := range Fields {
 		v := f.get(&c)
 		switch {
-		case f.Key == "database_url":
+		case f.Key == "database_url" || (f.Key == "database_read_url" && v != ""):
 			v = RedactDatabaseURL(v)
 		case f.Key == "tapd.base_url":
 			v = RedactURL(v)

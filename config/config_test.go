@@ -403,3 +403,18 @@ func TestExactlyOneTAPDAuthMethod(t *testing.T) {
 		}
 	}
 }
+
+func TestReadReplicaURL(t *testing.T) {
+	c, _ := config.Load("", env(map[string]string{"TAPD_MIRROR_DATABASE_URL": "postgres://a@db/x",
+		"TAPD_MIRROR_DATABASE_READ_URL": "postgres://app:replicapw9@replica/x"}))
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(c.Redacted(), "replicapw9") || !strings.Contains(strings.Join(c.Secrets(), " "), "replicapw9") {
+		t.Fatalf("the replica's password is not treated as a secret:\n%s", c.Redacted())
+	}
+	c.DatabaseURL = "sqlite:x.db"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database_read_url") {
+		t.Fatalf("SQLite with a replica: %v", err)
+	}
+}

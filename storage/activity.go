@@ -226,7 +226,7 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 func (s *Store) ListActivities(ctx context.Context, f Filter, limit, offset int) ([]Activity, error) {
 	where, args := s.where(f)
 	out := []Activity{}
-	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+	err := eachActivity(ctx, s.reads, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
 		` ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?`), append(args, limit, offset), func(a Activity) error {
 		out = append(out, a)
 		return nil
@@ -276,7 +276,7 @@ func (s *Store) StreamActivities(ctx context.Context, f Filter, fn func(Activity
 func (s *Store) CountActivities(ctx context.Context, f Filter) (int64, error) {
 	where, args := s.where(f)
 	var n int64
-	if err := s.db.GetContext(ctx, &n, s.rebind(`SELECT COUNT(*) FROM activity_log`+where), args...); err != nil {
+	if err := s.reads.GetContext(ctx, &n, s.rebind(`SELECT COUNT(*) FROM activity_log`+where), args...); err != nil {
 		return 0, fmt.Errorf("counting activities: %w", err)
 	}
 	return n, nil

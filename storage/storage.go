@@ -30,6 +30,9 @@ var ErrNotFound = errors.New("not found")
 // Store is the one handle on the database.
 type Store struct {
 	db *sqlx.DB
+	// reads serves list, count and export: the primary (db), or a read
+	// replica after UseReplica. Writes, sync state and leases stay on db.
+	reads *sqlx.DB
 	// exports is a small pool of its own for long-running exports, so slow
 	// export clients never take the connections that lists, counts,
 	// readiness and sync need.
@@ -83,7 +86,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	exports.SetMaxOpenConns(DefaultExportConns)
 	exports.SetMaxIdleConns(1)
 	exports.SetConnMaxIdleTime(time.Minute)
-	return &Store{db: db, exports: exports, dialect: dialect, dsn: dsn}, nil
+	return &Store{db: db, reads: db, exports: exports, dialect: dialect, dsn: dsn}, nil
 }
 
 // ping checks the connection. The first connection to a new SQLite file
@@ -150,7 +153,13 @@ func scrub(err error, databaseURL string) error {
 func (s *Store) SetExportConns(n int) { s.exports.SetMaxOpenConns(n) }
 
 // Close releases the connection pools.
-func (s *Store) Close() error { return errors.Join(s.exports.Close(), s.db.Close()) }
+func (s *Store) Close() error {
+	errs := []error{s.exports.Close(), s.db.Close()}
+	if s.reads != s.db {
+		errs = append(errs, s.reads.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // Dialect is config.Postgres or config.SQLite.
 func (s *Store) Dialect() string { return s.dialect }

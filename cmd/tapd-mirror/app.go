@@ -219,7 +219,14 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 		log.Info("migration applied", "version", v)
 	}
 	if st.Dialect() == config.SQLite {
-		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
+		log.Info("embedded SQLite database; sync and serve may share the file, for replicas use PostgreSQL", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
+	}
+	if cfg.DatabaseReadURL != "" {
+		if err := st.UseReplica(ctx, cfg.DatabaseReadURL); err != nil {
+			st.Close()
+			return nil, err
+		}
+		log.Info("list, count and export read from a replica", "database_read_url", config.RedactDatabaseURL(cfg.DatabaseReadURL))
 	}
 	return st, nil
 }
