@@ -272,14 +272,15 @@ func (s *Store) StreamActivities(ctx context.Context, f Filter, fn func(Activity
 	return nil
 }
 
-// CountActivities returns the exact number of records matching f.
+// CountActivities returns the exact number of records matching f: from the
+// daily counts plus the partial days at the edges when f filters only by
+// what they keep (platform, serial, action_type, source, since, until),
+// otherwise by COUNT(*) on the filter's index.
 func (s *Store) CountActivities(ctx context.Context, f Filter) (int64, error) {
-	where, args := s.where(f)
-	var n int64
-	if err := s.reads.GetContext(ctx, &n, s.rebind(`SELECT COUNT(*) FROM activity_log`+where), args...); err != nil {
-		return 0, fmt.Errorf("counting activities: %w", err)
+	if f.countable() {
+		return s.countFast(ctx, f)
 	}
-	return n, nil
+	return s.countRows(ctx, f)
 }
 
 // GetActivity returns one record or ErrNotFound. Ids are never reused and a

@@ -39,6 +39,8 @@ type Store struct {
 	exports *sqlx.DB
 	dialect string
 	dsn     string // scopes SQLite's in-process locks to one file
+	// countsZone is the zone whose days the daily counts use (SetCountsZone).
+	countsZone *time.Location
 }
 
 // DefaultExportConns is the export pool's size until SetExportConns.
