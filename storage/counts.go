@@ -173,7 +173,7 @@ func (f Filter) countable() bool {
 // countFast answers a count from whole days of the daily counts plus exact
 // counts of the partial days at the edges.
 func (s *Store) countFast(ctx context.Context, f Filter) (int64, error) {
-	first, last := int64(-1<<40), int64(1<<40) // whole days: [first, last)
+	first, last := int64(-1<<30), int64(1<<30) // whole days: [first, last); within INTEGER
 	if !f.Since.IsZero() {
 		first = s.dayOf(f.Since)
 		if !s.dayStart(first).Equal(f.Since) {
