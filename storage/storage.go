@@ -36,6 +36,7 @@ type Store struct {
 	exports *sqlx.DB
 	dialect string
 	dsn     string // scopes SQLite's in-process locks to one file
+	noLog   bool   // benchmark baseline only: see WithoutIntegrityLog
 }
 
 // DefaultExportConns is the export pool's size until SetExportConns.
@@ -158,9 +159,18 @@ func (s *Store) Dialect() string { return s.dialect }
 // DB exposes the pool for migrations, locks and benchmarks.
 func (s *Store) DB() *sqlx.DB { return s.db }
 
-// Migrate applies pending schema migrations and returns their versions.
+// Migrate applies pending schema migrations and returns their versions,
+// then logs the records that predate the integrity log (BackfillLog: SQL
+// cannot compute the hashes, so this step of the upgrade is Go's).
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
-	return migrations.Apply(ctx, s.db.DB, s.dialect)
+	applied, err := migrations.Apply(ctx, s.db.DB, s.dialect)
+	if err != nil {
+		return applied, err
+	}
+	if _, err := s.BackfillLog(ctx); err != nil {
+		return applied, err
+	}
+	return applied, nil
 }
 
 // Ready reports an error when the database is unreachable or not migrated.
