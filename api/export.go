@@ -53,6 +53,10 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 			Header:  http.Header{"Retry-After": {"30"}}})
 		return
 	}
+	if format == "bundle" {
+		s.exportBundle(w, r, q, f)
+		return
+	}
 	var write func(storage.Activity) error
 	flush := func() error { return nil } // the format's own buffer, before buf
 	buf := bufio.NewWriterSize(w, 64<<10)
@@ -82,7 +86,7 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		enc.SetEscapeHTML(false)
 		write = func(a storage.Activity) error { return enc.Encode(toDetailJSON(a)) }
 	default:
-		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv or ndjson, got %q", format))
+		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv, ndjson or bundle, got %q", format))
 		return
 	}
 	flusher, _ := w.(http.Flusher)

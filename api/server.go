@@ -31,6 +31,7 @@ type Server struct {
 	hosts     hostFilter
 	origins   *http.CrossOriginProtection
 	exports   chan struct{} // one slot per export allowed to run
+	integrity Integrity
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -55,6 +56,8 @@ type Options struct {
 	// export pool is sized to match.
 	MaxExports int
 	Logger     *slog.Logger
+	// Integrity: the log's key and verification status (see integrity.go).
+	Integrity Integrity
 }
 
 // New returns a Server.
@@ -72,7 +75,7 @@ func New(o Options) *Server {
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		log: o.Logger, now: time.Now}
+		integrity: o.Integrity, log: o.Logger, now: time.Now}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
@@ -106,6 +109,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.guard(adminSync, s.needSyncer(s.ackGaps)))
 	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
+	s.integrityRoutes(mux)
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))

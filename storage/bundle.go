@@ -164,3 +164,8 @@ func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, 
 	}
 	return out, nil
 }
+
+// TreeRoot is the root of the log's tree of the given size (≤ the log's size).
+func (s *Store) TreeRoot(ctx context.Context, size int64) (tlog.Hash, error) {
+	return integrity.TreeHash(size, hashReader{ctx: ctx, q: s.db, s: s})
+}

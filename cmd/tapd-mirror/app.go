@@ -49,7 +49,8 @@ func commands() []command {
 		{"demo", "mirror a built-in fake TAPD into a temp SQLite file and serve it", (*Main).demo},
 		{"config", "config check: validate settings and print them, secrets masked", (*Main).configCmd},
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
-		{"verify", "verify an archive bundle offline: verify BUNDLE --key KEY [--checkpoint EARLIER]", (*Main).verify},
+		{"export", "export --bundle FILE [filters]: write an archive bundle for auditors", (*Main).exportCmd},
+		{"verify", "verify BUNDLE --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},
 		{"version", "print the version", (*Main).printVersion},
 	}
