@@ -38,7 +38,8 @@ type archive struct {
 
 	mu       sync.Mutex
 	status   api.IntegrityStatus
-	verified int64 // the log's size verified so far; 0: no full verification yet
+	haveFull bool  // a full verification ran: incremental ones may follow
+	verified int64 // the log's size verified so far
 }
 
 // newArchive loads (or creates) the signing key and the last saved verification.
@@ -57,7 +58,7 @@ func newArchive(ctx context.Context, cfg config.Config, st *storage.Store, log *
 	switch rep, err := st.LastVerifyReport(ctx); {
 	case err == nil:
 		a.status = api.IntegrityStatus{OK: &rep.OK, Last: &rep, LastFull: &rep}
-		a.verified = rep.TreeSize
+		a.haveFull, a.verified = true, rep.TreeSize
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, err
 	}
@@ -131,9 +132,9 @@ func (a *archive) checkpoint(ctx context.Context) (storage.SignedCheckpoint, err
 		a.publish(ctx, cp)
 	}
 	a.mu.Lock()
-	from := a.verified
+	from, ready := a.verified, a.haveFull
 	a.mu.Unlock()
-	if from == 0 || from >= cp.Size {
+	if !ready || from >= cp.Size {
 		return cp, nil // nothing new, or the full verification is still to come
 	}
 	rep, err := a.st.VerifyDatabase(ctx, storage.VerifyOptions{Key: a.key.VerifierKey(), From: from})
@@ -162,7 +163,10 @@ func (a *archive) record(rep storage.VerifyReport) {
 	if rep.Full {
 		a.status.LastFull = &rep
 	}
-	if rep.TreeSize > a.verified && (rep.Full || a.verified > 0) {
+	switch {
+	case rep.Full:
+		a.haveFull, a.verified = true, rep.TreeSize
+	case a.haveFull && rep.TreeSize > a.verified:
 		a.verified = rep.TreeSize
 	}
 	a.mu.Unlock()

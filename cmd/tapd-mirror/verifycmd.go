@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -97,6 +98,8 @@ func (m *Main) verify(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("reading the earlier checkpoint: %w", err)
 		}
+		// A copy kept by hand or from a witness file may end in blank lines.
+		data = append(bytes.TrimRight(data, "\n\t "), '\n')
 		c, err := integrity.OpenCheckpoint(data, vkey)
 		if err != nil {
 			return fmt.Errorf("earlier checkpoint %s: %w", *earlierFile, err)
