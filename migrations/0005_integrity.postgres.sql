@@ -3,24 +3,29 @@
 -- See integrity/SPEC.md for the encodings.
 
 -- The log's head, one row. Every append locks it (SELECT … FOR UPDATE), which
--- serializes appends across replicas. upgrade_max_id: rows up to it predate
--- the log; the upgrade step (storage, in Go: SQL cannot hash) appends one
--- record event for each, in id order, and moves backfilled_to.
+-- serializes appends across replicas. edge: the hashes of the tree's complete
+-- subtrees, left to right (at most 1 + log2 tree_size), all an append needs.
+-- upgrade_max_id: rows up to it predate the log; the upgrade step (storage,
+-- in Go: SQL cannot hash) appends one record event for each, in id order,
+-- and moves backfilled_to.
 CREATE TABLE integrity_state (
     id             INTEGER PRIMARY KEY CHECK (id = 1),
     tree_size      BIGINT  NOT NULL,
     root           BYTEA   NOT NULL,
+    edge           BYTEA   NOT NULL,
     upgrade_max_id BIGINT  NOT NULL,
     backfilled_to  BIGINT  NOT NULL DEFAULT 0
 );
-INSERT INTO integrity_state (id, tree_size, root, upgrade_max_id)
-    SELECT 1, 0, decode('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex'),
+INSERT INTO integrity_state (id, tree_size, root, edge, upgrade_max_id)
+    SELECT 1, 0, decode('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex'), '',
            COALESCE(MAX(id), 0) FROM activity_log;
 
--- The tree's stored hashes in golang.org/x/mod/sumdb/tlog's dense order.
+-- The tree's stored hashes in golang.org/x/mod/sumdb/tlog's dense order, in
+-- runs: a row holds the consecutive hashes from index idx on (32 bytes
+-- each), as one append stored them, so a page of records costs one row.
 CREATE TABLE integrity_hash (
-    idx  BIGINT PRIMARY KEY,
-    hash BYTEA  NOT NULL
+    idx    BIGINT PRIMARY KEY,
+    hashes BYTEA  NOT NULL
 );
 
 -- One row per event. body is the canonical encoding; a retention purge sets

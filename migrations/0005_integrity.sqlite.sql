@@ -4,16 +4,17 @@ CREATE TABLE integrity_state (
     id             INTEGER PRIMARY KEY CHECK (id = 1),
     tree_size      INTEGER NOT NULL,
     root           BLOB    NOT NULL,
+    edge           BLOB    NOT NULL,
     upgrade_max_id INTEGER NOT NULL,
     backfilled_to  INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO integrity_state (id, tree_size, root, upgrade_max_id)
-    SELECT 1, 0, X'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+INSERT INTO integrity_state (id, tree_size, root, edge, upgrade_max_id)
+    SELECT 1, 0, X'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', X'',
            COALESCE(MAX(id), 0) FROM activity_log;
 
 CREATE TABLE integrity_hash (
-    idx  INTEGER PRIMARY KEY,
-    hash BLOB    NOT NULL
+    idx    INTEGER PRIMARY KEY,
+    hashes BLOB    NOT NULL
 );
 
 CREATE TABLE integrity_event (

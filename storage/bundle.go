@@ -28,7 +28,7 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, req BundleRequest)
 	bw, err := integrity.NewBundleWriter(w, req.Checkpoint.Signed, req.Key, integrity.BundleOptions{
 		Filtered: req.Filter != nil, Filter: req.Describe,
 		// The main pool: the export pool's connection may be busy streaming.
-		Hashes: hashReader{ctx: ctx, q: s.db, s: s},
+		Hashes: s.newHashReader(ctx, s.db),
 	})
 	if err != nil {
 		return 0, err
@@ -109,7 +109,7 @@ func (s *Store) RecordProofs(ctx context.Context, id, size int64) ([]Proof, erro
 	if len(events) == 0 {
 		return nil, ErrNotFound
 	}
-	hr := hashReader{ctx: ctx, q: s.db, s: s}
+	hr := s.newHashReader(ctx, s.db)
 	out := make([]Proof, len(events))
 	for i, e := range events {
 		p, err := integrity.InclusionProof(size, e.Idx, hr)
@@ -124,7 +124,7 @@ func (s *Store) RecordProofs(ctx context.Context, id, size int64) ([]Proof, erro
 // Consistency proves that the tree of size to extends the tree of size from
 // and returns the proof with both roots.
 func (s *Store) Consistency(ctx context.Context, from, to int64) (proof tlog.TreeProof, fromRoot, toRoot tlog.Hash, err error) {
-	hr := hashReader{ctx: ctx, q: s.db, s: s}
+	hr := s.newHashReader(ctx, s.db)
 	if fromRoot, err = integrity.TreeHash(from, hr); err != nil {
 		return nil, fromRoot, toRoot, err
 	}
@@ -167,5 +167,5 @@ func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, 
 
 // TreeRoot is the root of the log's tree of the given size (≤ the log's size).
 func (s *Store) TreeRoot(ctx context.Context, size int64) (tlog.Hash, error) {
-	return integrity.TreeHash(size, hashReader{ctx: ctx, q: s.db, s: s})
+	return integrity.TreeHash(size, s.newHashReader(ctx, s.db))
 }

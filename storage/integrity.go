@@ -27,86 +27,153 @@ import (
 type LogHead struct {
 	Size int64
 	Root tlog.Hash
+	edge []byte // the complete subtrees' hashes, left to right (integrity_state.edge)
+}
+
+const stateColumns = `tree_size, root, edge`
+
+func scanHead(row interface{ Scan(...any) error }) (LogHead, error) {
+	var h LogHead
+	var root []byte
+	if err := row.Scan(&h.Size, &root, &h.edge); err != nil {
+		return h, err
+	}
+	copy(h.Root[:], root)
+	return h, nil
 }
 
 // lockLog reads the log's head and locks it until the transaction ends, so
 // that appends from every process take turns. dialect: SQLite's immediate
 // transactions already hold the database's one write lock.
 func (s *Store) lockLog(ctx context.Context, tx *sqlx.Tx) (LogHead, error) {
-	q := `SELECT tree_size, root FROM integrity_state WHERE id = 1`
+	q := `SELECT ` + stateColumns + ` FROM integrity_state WHERE id = 1`
 	if s.dialect == config.Postgres {
 		q += ` FOR UPDATE`
 	}
-	var h LogHead
-	var root []byte
-	if err := tx.QueryRowxContext(ctx, q).Scan(&h.Size, &root); err != nil {
+	h, err := scanHead(tx.QueryRowxContext(ctx, q))
+	if err != nil {
 		return h, fmt.Errorf("locking the integrity log: %w", err)
 	}
-	copy(h.Root[:], root)
 	return h, nil
 }
 
 // Head returns the log's current size and root.
 func (s *Store) Head(ctx context.Context) (LogHead, error) {
-	var h LogHead
-	var root []byte
-	if err := s.db.QueryRowxContext(ctx, `SELECT tree_size, root FROM integrity_state WHERE id = 1`).Scan(&h.Size, &root); err != nil {
+	h, err := scanHead(s.db.QueryRowxContext(ctx, `SELECT `+stateColumns+` FROM integrity_state WHERE id = 1`))
+	if err != nil {
 		return h, fmt.Errorf("reading the integrity log's head: %w", err)
 	}
-	copy(h.Root[:], root)
 	return h, nil
 }
 
-// hashReader reads stored tree hashes through q (a transaction, or a pool),
-// one query per batch of indexes: a tlog.HashReader over integrity_hash.
-type hashReader struct {
-	ctx context.Context
-	q   sqlx.QueryerContext
-	s   *Store
+// edgeIndexes are the storage indexes of the complete subtrees of a tree of
+// the given size, left to right: what tlog.TreeHash reads.
+func edgeIndexes(size int64) []int64 {
+	var out []int64
+	tlog.TreeHash(size, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) { //nolint:errcheck // the reader never fails
+		out = append(out, indexes...)
+		return make([]tlog.Hash, len(indexes)), nil
+	}))
+	return out
 }
 
-// hashBatch bounds the indexes of one query (SQLite's parameter limit).
-const hashBatch = 5000
+// frontier is the head's right edge, from which appends go on without
+// reading any stored hash.
+func (h LogHead) frontier() (*integrity.Frontier, error) {
+	edge := h.edge
+	f, err := integrity.NewFrontier(h.Size, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		if len(edge) != len(indexes)*tlog.HashSize {
+			return nil, fmt.Errorf("the stored edge holds %d bytes, a tree of %d events needs %d hashes", len(edge), h.Size, len(indexes))
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for i := range out {
+			copy(out[i][:], edge[i*tlog.HashSize:])
+		}
+		return out, nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("reading the integrity log's edge: %w", err)
+	}
+	return f, nil
+}
+
+// edgeOf is f's right edge as integrity_state.edge stores it.
+func edgeOf(f *integrity.Frontier) ([]byte, error) {
+	hs, err := f.ReadHashes(edgeIndexes(f.Size()))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		out = append(out, h[:]...)
+	}
+	return out, nil
+}
+
+// hashRun is one row of integrity_hash: consecutive hashes from start on.
+type hashRun struct {
+	start  int64
+	hashes []byte
+}
+
+func (r hashRun) covers(x int64) bool { return x >= r.start && x < r.start+int64(len(r.hashes)/tlog.HashSize) }
+
+func (r hashRun) at(x int64) tlog.Hash {
+	var h tlog.Hash
+	copy(h[:], r.hashes[(x-r.start)*tlog.HashSize:])
+	return h
+}
+
+// hashReader reads stored tree hashes through q (a transaction, or a pool):
+// a tlog.HashReader over integrity_hash's runs. It keeps the runs it read,
+// so a reader used for many proofs (a bundle) reads each run about once.
+type hashReader struct {
+	ctx  context.Context
+	q    sqlx.QueryerContext
+	s    *Store
+	runs *[]hashRun // most recently read first; nil: no cache
+}
+
+// maxCachedRuns bounds a reader's cache (a run is at most hashRunSize hashes).
+const maxCachedRuns = 64
+
+func (s *Store) newHashReader(ctx context.Context, q sqlx.QueryerContext) hashReader {
+	return hashReader{ctx: ctx, q: q, s: s, runs: &[]hashRun{}}
+}
 
 func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	got := make(map[int64]tlog.Hash, len(indexes))
-	for start := 0; start < len(indexes); start += hashBatch {
-		part := indexes[start:min(start+hashBatch, len(indexes))]
-		query, args, err := h.s.int64In(`SELECT idx, hash FROM integrity_hash WHERE idx`, part)
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		run, err := h.run(x)
 		if err != nil {
 			return nil, err
 		}
-		rows, err := h.q.QueryxContext(h.ctx, query, args...)
-		if err != nil {
-			return nil, fmt.Errorf("reading tree hashes: %w", err)
-		}
-		for rows.Next() {
-			var idx int64
-			var b []byte
-			if err := rows.Scan(&idx, &b); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("reading tree hashes: %w", err)
-			}
-			var x tlog.Hash
-			copy(x[:], b)
-			got[idx] = x
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("reading tree hashes: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("reading tree hashes: %w", err)
-		}
-	}
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		v, ok := got[x]
-		if !ok {
-			return nil, fmt.Errorf("tree hash %d is not stored", x)
-		}
-		out[i] = v
+		out[i] = run.at(x)
 	}
 	return out, nil
+}
+
+func (h hashReader) run(x int64) (hashRun, error) {
+	if h.runs != nil {
+		for _, r := range *h.runs {
+			if r.covers(x) {
+				return r, nil
+			}
+		}
+	}
+	var r hashRun
+	err := h.q.QueryRowxContext(h.ctx, h.s.rebind(`SELECT idx, hashes FROM integrity_hash WHERE idx <= ? ORDER BY idx DESC LIMIT 1`), x).
+		Scan(&r.start, &r.hashes)
+	if err != nil && !isNoRows(err) {
+		return r, fmt.Errorf("reading tree hash %d: %w", x, err)
+	}
+	if err != nil || !r.covers(x) || len(r.hashes)%tlog.HashSize != 0 {
+		return r, fmt.Errorf("tree hash %d is not stored", x)
+	}
+	if h.runs != nil {
+		*h.runs = append([]hashRun{r}, (*h.runs)[:min(len(*h.runs), maxCachedRuns-1)]...)
+	}
+	return r, nil
 }
 
 // int64In is "prefix IN (ids)" for the dialect, rebound: one array
@@ -122,11 +189,9 @@ func (s *Store) int64In(prefix string, ids []int64) (string, []any, error) {
 	return s.rebind(q), args, nil
 }
 
-// HashReader reads the log's stored hashes through the export pool (bundles,
-// proofs, verification); the log only grows, so no snapshot is needed.
-func (s *Store) HashReader(ctx context.Context) tlog.HashReader {
-	return hashReader{ctx: ctx, q: s.exports, s: s}
-}
+// HashReader reads the log's stored hashes (bundles, proofs, verification);
+// the log only grows, so no snapshot is needed.
+func (s *Store) HashReader(ctx context.Context) tlog.HashReader { return s.newHashReader(ctx, s.db) }
 
 // logEvents appends the events of one transaction's change to the log, as
 // its last step: it locks the log's head, refuses the change if a legal hold
@@ -157,33 +222,57 @@ func (s *Store) logEvents(ctx context.Context, tx *sqlx.Tx, events []integrity.E
 	return err
 }
 
+// hashRunSize bounds the hashes of one integrity_hash row (32 KiB).
+const hashRunSize = 1024
+
 // appendLocked stores events at the end of the log whose locked head is
-// head, and returns the new head.
+// head, and returns the new head. It reads nothing: the head's edge is all
+// the tree needs to grow.
 func (s *Store) appendLocked(ctx context.Context, tx *sqlx.Tx, head LogHead, events []integrity.Event) (LogHead, error) {
+	f, err := head.frontier()
+	if err != nil {
+		return head, err
+	}
 	bodies := make([][]byte, len(events))
 	leaves := make([]tlog.Hash, len(events))
+	hashes := make([]byte, 0, 2*len(events)*tlog.HashSize)
 	for i, e := range events {
 		b, err := integrity.EncodeEvent(e)
 		if err != nil {
 			return head, fmt.Errorf("logging a change of record %d: %w", e.Subject(), err)
 		}
 		bodies[i], leaves[i] = b, integrity.LeafHash(b)
+		hs, err := f.Append(leaves[i])
+		if err != nil {
+			return head, fmt.Errorf("appending to the integrity log: %w", err)
+		}
+		for _, h := range hs {
+			hashes = append(hashes, h.Hash[:]...)
+		}
 	}
-	a, err := integrity.Append(head.Size, leaves, hashReader{ctx: ctx, q: tx, s: s})
-	if err != nil {
-		return head, fmt.Errorf("appending %d events to the integrity log: %w", len(events), err)
+	next := LogHead{Size: f.Size()}
+	if next.Root, err = f.Root(); err != nil {
+		return head, err
+	}
+	if next.edge, err = edgeOf(f); err != nil {
+		return head, err
 	}
 	if err := s.insertEvents(ctx, tx, head.Size, events, bodies, leaves); err != nil {
 		return head, err
 	}
-	if err := s.insertHashes(ctx, tx, a.Hashes); err != nil {
-		return head, err
+	first := tlog.StoredHashIndex(0, head.Size)
+	for off := 0; off < len(hashes); off += hashRunSize * tlog.HashSize {
+		run := hashes[off:min(off+hashRunSize*tlog.HashSize, len(hashes))]
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO integrity_hash (idx, hashes) VALUES (?, ?)`),
+			first+int64(off/tlog.HashSize), run); err != nil {
+			return head, fmt.Errorf("storing tree hashes: %w", err)
+		}
 	}
-	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE integrity_state SET tree_size = ?, root = ? WHERE id = 1`),
-		a.Size, a.Root[:]); err != nil {
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE integrity_state SET tree_size = ?, root = ?, edge = ? WHERE id = 1`),
+		next.Size, next.Root[:], next.edge); err != nil {
 		return head, fmt.Errorf("moving the integrity log's head: %w", err)
 	}
-	return LogHead{Size: a.Size, Root: a.Root}, nil
+	return next, nil
 }
 
 // sqliteRowsPerInsert bounds a multi-row INSERT on SQLite (5 parameters a row).
@@ -213,35 +302,6 @@ func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, even
 		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash) VALUES `+
 			strings.Repeat("(?, ?, ?, ?, ?),", end-start-1)+`(?, ?, ?, ?, ?)`, args...); err != nil {
 			return fmt.Errorf("storing %d integrity events: %w", end-start, err)
-		}
-	}
-	return nil
-}
-
-func (s *Store) insertHashes(ctx context.Context, tx *sqlx.Tx, hs []integrity.StoredHash) error {
-	if len(hs) == 0 {
-		return nil
-	}
-	idx, hashes := make([]int64, len(hs)), make([][]byte, len(hs))
-	for i, h := range hs {
-		idx[i], hashes[i] = h.Index, h.Hash[:]
-	}
-	if s.dialect == config.Postgres {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_hash (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`,
-			pq.Array(idx), pq.ByteaArray(hashes)); err != nil {
-			return fmt.Errorf("storing %d tree hashes: %w", len(hs), err)
-		}
-		return nil
-	}
-	for start := 0; start < len(hs); start += sqliteRowsPerInsert {
-		end := min(start+sqliteRowsPerInsert, len(hs))
-		args := make([]any, 0, 2*(end-start))
-		for i := start; i < end; i++ {
-			args = append(args, idx[i], hashes[i])
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_hash (idx, hash) VALUES `+
-			strings.Repeat("(?, ?),", end-start-1)+`(?, ?)`, args...); err != nil {
-			return fmt.Errorf("storing %d tree hashes: %w", end-start, err)
 		}
 	}
 	return nil
@@ -302,12 +362,15 @@ func jsonText(s string) string {
 // seconds, so the table does too and both say the same.
 func nowSecond() time.Time { return time.Unix(time.Now().Unix(), 0).UTC() }
 
+// idBatch bounds the ids of one IN query (SQLite's parameter limit).
+const idBatch = 5000
+
 // latestEvents returns the index of the latest event of each record in ids
 // that has one: for a live record, the event holding its current version.
 func (s *Store) latestEvents(ctx context.Context, q sqlx.QueryerContext, ids []int64) (map[int64]int64, error) {
 	out := make(map[int64]int64, len(ids))
-	for start := 0; start < len(ids); start += hashBatch {
-		query, args, err := s.int64In(`SELECT record_id, MAX(idx) FROM integrity_event WHERE record_id`, ids[start:min(start+hashBatch, len(ids))])
+	for start := 0; start < len(ids); start += idBatch {
+		query, args, err := s.int64In(`SELECT record_id, MAX(idx) FROM integrity_event WHERE record_id`, ids[start:min(start+idBatch, len(ids))])
 		if err != nil {
 			return nil, err
 		}

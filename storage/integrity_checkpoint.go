@@ -94,7 +94,7 @@ func (s *Store) SignCheckpoint(ctx context.Context, key *integrity.Key, now time
 	case err != nil && !errors.Is(err, ErrNotFound):
 		return c, false, err
 	}
-	hr := hashReader{ctx: ctx, q: s.db, s: s}
+	hr := s.newHashReader(ctx, s.db)
 	root, err := integrity.TreeHash(head.Size, hr)
 	if err != nil {
 		return c, false, fmt.Errorf("signing a checkpoint: %w", err)

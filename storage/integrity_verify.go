@@ -122,7 +122,7 @@ const eventColumns = `idx, kind, record_id, body, leaf_hash`
 // verifyLog checks events [o.From, head.Size), their stored hashes, the head
 // and the checkpoints in that range.
 func (s *Store) verifyLog(ctx context.Context, o VerifyOptions, head LogHead, rep *VerifyReport) error {
-	f, err := integrity.NewFrontier(o.From, hashReader{ctx: ctx, q: s.db, s: s})
+	f, err := integrity.NewFrontier(o.From, s.newHashReader(ctx, s.db))
 	if err != nil {
 		rep.add(Problem{Kind: ProblemHash, Detail: fmt.Sprintf("the stored hashes of the first %d events cannot be read: %v", o.From, err)})
 		return nil
@@ -152,7 +152,7 @@ func (s *Store) verifyLog(ctx context.Context, o VerifyOptions, head LogHead, re
 			WHERE idx >= ? AND idx < ? ORDER BY idx`), lo, hi); err != nil {
 			return fmt.Errorf("reading events %d to %d: %w", lo, hi-1, err)
 		}
-		stored, err := s.storedHashes(ctx, tlog.StoredHashIndex(0, lo), tlog.StoredHashIndex(0, hi))
+		stored, err := s.storedHashes(ctx, tlog.StoredHashIndex(0, lo), tlog.StoredHashIndex(0, hi), rep)
 		if err != nil {
 			return err
 		}
@@ -191,6 +191,9 @@ func (s *Store) verifyLog(ctx context.Context, o VerifyOptions, head LogHead, re
 	if f.Size() == head.Size {
 		if root, err := f.Root(); err != nil || root != head.Root {
 			rep.add(Problem{Kind: ProblemHead, Detail: fmt.Sprintf("the %d events hash to %s, the log's head says %s", head.Size, root, head.Root)})
+		}
+		if edge, err := edgeOf(f); err != nil || !bytes.Equal(edge, head.edge) {
+			rep.add(Problem{Kind: ProblemHead, Detail: "the log's stored edge (integrity_state.edge) differs from what the events give: the next appends would store wrong hashes"})
 		}
 	}
 	return nil
@@ -239,23 +242,30 @@ func checkEventRow(e eventRow, rep *VerifyReport) {
 	}
 }
 
-// storedHashes reads integrity_hash rows [lo, hi).
-func (s *Store) storedHashes(ctx context.Context, lo, hi int64) (map[int64]tlog.Hash, error) {
-	rows, err := s.db.QueryxContext(ctx, s.rebind(`SELECT idx, hash FROM integrity_hash WHERE idx >= ? AND idx < ?`), lo, hi)
+// storedHashes reads the stored hashes [lo, hi) from integrity_hash's runs.
+// Runs that overlap are reported (a hash stored twice may hide a rewrite).
+func (s *Store) storedHashes(ctx context.Context, lo, hi int64, rep *VerifyReport) (map[int64]tlog.Hash, error) {
+	rows, err := s.db.QueryxContext(ctx, s.rebind(`SELECT idx, hashes FROM integrity_hash
+		WHERE idx < ? AND idx >= COALESCE((SELECT MAX(idx) FROM integrity_hash WHERE idx <= ?), 0) ORDER BY idx`), hi, lo)
 	if err != nil {
 		return nil, fmt.Errorf("reading tree hashes %d to %d: %w", lo, hi-1, err)
 	}
 	defer rows.Close()
 	out := make(map[int64]tlog.Hash, hi-lo)
+	end := int64(-1)
 	for rows.Next() {
-		var idx int64
-		var b []byte
-		if err := rows.Scan(&idx, &b); err != nil {
+		var r hashRun
+		if err := rows.Scan(&r.start, &r.hashes); err != nil {
 			return nil, err
 		}
-		var h tlog.Hash
-		copy(h[:], b)
-		out[idx] = h
+		if len(r.hashes)%tlog.HashSize != 0 || r.start < end {
+			rep.add(Problem{Kind: ProblemHash, Detail: fmt.Sprintf("the run of tree hashes stored at %d is malformed or overlaps the one before it: integrity_hash was altered", r.start)})
+		}
+		n := int64(len(r.hashes) / tlog.HashSize)
+		for x := max(r.start, lo); x < min(r.start+n, hi); x++ {
+			out[x] = r.at(x)
+		}
+		end = r.start + n
 	}
 	return out, rows.Err()
 }

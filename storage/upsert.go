@@ -159,18 +159,21 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	if len(newRows) == 0 {
 		return res, events, nil
 	}
-	ids, err := s.insertValues(ctx, tx, s.insertArgs(newRows, now))
+	ids, inserted, err := s.insertValues(ctx, tx, s.insertArgs(newRows, now))
 	if err != nil {
 		return res, nil, fmt.Errorf("inserting %d records: %w", len(newRows), err)
+	}
+	if !s.logging() {
+		res.Inserted += inserted
+		res.Unchanged += len(newRows) - inserted
+		return res, events, nil
 	}
 	for _, a := range newRows {
 		// Absent: another replica inserted it between our read and our write,
 		// the same record; its insert logged it.
 		if id, ok := ids[a.SourceID]; ok {
 			res.Inserted++
-			if s.logging() {
-				events = append(events, integrity.RecordEvent(writtenRecord(a, id, now)))
-			}
+			events = append(events, integrity.RecordEvent(writtenRecord(a, id, now)))
 		} else {
 			res.Unchanged++
 		}
@@ -274,14 +277,24 @@ func (s *Store) insertArgs(rows []Activity, now time.Time) []any {
 }
 
 // insertValues is one multi-row INSERT … ON CONFLICT DO NOTHING; it returns
-// the ids of the rows it inserted by source_id.
-func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[string]int64, error) {
+// the ids of the rows it inserted by source_id (nil without the log, which
+// alone needs them) and how many it inserted.
+func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[string]int64, int, error) {
 	row := "(" + strings.Repeat("?,", len(insertColumns)-1) + "?)"
 	n := len(args) / len(insertColumns)
-	rows, err := tx.QueryContext(ctx, s.rebind(`INSERT INTO activity_log (`+strings.Join(insertColumns, ", ")+
-		`) VALUES `+strings.Repeat(row+",", n-1)+row+` ON CONFLICT (source, source_id) DO NOTHING RETURNING id, source_id`), args...)
+	q := `INSERT INTO activity_log (` + strings.Join(insertColumns, ", ") + `) VALUES ` + strings.Repeat(row+",", n-1) + row +
+		` ON CONFLICT (source, source_id) DO NOTHING`
+	if !s.logging() {
+		res, err := tx.ExecContext(ctx, s.rebind(q), args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		affected, err := res.RowsAffected()
+		return nil, int(affected), err
+	}
+	rows, err := tx.QueryContext(ctx, s.rebind(q+` RETURNING id, source_id`), args...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer rows.Close()
 	ids := make(map[string]int64, n)
@@ -289,11 +302,11 @@ func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[
 		var id int64
 		var sourceID string
 		if err := rows.Scan(&id, &sourceID); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		ids[sourceID] = id
 	}
-	return ids, rows.Err()
+	return ids, len(ids), rows.Err()
 }
 
 // copyNew is the PostgreSQL fast path (dialect:) for records assumed new.
