@@ -116,7 +116,9 @@ type hashRun struct {
 	hashes []byte
 }
 
-func (r hashRun) covers(x int64) bool { return x >= r.start && x < r.start+int64(len(r.hashes)/tlog.HashSize) }
+func (r hashRun) covers(x int64) bool {
+	return x >= r.start && x < r.start+int64(len(r.hashes)/tlog.HashSize)
+}
 
 func (r hashRun) at(x int64) tlog.Hash {
 	var h tlog.Hash
