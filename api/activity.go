@@ -361,7 +361,7 @@ func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	deleted, err := s.store.DeleteActivity(r.Context(), id)
+	deleted, err := s.store.DeleteActivity(storage.WithToken(r.Context(), TokenName(r.Context())), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -373,7 +373,7 @@ func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteAllActivities(w http.ResponseWriter, r *http.Request) {
-	n, err := s.store.DeleteAllActivities(r.Context())
+	n, err := s.store.DeleteAllActivities(storage.WithToken(r.Context(), TokenName(r.Context())))
 	if err != nil {
 		s.fail(w, r, err)
 		return

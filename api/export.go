@@ -51,6 +51,10 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 			Header:  http.Header{"Retry-After": {"30"}}})
 		return
 	}
+	if format == "bundle" {
+		s.exportBundle(w, r, q, f)
+		return
+	}
 	var line func([]byte, *storage.ExportRow) []byte
 	buf := bufio.NewWriterSize(w, 64<<10)
 	switch format {
@@ -64,7 +68,7 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Disposition", `attachment; filename="activity_log.ndjson"`)
 		line = appendNDJSONRow
 	default:
-		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv or ndjson, got %q", format))
+		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv, ndjson or bundle, got %q", format))
 		return
 	}
 	progress := s.exportProgress(w)

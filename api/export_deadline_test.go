@@ -38,8 +38,10 @@ func TestExportOutlivesWriteTimeoutButNotAStalledClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := api.New(api.Options{Store: s, MaxExports: 1, ExportStall: 300 * time.Millisecond}).Handler()
-		srv := &http.Server{Handler: h, WriteTimeout: 200 * time.Millisecond}
+		// Generous against a loaded machine: the server must be starved for
+		// 2 s between chunks before a live export is dropped.
+		h := api.New(api.Options{Store: s, MaxExports: 1, ExportStall: 2 * time.Second}).Handler()
+		srv := &http.Server{Handler: h, WriteTimeout: 500 * time.Millisecond}
 		go srv.Serve(smallBuffers{ln}) //nolint:errcheck // closed below
 		defer srv.Close()
 		url := "http://" + ln.Addr().String() + "/api/v1/activity_log/export?format=csv"
@@ -65,12 +67,12 @@ func TestExportOutlivesWriteTimeoutButNotAStalledClient(t *testing.T) {
 			if err != nil {
 				t.Fatalf("slow reader cut off after %s, %d lines: %v", time.Since(start), lines, err)
 			}
-			if lines%400 == 0 {
-				time.Sleep(10 * time.Millisecond)
+			if lines%200 == 0 {
+				time.Sleep(20 * time.Millisecond) // ~2 s in all: four times the WriteTimeout
 			}
 		}
 		resp.Body.Close()
-		if took := time.Since(start); took < 200*time.Millisecond || lines < n {
+		if took := time.Since(start); took < 500*time.Millisecond || lines < n {
 			t.Fatalf("export took %s with %d lines; want > WriteTimeout and all %d rows", took, lines, n)
 		}
 

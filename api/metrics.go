@@ -29,6 +29,7 @@ type Metrics struct {
 	httpDurations *prometheus.HistogramVec
 	startFailures *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
+	afterRun      func(storage.SyncRun) // see AfterRun
 }
 
 // WorkspaceGauges are read at scrape time from the database, so they are
@@ -116,7 +117,14 @@ func (m *Metrics) TAPDAttempt(status, attempt int, took time.Duration) {
 // RunFinished implements syncer.Metrics.
 func (m *Metrics) RunFinished(run storage.SyncRun) {
 	m.runs.WithLabelValues(run.Workspace, run.Outcome).Inc()
+	if m.afterRun != nil {
+		m.afterRun(run)
+	}
 }
+
+// AfterRun has fn called after every sync run (the checkpointer signs then);
+// set it before the syncer starts.
+func (m *Metrics) AfterRun(fn func(storage.SyncRun)) { m.afterRun = fn }
 
 // StartFailed implements syncer.Metrics.
 func (m *Metrics) StartFailed(workspace, stage string) {

@@ -33,6 +33,7 @@ type Server struct {
 	exports   chan struct{} // one slot per export allowed to run
 	// exportStall: an export whose client takes nothing for this long is dropped.
 	exportStall time.Duration
+	integrity   Integrity
 	log         *slog.Logger
 	now         func() time.Time
 }
@@ -61,6 +62,8 @@ type Options struct {
 	// no time limit.
 	ExportStall time.Duration
 	Logger      *slog.Logger
+	// Integrity: the log's key and verification status (see integrity.go).
+	Integrity Integrity
 }
 
 // New returns a Server.
@@ -81,7 +84,7 @@ func New(o Options) *Server {
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		exportStall: o.ExportStall, log: o.Logger, now: time.Now}
+		exportStall: o.ExportStall, integrity: o.Integrity, log: o.Logger, now: time.Now}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
@@ -115,6 +118,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.guard(adminSync, s.needSyncer(s.ackGaps)))
 	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
+	s.integrityRoutes(mux)
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))

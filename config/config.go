@@ -19,18 +19,22 @@ import (
 
 // Config is the whole of tapd-mirror's configuration.
 type Config struct {
-	DatabaseURL  string   `yaml:"database_url"`
+	DatabaseURL string `yaml:"database_url"`
 	// DatabaseReadURL, optional, is a PostgreSQL read replica for list,
 	// count and export.
-	DatabaseReadURL string `yaml:"database_read_url"`
-	Listen       string   `yaml:"listen"`
-	AllowedHosts []string `yaml:"allowed_hosts"`
-	AdminToken   string   `yaml:"admin_token"`
-	Auth         Auth     `yaml:"auth"`
-	Timezone     string   `yaml:"timezone"`
-	TAPD         TAPD     `yaml:"tapd"`
-	Sync         Sync     `yaml:"sync"`
-	Export       Export   `yaml:"export"`
+	DatabaseReadURL string   `yaml:"database_read_url"`
+	Listen          string   `yaml:"listen"`
+	AllowedHosts    []string `yaml:"allowed_hosts"`
+	AdminToken      string   `yaml:"admin_token"`
+	Auth            Auth     `yaml:"auth"`
+	Timezone        string   `yaml:"timezone"`
+	TAPD            TAPD     `yaml:"tapd"`
+	Sync            Sync     `yaml:"sync"`
+	Export          Export   `yaml:"export"`
+
+	// The verifiable archive: see integrity.go.
+	Integrity Integrity `yaml:"integrity"`
+	Retention Retention `yaml:"retention"`
 }
 
 // Auth holds the API's bearer tokens beyond admin_token.
@@ -122,6 +126,8 @@ func Default() Config {
 			RunHistory:    Duration{90 * 24 * time.Hour},
 		},
 		Export: Export{MaxConcurrent: 2},
+		Integrity: Integrity{LogName: "tapd-mirror", CheckpointInterval: Duration{time.Minute},
+			VerifyInterval: Duration{24 * time.Hour}},
 	}
 }
 
@@ -167,6 +173,13 @@ var Fields = []Field{
 	durField("sync.settle_check", "TAPD_MIRROR_SYNC_SETTLE_CHECK", func(c *Config) *Duration { return &c.Sync.SettleCheck }),
 	durField("sync.run_history", "TAPD_MIRROR_SYNC_RUN_HISTORY", func(c *Config) *Duration { return &c.Sync.RunHistory }),
 	intField("export.max_concurrent", "TAPD_MIRROR_EXPORT_MAX_CONCURRENT", func(c *Config) *int { return &c.Export.MaxConcurrent }),
+	strField("integrity.key_file", "TAPD_MIRROR_INTEGRITY_KEY_FILE", false, func(c *Config) *string { return &c.Integrity.KeyFile }),
+	strField("integrity.log_name", "TAPD_MIRROR_INTEGRITY_LOG_NAME", false, func(c *Config) *string { return &c.Integrity.LogName }),
+	durField("integrity.checkpoint_interval", "TAPD_MIRROR_INTEGRITY_CHECKPOINT_INTERVAL", func(c *Config) *Duration { return &c.Integrity.CheckpointInterval }),
+	durField("integrity.verify_interval", "TAPD_MIRROR_INTEGRITY_VERIFY_INTERVAL", func(c *Config) *Duration { return &c.Integrity.VerifyInterval }),
+	strField("integrity.publish_file", "TAPD_MIRROR_INTEGRITY_PUBLISH_FILE", false, func(c *Config) *string { return &c.Integrity.PublishFile }),
+	strField("integrity.publish_url", "TAPD_MIRROR_INTEGRITY_PUBLISH_URL", false, func(c *Config) *string { return &c.Integrity.PublishURL }),
+	retentionField(),
 }
 
 func strField(key, env string, secret bool, p func(*Config) *string) Field {
@@ -348,6 +361,7 @@ func (c Config) Validate() error {
 	if c.Sync.RunHistory.Duration < 24*time.Hour {
 		bad("sync.run_history", "%s is too short (at least 24h)", c.Sync.RunHistory)
 	}
+	c.validateIntegrity(bad)
 	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
 		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
 	}
@@ -419,7 +433,7 @@ func (c Config) Redacted() string {
 		switch {
 		case f.Key == "database_url" || (f.Key == "database_read_url" && v != ""):
 			v = RedactDatabaseURL(v)
-		case f.Key == "tapd.base_url":
+		case f.Key == "tapd.base_url" || f.Key == "integrity.publish_url":
 			v = RedactURL(v)
 		case f.Secret && v != "":
 			v = "****"

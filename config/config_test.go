@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -416,5 +417,50 @@ func TestReadReplicaURL(t *testing.T) {
 	c.DatabaseURL = "sqlite:x.db"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database_read_url") {
 		t.Fatalf("SQLite with a replica: %v", err)
+	}
+}
+
+func TestIntegrityAndRetentionSettings(t *testing.T) {
+	c, err := config.Load("", env(map[string]string{"TAPD_MIRROR_RETENTION": "local=400d, tapd=forever"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Retention.String(); got != "local=400d" || c.Retention["local"].Duration != 400*24*time.Hour {
+		t.Fatalf("retention = %q %v", got, c.Retention)
+	}
+	if c.IntegrityKeyFile() != "tapd-mirror.key" || c.Integrity.CheckpointInterval.Duration != time.Minute {
+		t.Fatalf("defaults: key %s interval %s", c.IntegrityKeyFile(), c.Integrity.CheckpointInterval)
+	}
+	c.DatabaseURL = "sqlite:/data/mirror/db.sqlite"
+	if c.IntegrityKeyFile() != "/data/mirror/tapd-mirror.key" {
+		t.Fatalf("key file beside SQLite = %s", c.IntegrityKeyFile())
+	}
+	for _, bad := range []map[string]string{
+		{"TAPD_MIRROR_RETENTION": "tapd=30d"},            // TAPD still serves those records
+		{"TAPD_MIRROR_RETENTION": "remote=30d"},          // no such source
+		{"TAPD_MIRROR_RETENTION": "local=3h"},            // shorter than a day
+		{"TAPD_MIRROR_INTEGRITY_LOG_NAME": "my log"},     // not a key name
+		{"TAPD_MIRROR_INTEGRITY_PUBLISH_URL": "ftp://x"}, // not http(s)
+	} {
+		c, err := config.Load("", env(bad))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("%v was accepted", bad)
+		}
+	}
+	raw := "retention:\n  local: 400d\n  tapd: 3650d\nintegrity:\n  publish_url: https://user:s3cret@witness.example/cp\n"
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(raw), 0o600)
+	c, err = config.Load(path, env(nil))
+	if err != nil || c.Validate() != nil || c.Retention["tapd"].Duration != 3650*24*time.Hour {
+		t.Fatalf("file: %+v %v", c.Retention, err)
+	}
+	if strings.Contains(c.Redacted(), "s3cret") || !slices.Contains(c.Secrets(), "s3cret") {
+		t.Fatalf("publish_url password shown:\n%s", c.Redacted())
 	}
 }

@@ -144,7 +144,7 @@ func (c Config) Secrets() []string {
 	for _, t := range c.tokenSources() {
 		out = append(out, t.Token.Token)
 	}
-	for _, raw := range []string{c.DatabaseURL, c.DatabaseReadURL, c.TAPD.BaseURL} {
+	for _, raw := range []string{c.DatabaseURL, c.DatabaseReadURL, c.TAPD.BaseURL, c.Integrity.PublishURL} {
 		out = append(out, URLSecrets(raw)...)
 	}
 	kept := out[:0]

@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,15 +61,30 @@ func (c countDeltas) add(s *Store, a Activity, n int64) {
 	c[countKey{s.dayOf(a.Timestamp), a.Source, a.Platform, a.Serial, a.ActionType}] += n
 }
 
+// sortedKeys orders keys so that every transaction locks count rows in the
+// same order: concurrent runs touching the same days never deadlock.
+func (c countDeltas) sortedKeys() []countKey {
+	keys := make([]countKey, 0, len(c))
+	for k, n := range c {
+		if n != 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b countKey) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.source, b.source), cmp.Compare(a.platform, b.platform),
+			cmp.Compare(a.serial, b.serial), cmp.Compare(a.actionType, b.actionType))
+	})
+	return keys
+}
+
 // applyCounts writes deltas into both daily tables.
 func (s *Store) applyCounts(ctx context.Context, tx *sqlx.Tx, deltas countDeltas) error {
 	totals := countDeltas{}
 	var args []any
-	for k, n := range deltas {
-		if n != 0 {
-			args = append(args, k.day, k.source, k.platform, k.serial, k.actionType, n)
-			totals[countKey{day: k.day, source: k.source, platform: k.platform, actionType: k.actionType}] += n
-		}
+	for _, k := range deltas.sortedKeys() {
+		n := deltas[k]
+		args = append(args, k.day, k.source, k.platform, k.serial, k.actionType, n)
+		totals[countKey{day: k.day, source: k.source, platform: k.platform, actionType: k.actionType}] += n
 	}
 	const chunk = 500 // rows per statement, far under the parameter limits
 	for start := 0; start < len(args); start += chunk * 6 {
@@ -79,10 +96,8 @@ func (s *Store) applyCounts(ctx context.Context, tx *sqlx.Tx, deltas countDeltas
 		}
 	}
 	args = args[:0]
-	for k, n := range totals {
-		if n != 0 {
-			args = append(args, k.day, k.source, k.platform, k.actionType, n)
-		}
+	for _, k := range totals.sortedKeys() {
+		args = append(args, k.day, k.source, k.platform, k.actionType, totals[k])
 	}
 	for start := 0; start < len(args); start += chunk * 5 {
 		part := args[start:min(start+chunk*5, len(args))]
@@ -93,6 +108,16 @@ func (s *Store) applyCounts(ctx context.Context, tx *sqlx.Tx, deltas countDeltas
 		}
 	}
 	return nil
+}
+
+// countRemoved takes records a delete, delete-all or purge removed out of
+// the daily counts, in the same transaction.
+func (s *Store) countRemoved(ctx context.Context, tx *sqlx.Tx, removed []Activity) error {
+	counts := countDeltas{}
+	for _, a := range removed {
+		counts.add(s, a, -1)
+	}
+	return s.applyCounts(ctx, tx, counts)
 }
 
 // countsOfRows is the delta of removing the rows matching where (a
@@ -134,8 +159,8 @@ func (s *Store) RebuildCounts(ctx context.Context) error {
 				return err
 			}
 		}
-		if s.dialect == config.Postgres {
-			// dialect: PostgreSQL knows the zone itself and groups in SQL.
+		if _, err := time.LoadLocation(s.zone().String()); err == nil && s.dialect == config.Postgres && s.zone().String() != "Local" {
+			// dialect: PostgreSQL knows an IANA zone itself and groups in SQL.
 			day := `((timestamp AT TIME ZONE $1)::date - DATE '1970-01-01')`
 			if _, err := tx.ExecContext(ctx, `INSERT INTO activity_daily (day, source, platform, serial, action_type, n)
 				SELECT `+day+`, source, platform, serial, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4, 5`, s.zone().String()); err != nil {

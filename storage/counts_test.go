@@ -45,7 +45,11 @@ func assertCountsExact(t *testing.T, s *storage.Store, when string) {
 func TestDailyCountsStayExactAfterEveryKindOfWrite(t *testing.T) {
 	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
 		ctx := context.Background()
-		s.SetCountsZone(time.FixedZone("UTC+8", 8*3600))
+		shanghai, err := time.LoadLocation("Asia/Shanghai")
+		if err != nil {
+			t.Skip("no tzdata")
+		}
+		s.SetCountsZone(shanghai)
 		if err := s.RebuildCounts(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -81,6 +85,10 @@ func TestDailyCountsStayExactAfterEveryKindOfWrite(t *testing.T) {
 			}
 		}
 		assertCountsExact(t, s, "deletes")
+		if _, err := s.Purge(ctx, storage.SourceLocal, t0.Add(50*time.Hour), "test: local after 50h"); err != nil {
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "a purge")
 		if err := s.RebuildCounts(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -41,6 +42,8 @@ type Store struct {
 	dsn     string // scopes SQLite's in-process locks to one file
 	// countsZone is the zone whose days the daily counts use (SetCountsZone).
 	countsZone *time.Location
+	writeMu    sync.Mutex // SQLite: this process's write transactions, one at a time
+	noLog      bool       // benchmark baseline only: see WithoutIntegrityLog
 }
 
 // DefaultExportConns is the export pool's size until SetExportConns.
@@ -138,7 +141,7 @@ func sqliteDSN(path string) (string, error) {
 	// write lock up front so two writers queue on busy_timeout instead of
 	// failing with SQLITE_BUSY halfway through.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
-	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate", nil
+	return "file:" + esc + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate", nil
 }
 
 // scrub keeps a driver error whole unless its text holds a secret of
@@ -169,9 +172,18 @@ func (s *Store) Dialect() string { return s.dialect }
 // DB exposes the pool for migrations, locks and benchmarks.
 func (s *Store) DB() *sqlx.DB { return s.db }
 
-// Migrate applies pending schema migrations and returns their versions.
+// Migrate applies pending schema migrations and returns their versions,
+// then logs the records that predate the integrity log (BackfillLog: SQL
+// cannot compute the hashes, so this step of the upgrade is Go's).
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
-	return migrations.Apply(ctx, s.db.DB, s.dialect)
+	applied, err := migrations.Apply(ctx, s.db.DB, s.dialect)
+	if err != nil {
+		return applied, err
+	}
+	if _, err := s.BackfillLog(ctx); err != nil {
+		return applied, err
+	}
+	return applied, nil
 }
 
 // Ready reports an error when the database is unreachable or not migrated.
@@ -224,6 +236,14 @@ func (t *dbTime) Scan(v any) error {
 
 // inTx runs fn in one transaction, committed only when fn succeeds.
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
+	if s.dialect == config.SQLite {
+		// dialect: SQLite has one writer at a time. Writers of this process
+		// queue here, in order, instead of polling in busy_timeout, where a
+		// loaded machine can starve one past the timeout. Other processes
+		// on the file still queue on busy_timeout.
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, err)

@@ -46,11 +46,6 @@ func (b *bench) counts(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		st.SetCountsZone(time.UTC)
-		if err := st.RebuildCounts(ctx); err != nil {
-			closeStore()
-			return err
-		}
 		genTook := time.Since(start)
 		var bytes int64
 		if err := st.DB().GetContext(ctx, &bytes, `SELECT pg_total_relation_size('activity_log')`); err != nil {

@@ -51,7 +51,8 @@ func commands() []command {
 		{"config", "config check: validate settings and print them, secrets masked", (*Main).configCmd},
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
 		{"maintenance", "maintenance rebuild-counts: recompute the daily counts from the table", (*Main).maintenance},
-		{"verify", "verify an archive bundle offline: verify BUNDLE --key KEY [--checkpoint EARLIER]", (*Main).verify},
+		{"export", "export --bundle FILE [filters]: write an archive bundle for auditors", (*Main).exportCmd},
+		{"verify", "verify BUNDLE --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},
 		{"version", "print the version", (*Main).printVersion},
 	}

@@ -48,6 +48,11 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		RateLimit:  func() float64 { return client.RateLimit() },
 		Logger:     log,
 	})
+	arch, stopArchive, err := startArchive(ctx, cfg, st, log, metrics) // checkpoints, verification, retention
+	if err != nil {
+		return err
+	}
+	defer stopArchive()
 	if s, client, err = newSyncer(cfg, st, log, metrics); err != nil {
 		return err
 	}
@@ -74,7 +79,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	warnExposure(cfg, log)
 	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
-		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent})
+		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent,
+		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
