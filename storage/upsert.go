@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -275,6 +276,9 @@ func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string
 var insertColumns = []string{"platform", "serial", "action_type", "action_detail", "username", "timestamp",
 	"source", "source_id", "workspace_id", "extra", "ingested_at"}
 
+// sourceIDColumn is source_id's place in insertColumns.
+var sourceIDColumn = slices.Index(insertColumns, "source_id")
+
 // insertArgs flattens rows into insertColumns-ordered parameters.
 func (s *Store) insertArgs(rows []Activity, now time.Time) []any {
 	ingested := s.timeArg(now)
@@ -301,6 +305,25 @@ func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[
 		}
 		affected, err := res.RowsAffected()
 		return nil, int(affected), err
+	}
+	if s.dialect == config.SQLite {
+		// dialect: this transaction holds SQLite's one write lock and read the
+		// stored keys under it, so every row is new: the rows take the next
+		// AUTOINCREMENT ids in VALUES order, and no RETURNING rows need reading.
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		last, err := res.LastInsertId()
+		affected, aerr := res.RowsAffected()
+		if err == nil && aerr == nil && affected == int64(n) {
+			ids := make(map[string]int64, n)
+			for i := range n {
+				ids[args[i*len(insertColumns)+sourceIDColumn].(string)] = last - int64(n-1-i)
+			}
+			return ids, n, nil
+		}
+		return nil, 0, fmt.Errorf("inserted %d of %d new records (ids %v): the table changed under the write lock", affected, n, errors.Join(err, aerr))
 	}
 	rows, err := tx.QueryContext(ctx, s.rebind(q+` RETURNING id, source_id`), args...)
 	if err != nil {
