@@ -174,8 +174,8 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		}
 	}
 	rereadBefore := state.HighWater // windows starting before it were fetched before
-	if ro.Full || !ro.Since.IsZero() {
-		rereadBefore = to
+	if state.Synced() && (ro.Full || !ro.Since.IsZero()) {
+		rereadBefore = to // a resync: everything is probably stored (a first run's --full is not)
 	}
 	if len(windows) > 0 {
 		r.run.WindowStart, r.run.WindowEnd = windows[0].Start, to
@@ -454,7 +454,11 @@ const writeBatch = 2000
 func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page, limit int, reread bool) (distinct, lastTotal int, err error) {
 	pages := (min(first.TotalItems, r.s.o.PagingCap) + limit - 1) / limit
 	seen := make(map[string]struct{}, first.TotalItems)
-	var pending []storage.Activity
+	// The window's first minute was fetched already by the window before it
+	// when end_time's minute is inclusive: those records go in a batch of
+	// their own, written as re-reads, so they never cost the new ones the
+	// COPY fast path.
+	var pending, firstMinute []storage.Activity
 	take := func(p tapd.Page) {
 		for i, rec := range p.Records {
 			seen[rec.ID] = struct{}{}
@@ -462,7 +466,13 @@ func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page, lim
 				r.candidate = &p.Records[i]
 			}
 		}
-		pending = append(pending, r.normalizeAll(p)...)
+		for _, a := range r.normalizeAll(p) {
+			if !reread && a.Timestamp.Before(w.Start.Add(time.Minute)) {
+				firstMinute = append(firstMinute, a)
+			} else {
+				pending = append(pending, a)
+			}
+		}
 		lastTotal = p.TotalItems
 	}
 	take(first)
@@ -484,6 +494,7 @@ func (r *runState) pageAll(ctx context.Context, w Interval, first tapd.Page, lim
 		}
 	}
 	r.write(writeJob{batch: pending, reread: reread}) // what was fetched is stored, even when stopping
+	r.write(writeJob{batch: firstMinute, reread: true})
 	return len(seen), lastTotal, err
 }
 
