@@ -1,0 +1,88 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+)
+
+// The console's filters (object, ip, q) and backward keyset paging. Their
+// SQL differs by dialect; the indexes that serve them are in migration
+// 0006_console, and each expression here must stay the one indexed there.
+
+// extraKey is the SQL of one string field of the extra JSON.
+// dialect: JSONB on PostgreSQL, JSON text on SQLite.
+func (s *Store) extraKey(key string) string {
+	if s.dialect == config.SQLite {
+		return "json_extract(extra, '$." + key + "')"
+	}
+	return "(extra->>'" + key + "')"
+}
+
+// minTrigramQuery is the shortest q a trigram index can answer; shorter
+// ones scan.
+const minTrigramQuery = 3
+
+// searchConds adds the console's filters to a WHERE clause.
+func (s *Store) searchConds(f Filter, conds []string, args []any) ([]string, []any) {
+	if f.Object != "" {
+		conds = append(conds, s.extraKey("operate_object_key")+" = ?")
+		args = append(args, f.Object)
+	}
+	if f.IP != "" {
+		conds = append(conds, s.extraKey("ip")+" = ?")
+		args = append(args, f.IP)
+	}
+	if f.Query != "" {
+		switch {
+		case s.dialect == config.Postgres:
+			// pg_trgm's GIN index serves ILIKE for 3+ characters.
+			conds = append(conds, `action_detail ILIKE ? ESCAPE '\'`)
+			args = append(args, "%"+escapeLike(f.Query)+"%")
+		case utf8.RuneCountInString(f.Query) >= minTrigramQuery:
+			// A quoted FTS5 phrase over trigrams is a substring match,
+			// case-insensitive, with no special characters left to escape.
+			conds = append(conds, `id IN (SELECT rowid FROM activity_fts WHERE activity_fts MATCH ?)`)
+			args = append(args, `"`+strings.ReplaceAll(f.Query, `"`, `""`)+`"`)
+		default:
+			conds = append(conds, `action_detail LIKE ? ESCAPE '\'`)
+			args = append(args, "%"+escapeLike(f.Query)+"%")
+		}
+	}
+	if f.Before != nil {
+		conds = append(conds, "(timestamp, id) > (?, ?)")
+		args = append(args, s.timeArg(f.Before.Timestamp), f.Before.ID)
+	}
+	return conds, args
+}
+
+// escapeLike makes q match literally inside a LIKE pattern with ESCAPE '\'.
+func escapeLike(q string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q)
+}
+
+// ListActivitiesBefore returns at most limit records just newer than
+// f.Before (the page before a keyset position), newest first like
+// ListActivities. f.After is ignored.
+func (s *Store) ListActivitiesBefore(ctx context.Context, f Filter, limit int) ([]Activity, error) {
+	if f.Before == nil {
+		return nil, fmt.Errorf("listing the page before a position: no position given")
+	}
+	f.After = nil
+	where, args := s.where(f)
+	out := []Activity{}
+	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+		` ORDER BY timestamp ASC, id ASC LIMIT ?`), append(args, limit), func(a Activity) error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the page before a position: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
