@@ -31,6 +31,7 @@ type Server struct {
 	hosts     hostFilter
 	origins   *http.CrossOriginProtection
 	exports   chan struct{} // one slot per export allowed to run
+	console   http.Handler  // the compliance console, at /
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -54,7 +55,10 @@ type Options struct {
 	// MaxExports bounds concurrent exports (0: DefaultMaxExports); the store's
 	// export pool is sized to match.
 	MaxExports int
-	Logger     *slog.Logger
+	// Location is the zone the console shows and reads times in
+	// (config timezone); nil: TAPD's, UTC+8.
+	Location *time.Location
+	Logger   *slog.Logger
 }
 
 // New returns a Server.
@@ -76,6 +80,7 @@ func New(o Options) *Server {
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
+	s.console = s.newConsole(o)
 	return s
 }
 
@@ -126,7 +131,8 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", s.metrics.Handler())
 		h = s.metrics.instrument(h)
 	}
-	mux.HandleFunc("/", s.notFound)
+	mux.HandleFunc("/api/", s.notFound)
+	mux.Handle("/", s.console) // pages, behind the same Host check and headers
 	return s.recoverPanics(secureHeaders(h))
 }
 
