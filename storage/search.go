@@ -86,3 +86,17 @@ func (s *Store) ListActivitiesBefore(ctx context.Context, f Filter, limit int) (
 	slices.Reverse(out)
 	return out, nil
 }
+
+// CountActivitiesUpTo counts the records matching f but stops at limit+1:
+// the answer is exact when it is at most limit. It bounds the cost of a
+// total shown beside a page (a broad text search matches millions).
+func (s *Store) CountActivitiesUpTo(ctx context.Context, f Filter, limit int64) (int64, error) {
+	f.After, f.Before = nil, nil
+	where, args := s.where(f)
+	var n int64
+	if err := s.db.GetContext(ctx, &n, s.rebind(`-- CountActivitiesUpTo
+		SELECT COUNT(*) FROM (SELECT 1 FROM activity_log`+where+` LIMIT ?) AS capped`), append(args, limit+1)...); err != nil {
+		return 0, fmt.Errorf("counting activities: %w", err)
+	}
+	return n, nil
+}

@@ -62,6 +62,9 @@ func TestConsoleFiltersOnListCountAndExport(t *testing.T) {
 			if err != nil || n != int64(len(c.want)) {
 				t.Errorf("%s: count = %d, %v; want %d", c.name, n, err, len(c.want))
 			}
+			if n, err := s.CountActivitiesUpTo(ctx, c.f, 1); err != nil || n != min(2, int64(len(c.want))) {
+				t.Errorf("%s: count up to 1 = %d, %v; want %d", c.name, n, err, min(2, len(c.want)))
+			}
 			var streamed []string
 			if err := s.StreamActivities(ctx, c.f, func(a storage.Activity) error {
 				streamed = append(streamed, a.SourceID)

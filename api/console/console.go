@@ -82,8 +82,11 @@ type Options struct {
 	SameOrigin func(*http.Request) error
 	// SessionIdle ends a session unused this long (0: 8h).
 	SessionIdle time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// CountCap is where the total beside a search page stops counting
+	// unless asked for exactly (0: 100 000).
+	CountCap int64
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Console serves the pages.
@@ -106,6 +109,9 @@ func New(o Options) *Console {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CountCap <= 0 {
+		o.CountCap = defaultCountCap
 	}
 	if o.Location == nil {
 		o.Location = time.FixedZone("CST", 8*3600) // TAPD's zone when no config says otherwise

@@ -1,14 +1,20 @@
 package console
 
 import (
+	"context"
+	"log/slog"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
 
@@ -221,4 +227,48 @@ func TestCSRFTokensAreBoundToTheBrowser(t *testing.T) {
 	if newCSRF().valid("s:abc", tok) {
 		t.Fatal("a token survives a new key (restart)")
 	}
+}
+
+// openAuth is a loopback install with no token.
+type openAuth struct{}
+
+func (openAuth) Open() bool            { return true }
+func (openAuth) AdminConfigured() bool { return false }
+func (openAuth) SignIn(*http.Request, string) (string, config.Scope, error) {
+	return "", "", &AuthError{Status: 401, Message: "no"}
+}
+
+func TestTheTotalStopsAtTheCapUnlessAskedExactly(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, st *storage.Store) {
+		var in []storage.Activity
+		for i := range 12 {
+			in = append(in, storage.Activity{Platform: "tapd", ActionType: "add", ActionDetail: "x", Timestamp: time.Unix(1767225600+int64(i), 0),
+				Source: storage.SourceTAPD, SourceID: strconv.Itoa(i)})
+		}
+		if _, err := st.UpsertMirrored(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		c := New(Options{Store: st, Auth: openAuth{}, CountCap: 10, SameOrigin: func(*http.Request) error { return nil },
+			Logger: slog.New(slog.DiscardHandler)})
+		get := func(path string) string {
+			rec := httptest.NewRecorder()
+			c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			return rec.Body.String()
+		}
+		if body := get("/?q=x"); !strings.Contains(body, "More than 10 records match") || !strings.Contains(body, `href="/?count=exact&amp;q=x"`) {
+			t.Errorf("capped total: %s", between(body, `id="count"`, "</span>"))
+		}
+		if body := get("/?q=x&count=exact"); !strings.Contains(body, "12 records match") {
+			t.Errorf("exact total: %s", between(body, `id="count"`, "</span>"))
+		}
+		if body := get("/?q=x&to=2025-12-31"); !strings.Contains(body, ">0 records match") {
+			t.Errorf("under the cap: %s", between(body, `id="count"`, "</span>"))
+		}
+	})
+}
+
+func between(s, start, end string) string {
+	_, after, _ := strings.Cut(s, start)
+	v, _, _ := strings.Cut(after, end)
+	return v
 }

@@ -22,6 +22,9 @@ import (
 // pageSize is how many records a result page shows.
 const pageSize = 50
 
+// defaultCountCap is where the total beside a page stops counting.
+const defaultCountCap = 100_000
+
 // maxField bounds every typed filter (the API's bound for q).
 const maxField = 200
 
@@ -247,12 +250,12 @@ func (v *view) row(a storage.Activity, back string) row {
 type searchPage struct {
 	*view
 	filterForm
-	Rows                        []row
-	Count                       string
-	Searched                    bool
-	NewerURL, OlderURL, Newest  string
-	CSV, NDJSON, Bundle, Chart  string
-	CountFailed, ResultsAreTrue bool
+	Rows                       []row
+	Count                      string
+	Searched                   bool
+	NewerURL, OlderURL, Newest string
+	ExactURL                   string // set when Count is a lower bound
+	CSV, NDJSON, Bundle, Chart string
 }
 
 // search is the landing page: the form, the total, one page of results.
@@ -265,13 +268,20 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	// The total and the page are independent questions: ask them at once.
+	// The total stops at CountCap unless asked for exactly (?count=exact):
+	// a broad text search can match millions, and the page must not wait.
+	exact := r.URL.Query().Get("count") == "exact"
 	var count int64
 	var countErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		count, countErr = c.o.Store.CountActivities(ctx, s.filter)
+		if exact {
+			count, countErr = c.o.Store.CountActivities(ctx, s.filter)
+		} else {
+			count, countErr = c.o.Store.CountActivitiesUpTo(ctx, s.filter, c.o.CountCap)
+		}
 	}()
 	rows, newer, older, err := c.resultPage(ctx, s)
 	wg.Wait()
@@ -283,7 +293,11 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	p.Searched = true
-	p.Count = thousands(count)
+	p.Count = v.T("r.count", thousands(count))
+	if !exact && count > c.o.CountCap {
+		p.Count = v.T("r.count_more", thousands(c.o.CountCap))
+		p.ExactURL = s.link("/", "count", "exact")
+	}
 	here := r.URL.Query()
 	here.Del("lang")
 	back := here.Encode()
