@@ -20,6 +20,14 @@ BEGIN
 END
 $$;
 
+-- The planner picks between walking the time index (a common substring
+-- fills a page in a few rows) and the trigram index (a rare one) by its
+-- estimate of how many rows match. With the default 100-entry histogram
+-- every substring rarer than 1 % looks equally rare, and a 1.5 % one then
+-- takes a bitmap scan of 150 000 rows (7 s at 10M rows) instead of 3 ms; a
+-- 1000-entry histogram tells them apart (ANALYZE samples 300 000 rows).
+ALTER TABLE activity_log ALTER COLUMN action_detail SET STATISTICS 1000;
+
 -- ip and object type: the same expressions as the queries (storage/search.go),
 -- ordered like the list so a filtered page is an index range scan.
 CREATE INDEX activity_log_ip_idx     ON activity_log ((extra->>'ip'), timestamp DESC, id DESC);

@@ -82,11 +82,13 @@ type Options struct {
 	SameOrigin func(*http.Request) error
 	// SessionIdle ends a session unused this long (0: 8h).
 	SessionIdle time.Duration
-	// CountCap is where the total beside a search page stops counting
-	// unless asked for exactly (0: 100 000).
-	CountCap int64
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// CountCap and CountBudget bound the total beside a search page unless
+	// it is asked for exactly: it stops at CountCap records (0: 100 000)
+	// and is given up after CountBudget (0: 800 ms).
+	CountCap    int64
+	CountBudget time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Console serves the pages.
@@ -112,6 +114,9 @@ func New(o Options) *Console {
 	}
 	if o.CountCap <= 0 {
 		o.CountCap = defaultCountCap
+	}
+	if o.CountBudget <= 0 {
+		o.CountBudget = defaultCountBudget
 	}
 	if o.Location == nil {
 		o.Location = time.FixedZone("CST", 8*3600) // TAPD's zone when no config says otherwise

@@ -264,6 +264,15 @@ func TestTheTotalStopsAtTheCapUnlessAskedExactly(t *testing.T) {
 		if body := get("/?q=x&to=2025-12-31"); !strings.Contains(body, ">0 records match") {
 			t.Errorf("under the cap: %s", between(body, `id="count"`, "</span>"))
 		}
+		// A count that outlasts its budget is given up; the page still shows its rows.
+		slow := New(Options{Store: st, Auth: openAuth{}, CountBudget: time.Nanosecond, SameOrigin: func(*http.Request) error { return nil },
+			Logger: slog.New(slog.DiscardHandler)})
+		rec := httptest.NewRecorder()
+		slow.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/?q=x", nil))
+		if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, "Not counted: counting this search takes longer than 1ns") ||
+			strings.Count(body, "<tr data-id=") != 12 || !strings.Contains(body, "count=exact") {
+			t.Errorf("count over budget = %d: %s", rec.Code, between(body, `id="count"`, "</span>"))
+		}
 	})
 }
 

@@ -22,8 +22,12 @@ import (
 // pageSize is how many records a result page shows.
 const pageSize = 50
 
-// defaultCountCap is where the total beside a page stops counting.
-const defaultCountCap = 100_000
+// The total beside a page stops at defaultCountCap records or after
+// defaultCountBudget, whichever comes first.
+const (
+	defaultCountCap    = 100_000
+	defaultCountBudget = 800 * time.Millisecond
+)
 
 // maxField bounds every typed filter (the API's bound for q).
 const maxField = 200
@@ -270,22 +274,27 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 	// The total and the page are independent questions: ask them at once.
 	// The total stops at CountCap unless asked for exactly (?count=exact):
 	// a broad text search can match millions, and the page must not wait.
+	// Nor does it wait longer than CountBudget for it: counting the rows a
+	// mid-frequency substring matches reads much of the table.
 	exact := r.URL.Query().Get("count") == "exact"
 	var count int64
 	var countErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
+	countCtx, cancelCount := context.WithTimeout(ctx, c.o.CountBudget)
+	defer cancelCount()
 	go func() {
 		defer wg.Done()
 		if exact {
 			count, countErr = c.o.Store.CountActivities(ctx, s.filter)
 		} else {
-			count, countErr = c.o.Store.CountActivitiesUpTo(ctx, s.filter, c.o.CountCap)
+			count, countErr = c.o.Store.CountActivitiesUpTo(countCtx, s.filter, c.o.CountCap)
 		}
 	}()
 	rows, newer, older, err := c.resultPage(ctx, s)
 	wg.Wait()
-	if err == nil {
+	slow := countErr != nil && !exact && errors.Is(countCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	if err == nil && !slow {
 		err = countErr
 	}
 	if err != nil {
@@ -294,7 +303,11 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	p.Searched = true
 	p.Count = v.T("r.count", thousands(count))
-	if !exact && count > c.o.CountCap {
+	switch {
+	case slow:
+		p.Count = v.T("r.count_slow", c.o.CountBudget)
+		p.ExactURL = s.link("/", "count", "exact")
+	case !exact && count > c.o.CountCap:
 		p.Count = v.T("r.count_more", thousands(c.o.CountCap))
 		p.ExactURL = s.link("/", "count", "exact")
 	}

@@ -30,7 +30,8 @@ func consoleWordB(k int) string { return fmt.Sprintf("topic%02d", k) }
 
 func consoleRow(i int) (string, string, string, string, string, string, string, string) {
 	object := consoleObjects[i*7%len(consoleObjects)]
-	title := fmt.Sprintf("%s %s #%d", consoleWordsA[i*5%len(consoleWordsA)], consoleWordB(i*11%64), i)
+	// The second word follows i/16, so a pair of words is as rare as 1/16 × 1/64.
+	title := fmt.Sprintf("%s %s #%d", consoleWordsA[i*5%len(consoleWordsA)], consoleWordB(i/16*11%64), i)
 	project := i * 3 % 20
 	extra := extraJSON(map[string]string{"ip": fmt.Sprintf("10.%d.%d.%d", i*7919%10000/256, i*7919%10000%256, 1+i%3),
 		"operate_object_key": object, "title": title, "project_name": fmt.Sprintf("项目 %d", project)})
