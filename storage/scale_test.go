@@ -41,7 +41,6 @@ func TestChangedRecordKeepsItsEarlierVersion(t *testing.T) {
 	})
 }
 
-
 func TestMembershipCountsEveryTargetThatReportedARecord(t *testing.T) {
 	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
 		ctx := context.Background()
