@@ -165,6 +165,9 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 // ListActivities returns records matching f, newest first (timestamp, then
 // id, both descending), skipping offset and returning at most limit.
 func (s *Store) ListActivities(ctx context.Context, f Filter, limit, offset int) ([]Activity, error) {
+	if rows, ok, err := s.probeText(ctx, f, "DESC", limit, offset); ok || err != nil {
+		return rows, err
+	}
 	where, args := s.where(f)
 	out := []Activity{}
 	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
@@ -73,6 +74,10 @@ func (s *Store) ListActivitiesBefore(ctx context.Context, f Filter, limit int) (
 		return nil, fmt.Errorf("listing the page before a position: no position given")
 	}
 	f.After = nil
+	if rows, ok, err := s.probeText(ctx, f, "ASC", limit, 0); ok || err != nil {
+		slices.Reverse(rows)
+		return rows, err
+	}
 	where, args := s.where(f)
 	out := []Activity{}
 	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
@@ -99,4 +104,48 @@ func (s *Store) CountActivitiesUpTo(ctx context.Context, f Filter, limit int64) 
 		return 0, fmt.Errorf("counting activities: %w", err)
 	}
 	return n, nil
+}
+
+// probeRows is how many of the rows nearest a page's start probeText reads.
+const probeRows = 20000
+
+// probeText answers a page of a text search (q) on SQLite from the
+// probeRows rows nearest the page's start in its order, when they hold the
+// whole page; ok is false otherwise, and the caller asks the FTS5 index.
+// SQLite cannot tell how many rows a MATCH will return, and a common
+// substring's full match list costs seconds at a million rows while its
+// first page lies within a few hundred rows of the time index. A substring
+// rarer than one in probeRows/limit rows falls through to the index, which
+// is cheap exactly then. (PostgreSQL's planner makes this choice itself from
+// action_detail's statistics; see migration 0006.)
+func (s *Store) probeText(ctx context.Context, f Filter, order string, limit, offset int) (rows []Activity, ok bool, err error) {
+	if s.dialect != config.SQLite || utf8.RuneCountInString(f.Query) < minTrigramQuery || limit <= 0 || !likeFolds(f.Query) {
+		return nil, false, nil
+	}
+	text := f.Query
+	f.Query = ""
+	where, args := s.where(f)
+	query := `SELECT ` + activityColumns + ` FROM (SELECT ` + activityColumns + ` FROM activity_log` + where +
+		` ORDER BY timestamp ` + order + `, id ` + order + ` LIMIT ?) AS nearest
+		WHERE action_detail LIKE ? ESCAPE '\' ORDER BY timestamp ` + order + `, id ` + order + ` LIMIT ? OFFSET ?`
+	rows = []Activity{}
+	err = eachActivity(ctx, s.db, query, append(args, probeRows, "%"+escapeLike(text)+"%", limit, offset), func(a Activity) error {
+		rows = append(rows, a)
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("listing activities: %w", err)
+	}
+	return rows, len(rows) == limit, nil
+}
+
+// likeFolds reports whether SQLite's LIKE, which folds ASCII letters only,
+// matches q as the FTS5 index does: q has no letter with a case beyond ASCII.
+func likeFolds(q string) bool {
+	for _, r := range q {
+		if r >= utf8.RuneSelf && (unicode.ToLower(r) != r || unicode.ToUpper(r) != r) {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -246,4 +247,69 @@ func sourceIDs(as []storage.Activity) []string {
 		out = append(out, a.SourceID)
 	}
 	return out
+}
+
+// A page of a text search is the same whichever way it is found: on SQLite
+// a common substring's page comes from the rows nearest the page's start, a
+// rare one's from the FTS5 index.
+func TestTextSearchPagesAgreeWithAScan(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		var in []storage.Activity
+		for i := range 300 {
+			title := fmt.Sprintf("plain %d", i)
+			switch {
+			case i%3 == 0:
+				title = fmt.Sprintf("Common Word %d", i)
+			case i == 7 || i == 250:
+				title = fmt.Sprintf("rare ZOË %d", i)
+			}
+			in = append(in, consoleRecord(fmt.Sprint(i), t0.Add(time.Duration(i/2)*time.Minute), "需求: "+title, "", "", "", "1"))
+		}
+		if _, err := s.UpsertMirrored(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		all, _ := s.ListActivities(ctx, storage.Filter{}, 1000, 0)
+		match := func(sub string) []int64 {
+			var ids []int64
+			for _, a := range all {
+				if strings.Contains(strings.ToLower(a.ActionDetail), strings.ToLower(sub)) {
+					ids = append(ids, a.ID)
+				}
+			}
+			return ids
+		}
+		for _, q := range []string{"common word", "zoë", "ZOË", "rare", "plain 1"} {
+			want := match(q)
+			var got []int64
+			f := storage.Filter{Query: q}
+			for {
+				page, err := s.ListActivities(ctx, f, 7, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				got = append(got, idsOf(page)...)
+				f.After = &storage.Position{Timestamp: page[len(page)-1].Timestamp, ID: page[len(page)-1].ID}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("q=%q paged by 7: %d rows, want %d", q, len(got), len(want))
+			}
+			if len(want) > 10 {
+				second, _ := s.ListActivities(ctx, storage.Filter{Query: q}, 5, 5)
+				var eleventh storage.Activity
+				for _, a := range all {
+					if a.ID == want[10] {
+						eleventh = a
+					}
+				}
+				back, _ := s.ListActivitiesBefore(ctx, storage.Filter{Query: q, Before: &storage.Position{Timestamp: eleventh.Timestamp, ID: eleventh.ID}}, 5)
+				if !slices.Equal(idsOf(second), want[5:10]) || !slices.Equal(idsOf(back), want[5:10]) {
+					t.Errorf("q=%q offset 5 = %v, back from the 11th = %v; want %v", q, idsOf(second), idsOf(back), want[5:10])
+				}
+			}
+		}
+	})
 }

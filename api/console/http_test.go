@@ -442,3 +442,31 @@ func TestPagesCarrySecurityHeadersAndUnknownPathsAre404(t *testing.T) {
 		t.Errorf("console under a foreign Host = %d, want 421", p.status)
 	}
 }
+
+func TestTimelineDrawsTheLastYearByDefault(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, st *storage.Store) {
+		at := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 12, 0, 0, 0, shanghai) }
+		var in []storage.Activity
+		for i, ts := range []time.Time{at(2023, 5, 1), at(2025, 8, 1), at(2026, 3, 1), at(2026, 3, 2), at(2026, 3, 2)} {
+			in = append(in, storage.Activity{Platform: "tapd", ActionType: "add", ActionDetail: "x", Timestamp: ts,
+				Source: storage.SourceTAPD, SourceID: strconv.Itoa(i)})
+		}
+		if _, err := st.UpsertMirrored(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+		v := newVisitor(t, consoleServer(t, st, nil), nil)
+		p := v.get("/timeline")
+		if !strings.Contains(p.body, "<strong>4 records match</strong>") || !strings.Contains(p.body, "Since 2025-03-02") ||
+			!strings.Contains(p.body, "per week") {
+			t.Fatalf("default timeline: %.3000s", p.body[strings.Index(p.body, "<h1>"):])
+		}
+		// Each bar links to its period; the week of Monday 2026-03-02 holds two records (Sunday the 1st is the week before).
+		if !strings.Contains(p.body, "2026-03-02 – 2026-03-08: 2") || !strings.Contains(p.body, `href="/?from=2026-03-02&amp;to=2026-03-08"`) {
+			t.Errorf("bars: %s", regexp.MustCompile(`<title>[^<]*: [1-9][^<]*</title>`).FindAllString(p.body, -1))
+		}
+		if p := v.get("/timeline?from=2020-01-01&by=day"); !strings.Contains(p.body, "<strong>5 records match</strong>") ||
+			strings.Contains(p.body, `id="default-range"`) || !strings.Contains(p.body, "per month") {
+			t.Errorf("a From was given: everything since, months (days would be too many bars)")
+		}
+	})
+}

@@ -54,6 +54,7 @@ type timelinePage struct {
 	Total   string
 	Search  string
 	ByLinks []option // the granularity switch: Value is the link
+	Since   string   // the From chosen when none was given
 }
 
 // timeline draws activity per day, week or month for the current search;
@@ -79,11 +80,15 @@ func (c *Console) timeline(w http.ResponseWriter, r *http.Request, v *view) {
 			c.render(w, r, http.StatusOK, "timeline", p)
 			return
 		}
-		if from.IsZero() {
-			from = oldest
-		}
 		if to.IsZero() {
 			to = newest.Add(time.Second)
+		}
+		if from.IsZero() {
+			// Without a From, the year up to the newest record: every
+			// record drawn is a record counted, and all of history at
+			// millions of records is not a question to ask by default.
+			from = maxTime(oldest, startOf(to.AddDate(-1, 0, 0), byDay, loc))
+			p.Since = from.In(loc).Format("2006-01-02")
 		}
 	}
 	f.Since, f.Until = from, to // the span is known: DailyCounts need not look it up again

@@ -59,13 +59,18 @@ type rawQuery struct {
 func (b *bench) console(ctx context.Context) error {
 	fmt.Fprintln(b.out, "### Console: search page and timeline")
 	fmt.Fprintln(b.out)
-	fmt.Fprintln(b.out, "Console = HTTP round trip to the real console handler (loopback, an open install: no sign-in), the page rendered. Raw = the same question as hand-written SQL on the same pool, same run: a search page is its first page (51 rows) and its total count, run at once as the page runs them; a timeline is one GROUP BY over the local day. p50/p99 over the iterations shown.")
+	fmt.Fprintln(b.out, "Console = HTTP round trip to the real console handler (loopback, an open install: no sign-in), the page rendered. Raw = the same question as hand-written SQL on the same pool, same run: a search page is its first page (51 rows) and its total counted up to 100 001, run at once as the page runs them (the page also gives the count up after 800 ms; raw never does); a timeline is one GROUP BY over the local day. p50/p99 over the iterations shown.")
 	fmt.Fprintln(b.out)
 	for _, base := range []int{1_000_000, 10_000_000} {
 		if err := b.consoleAt(ctx, config.Postgres, b.n(base)); err != nil {
 			return err
 		}
 	}
+	return b.consoleSQLite(ctx)
+}
+
+// consoleSQLite is the SQLite part alone (-only console-sqlite).
+func (b *bench) consoleSQLite(ctx context.Context) error {
 	return b.consoleAt(ctx, config.SQLite, b.n(1_000_000))
 }
 
@@ -108,7 +113,7 @@ func (b *bench) consoleAt(ctx context.Context, dialect string, n int) error {
 		}
 		return consoleQuestion{name: name, page: page, raw: []rawQuery{
 			{listCols + w + ` ORDER BY timestamp DESC, id DESC LIMIT 51`, args},
-			{`SELECT COUNT(*) FROM activity_log` + w, args}}}
+			{`SELECT COUNT(*) FROM (SELECT 1 FROM activity_log` + w + ` LIMIT 100001) AS capped`, args}}}
 	}
 	dayExpr := `date_trunc('day', timestamp AT TIME ZONE 'Asia/Shanghai')`
 	yearArgs := []any{yearFrom, yearTo}

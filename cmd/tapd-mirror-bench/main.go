@@ -78,6 +78,8 @@ func (b *bench) run(ctx context.Context, which []string) error {
 		"scale":   b.syncAtScale,
 		"company": b.company,
 		"console": b.console,
+		// the console step's SQLite table alone
+		"console-sqlite": b.consoleSQLite,
 	}
 	for _, name := range which {
 		step, ok := steps[strings.TrimSpace(name)]
