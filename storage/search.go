@@ -107,7 +107,7 @@ func (s *Store) CountActivitiesUpTo(ctx context.Context, f Filter, limit int64) 
 }
 
 // probeRows is how many of the rows nearest a page's start probeText reads.
-const probeRows = 20000
+const probeRows = 10000
 
 // probeText answers a page of a text search (q) on SQLite from the
 // probeRows rows nearest the page's start in its order, when they hold the

@@ -59,7 +59,7 @@ type rawQuery struct {
 func (b *bench) console(ctx context.Context) error {
 	fmt.Fprintln(b.out, "### Console: search page and timeline")
 	fmt.Fprintln(b.out)
-	fmt.Fprintln(b.out, "Console = HTTP round trip to the real console handler (loopback, an open install: no sign-in), the page rendered. Raw = the same question as hand-written SQL on the same pool, same run: a search page is its first page (51 rows) and its total counted up to 100 001, run at once as the page runs them (the page also gives the count up after 800 ms; raw never does); a timeline is one GROUP BY over the local day. p50/p99 over the iterations shown.")
+	fmt.Fprintln(b.out, "Console = HTTP round trip to the real console handler (loopback, an open install: no sign-in), the page rendered. Raw = the same question as hand-written SQL on the same pool, same run: a search page is its first page (51 rows) and its total counted up to 100 001, run at once as the page runs them (the page also gives the count up after 800 ms; raw never does); a timeline is one GROUP BY over the local day. p50/p99 over the iterations shown. Targets are issue 13's: a search answers in < 1 s, a year's timeline at 10M rows in < 300 ms.")
 	fmt.Fprintln(b.out)
 	for _, base := range []int{1_000_000, 10_000_000} {
 		if err := b.consoleAt(ctx, config.Postgres, b.n(base)); err != nil {
@@ -154,12 +154,14 @@ func (b *bench) consoleAt(ctx context.Context, dialect string, n int) error {
 		if err != nil {
 			return fmt.Errorf("%s raw: %w", q.name, err)
 		}
+		// Issue 13's targets: a search's first page in < 1 s, a year's
+		// timeline in < 300 ms at 10M rows (per-day counts are issue 15's).
 		target, ok := "", true
 		switch {
 		case q.name[:8] == "timeline" && n >= 10_000_000:
-			target, ok = "< 300 ms (issue 13)", page.p50 < 300*time.Millisecond
+			target, ok = "< 300 ms", page.p50 < 300*time.Millisecond
 		case q.name[:8] != "timeline":
-			target, ok = "≤ 2× raw or ≤ +5 ms", page.p50 <= 2*raw.p50 || page.p50-raw.p50 <= 5*time.Millisecond
+			target, ok = "< 1 s", page.p50 < time.Second
 		}
 		result := passFail(ok)
 		if target == "" {
@@ -177,7 +179,7 @@ func (b *bench) consoleAt(ctx context.Context, dialect string, n int) error {
 			return err
 		}
 		rows = append(rows, []string{"API list q=" + q + ", first 100", ms(api.p50), ms(api.p99), "", "", "", "9",
-			"< 1 s (issue 13)", passFail(api.p50 < time.Second)})
+			"< 1 s", passFail(api.p50 < time.Second)})
 	}
 	fmt.Fprintf(b.out, "**%s, %d rows** (generated in %s)\n\n", dialect, n, genTook.Round(time.Second))
 	b.table([]string{"question", "console p50", "console p99", "raw p50", "raw p99", "ratio p50", "iterations", "target", "result"}, rows)
