@@ -37,16 +37,16 @@ func toJSON(a storage.Activity) activityJSON {
 // activityDetailJSON adds provenance to the contract's fields (?detail=1, export).
 type activityDetailJSON struct {
 	activityJSON
-	Source      string            `json:"source"`
-	SourceID    string            `json:"source_id"`
-	WorkspaceID string            `json:"workspace_id"`
-	Extra       map[string]string `json:"extra"`
-	IngestedAt  int64             `json:"ingested_at"`
+	Source      string          `json:"source"`
+	SourceID    string          `json:"source_id"`
+	WorkspaceID string          `json:"workspace_id"`
+	Extra       json.RawMessage `json:"extra"` // as stored: not decoded and encoded again per row
+	IngestedAt  int64           `json:"ingested_at"`
 }
 
 func toDetailJSON(a storage.Activity) activityDetailJSON {
 	return activityDetailJSON{activityJSON: toJSON(a), Source: a.Source, SourceID: a.SourceID,
-		WorkspaceID: a.WorkspaceID, Extra: a.ExtraFields(), IngestedAt: a.IngestedAt.Unix()}
+		WorkspaceID: a.WorkspaceID, Extra: json.RawMessage(a.ExtraText()), IngestedAt: a.IngestedAt.Unix()}
 }
 
 // pagedEnvelope is the envelope plus next_cursor, used only when the request
@@ -361,7 +361,7 @@ func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	deleted, err := s.store.DeleteActivity(r.Context(), id)
+	deleted, err := s.store.DeleteActivity(storage.WithToken(r.Context(), TokenName(r.Context())), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -373,7 +373,7 @@ func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteAllActivities(w http.ResponseWriter, r *http.Request) {
-	n, err := s.store.DeleteAllActivities(r.Context())
+	n, err := s.store.DeleteAllActivities(storage.WithToken(r.Context(), TokenName(r.Context())))
 	if err != nil {
 		s.fail(w, r, err)
 		return

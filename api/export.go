@@ -2,11 +2,9 @@ package api
 
 import (
 	"bufio"
-	"encoding/csv"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,60 +51,42 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 			Header:  http.Header{"Retry-After": {"30"}}})
 		return
 	}
-	var write func(storage.Activity) error
-	flush := func() error { return nil } // the format's own buffer, before buf
+	if format == "bundle" {
+		s.exportBundle(w, r, q, f)
+		return
+	}
+	var line func([]byte, *storage.ExportRow) []byte
 	buf := bufio.NewWriterSize(w, 64<<10)
 	switch format {
 	case "csv":
-		cw := csv.NewWriter(buf)
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="activity_log.csv"`)
-		if err := cw.Write(csvHeader); err != nil {
-			return
-		}
-		write = func(a storage.Activity) error {
-			extra, _ := json.Marshal(a.ExtraFields())
-			row := []string{strconv.FormatInt(a.ID, 10), a.Platform, a.Serial, a.ActionType, a.ActionDetail,
-				a.Username, strconv.FormatInt(a.Timestamp.Unix(), 10), a.Timestamp.UTC().Format(time.RFC3339),
-				a.Source, a.SourceID, a.WorkspaceID, string(extra)}
-			for i, cell := range row {
-				row[i] = inertCell(cell)
-			}
-			return cw.Write(row)
-		}
-		flush = func() error { cw.Flush(); return cw.Error() }
+		buf.WriteString(strings.Join(csvHeader, ",") + "\n") //nolint:errcheck // a failed write shows at the first flush
+		line = appendCSVRow
 	case "ndjson":
 		w.Header().Set("Content-Type", "application/x-ndjson; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="activity_log.ndjson"`)
-		enc := json.NewEncoder(buf)
-		enc.SetEscapeHTML(false)
-		write = func(a storage.Activity) error { return enc.Encode(toDetailJSON(a)) }
+		line = appendNDJSONRow
 	default:
-		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv or ndjson, got %q", format))
+		s.fail(w, r, errorf(http.StatusBadRequest, "parameter format must be csv, ndjson or bundle, got %q", format))
 		return
 	}
-	flusher, _ := w.(http.Flusher)
+	progress := s.exportProgress(w)
 	rows := 0
-	err = s.store.StreamActivities(r.Context(), f, func(a storage.Activity) error {
-		if err := write(a); err != nil {
+	var b []byte // one line buffer for the whole export
+	err = s.store.StreamExportRows(r.Context(), f, func(row *storage.ExportRow) error {
+		b = line(b[:0], row)
+		if _, err := buf.Write(b); err != nil {
 			return err
 		}
 		if rows++; rows%exportFlushEvery == 0 {
-			if err := flush(); err != nil {
-				return err
-			}
 			if err := buf.Flush(); err != nil {
 				return err
 			}
-			if flusher != nil {
-				flusher.Flush()
-			}
+			return progress()
 		}
 		return nil
 	})
-	if err == nil {
-		err = flush()
-	}
 	if err == nil {
 		err = buf.Flush()
 	}
@@ -116,4 +96,25 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	s.log.InfoContext(r.Context(), "export finished", "format", format, "rows", rows)
+}
+
+// exportProgress returns what an export calls after each chunk it wrote: it
+// flushes, then pushes the write deadline exportStall ahead. So an export
+// runs as long as it makes progress, whatever the server's WriteTimeout,
+// and a client that stops reading is dropped once a write blocks that long.
+func (s *Server) exportProgress(w http.ResponseWriter) func() error {
+	rc := http.NewResponseController(w)
+	extend := func() error {
+		if err := rc.SetWriteDeadline(time.Now().Add(s.exportStall)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
+	extend() //nolint:errcheck // before any byte: a failure shows at the first write
+	return func() error {
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return extend()
+	}
 }

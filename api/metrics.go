@@ -29,6 +29,7 @@ type Metrics struct {
 	httpDurations *prometheus.HistogramVec
 	startFailures *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
+	afterRun      func(storage.SyncRun) // see AfterRun
 }
 
 // WorkspaceGauges are read at scrape time from the database, so they are
@@ -38,6 +39,7 @@ type WorkspaceGauges struct {
 	Workspaces func() []string      // known workspace keys
 	Horizon    func() time.Time     // TAPD's current half-year horizon
 	LimitWait  func() time.Duration // time spent waiting for the TAPD rate limiter
+	RateLimit  func() float64       // the client-side TAPD limit in use, requests per minute
 	Logger     *slog.Logger
 }
 
@@ -78,6 +80,22 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 				Help: "Time TAPD calls spent waiting for the client-side rate limiter."},
 				func() float64 { return g.LimitWait().Seconds() }))
 		}
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_replica_lag_seconds",
+			Help: "How far the read replica (database_read_url) is behind the primary; 0 without one. Lists, counts and exports are at most this stale."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				lag, err := g.Store.ReplicaLag(ctx)
+				if err != nil {
+					return -1 // unknown: the replica did not answer
+				}
+				return lag.Seconds()
+			}))
+		if g.RateLimit != nil {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_rate_limit_per_minute",
+				Help: "The client-side TAPD request limit in use: tapd.requests_per_minute, lowered to the rate a 429 from TAPD announces."},
+				g.RateLimit))
+		}
 	}
 	return m
 }
@@ -99,7 +117,14 @@ func (m *Metrics) TAPDAttempt(status, attempt int, took time.Duration) {
 // RunFinished implements syncer.Metrics.
 func (m *Metrics) RunFinished(run storage.SyncRun) {
 	m.runs.WithLabelValues(run.Workspace, run.Outcome).Inc()
+	if m.afterRun != nil {
+		m.afterRun(run)
+	}
 }
+
+// AfterRun has fn called after every sync run (the checkpointer signs then);
+// set it before the syncer starts.
+func (m *Metrics) AfterRun(fn func(storage.SyncRun)) { m.afterRun = fn }
 
 // StartFailed implements syncer.Metrics.
 func (m *Metrics) StartFailed(workspace, stage string) {

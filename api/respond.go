@@ -50,6 +50,7 @@ func (s *Server) ok(w http.ResponseWriter, data any) {
 // detail, answered with a generic 500.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
+	var held *storage.HeldError
 	switch {
 	case errors.As(err, &e):
 	case errors.Is(err, storage.ErrNotFound):
@@ -60,6 +61,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = errorf(http.StatusNotFound, "%s %s not found", what, clip(r.PathValue("id")))
 	case errors.Is(err, syncer.ErrUnknownWorkspace):
 		e = errorf(http.StatusNotFound, "%s", clip(err.Error()))
+	case errors.As(err, &held):
+		e = errorf(http.StatusForbidden, "%s (%s); a held record cannot be deleted or purged until the hold is released",
+			clip(held.Error()), clip(held.Hold.Reason))
 	case errors.Is(err, syncer.ErrBusy):
 		e = errorf(http.StatusConflict, "%s; wait for the running sync (GET /api/v1/sync/status)", clip(err.Error()))
 	default:
@@ -77,6 +81,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 var notFoundNames = map[string]string{
 	"DELETE /api/v1/activity_log/{id}": "activity log",
 	"GET /api/v1/sync/runs/{id}":       "sync run",
+	"GET /api/v1/integrity/proof/{id}": "logged record",
+	"DELETE /api/v1/holds/{id}":        "legal hold",
 }
 
 // maxEcho bounds how much client input an error message repeats.

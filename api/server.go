@@ -31,9 +31,12 @@ type Server struct {
 	hosts     hostFilter
 	origins   *http.CrossOriginProtection
 	exports   chan struct{} // one slot per export allowed to run
-	console   http.Handler  // the compliance console, at /
-	log       *slog.Logger
-	now       func() time.Time
+	// exportStall: an export whose client takes nothing for this long is dropped.
+	exportStall time.Duration
+	integrity   Integrity
+	console     http.Handler // the compliance console, at /
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 // Options configures a Server.
@@ -55,10 +58,16 @@ type Options struct {
 	// MaxExports bounds concurrent exports (0: DefaultMaxExports); the store's
 	// export pool is sized to match.
 	MaxExports int
+	// ExportStall is how long an export may go without its client taking
+	// data before it is dropped (default 1m); while data flows an export has
+	// no time limit.
+	ExportStall time.Duration
 	// Location is the zone the console shows and reads times in
 	// (config timezone); nil: TAPD's, UTC+8.
 	Location *time.Location
 	Logger   *slog.Logger
+	// Integrity: the log's key and verification status (see integrity.go).
+	Integrity Integrity
 }
 
 // New returns a Server.
@@ -72,11 +81,14 @@ func New(o Options) *Server {
 	if o.MaxExports <= 0 {
 		o.MaxExports = DefaultMaxExports
 	}
+	if o.ExportStall <= 0 {
+		o.ExportStall = time.Minute
+	}
 	o.Store.SetExportConns(o.MaxExports)
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		log: o.Logger, now: time.Now}
+		exportStall: o.ExportStall, integrity: o.Integrity, log: o.Logger, now: time.Now}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
@@ -111,6 +123,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.guard(adminSync, s.needSyncer(s.ackGaps)))
 	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
+	s.integrityRoutes(mux)
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))

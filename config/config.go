@@ -19,15 +19,22 @@ import (
 
 // Config is the whole of tapd-mirror's configuration.
 type Config struct {
-	DatabaseURL  string   `yaml:"database_url"`
-	Listen       string   `yaml:"listen"`
-	AllowedHosts []string `yaml:"allowed_hosts"`
-	AdminToken   string   `yaml:"admin_token"`
-	Auth         Auth     `yaml:"auth"`
-	Timezone     string   `yaml:"timezone"`
-	TAPD         TAPD     `yaml:"tapd"`
-	Sync         Sync     `yaml:"sync"`
-	Export       Export   `yaml:"export"`
+	DatabaseURL string `yaml:"database_url"`
+	// DatabaseReadURL, optional, is a PostgreSQL read replica for list,
+	// count and export.
+	DatabaseReadURL string   `yaml:"database_read_url"`
+	Listen          string   `yaml:"listen"`
+	AllowedHosts    []string `yaml:"allowed_hosts"`
+	AdminToken      string   `yaml:"admin_token"`
+	Auth            Auth     `yaml:"auth"`
+	Timezone        string   `yaml:"timezone"`
+	TAPD            TAPD     `yaml:"tapd"`
+	Sync            Sync     `yaml:"sync"`
+	Export          Export   `yaml:"export"`
+
+	// The verifiable archive: see integrity.go.
+	Integrity Integrity `yaml:"integrity"`
+	Retention Retention `yaml:"retention"`
 }
 
 // Auth holds the API's bearer tokens beyond admin_token.
@@ -45,10 +52,13 @@ type Export struct {
 
 // TAPD holds how to reach the TAPD open API.
 type TAPD struct {
-	BaseURL           string `yaml:"base_url"`
-	APIUser           string `yaml:"api_user"`
-	APIPassword       string `yaml:"api_password"`
-	AccessToken       string `yaml:"access_token"`
+	BaseURL     string `yaml:"base_url"`
+	APIUser     string `yaml:"api_user"`
+	APIPassword string `yaml:"api_password"`
+	AccessToken string `yaml:"access_token"`
+	// An OAuth app instead: the client-credentials grant, renewed as it expires.
+	ClientID          string `yaml:"client_id"`
+	ClientSecret      string `yaml:"client_secret"`
 	PageSize          int    `yaml:"page_size"`
 	RequestsPerMinute int    `yaml:"requests_per_minute"`
 	// TAPD's limits, as settings rather than constants: TAPD may change them.
@@ -116,6 +126,8 @@ func Default() Config {
 			RunHistory:    Duration{90 * 24 * time.Hour},
 		},
 		Export: Export{MaxConcurrent: 2},
+		Integrity: Integrity{LogName: "tapd-mirror", CheckpointInterval: Duration{time.Minute},
+			VerifyInterval: Duration{24 * time.Hour}},
 	}
 }
 
@@ -132,6 +144,7 @@ type Field struct {
 // Fields lists every setting in the order the README documents them.
 var Fields = []Field{
 	strField("database_url", "TAPD_MIRROR_DATABASE_URL", false, func(c *Config) *string { return &c.DatabaseURL }),
+	strField("database_read_url", "TAPD_MIRROR_DATABASE_READ_URL", false, func(c *Config) *string { return &c.DatabaseReadURL }),
 	strField("listen", "TAPD_MIRROR_LISTEN", false, func(c *Config) *string { return &c.Listen }),
 	listField("allowed_hosts", "TAPD_MIRROR_ALLOWED_HOSTS", func(c *Config) *[]string { return &c.AllowedHosts }),
 	strField("admin_token", "TAPD_MIRROR_ADMIN_TOKEN", true, func(c *Config) *string { return &c.AdminToken }),
@@ -143,6 +156,8 @@ var Fields = []Field{
 	strField("tapd.api_user", "TAPD_MIRROR_TAPD_API_USER", false, func(c *Config) *string { return &c.TAPD.APIUser }),
 	strField("tapd.api_password", "TAPD_MIRROR_TAPD_API_PASSWORD", true, func(c *Config) *string { return &c.TAPD.APIPassword }),
 	strField("tapd.access_token", "TAPD_MIRROR_TAPD_ACCESS_TOKEN", true, func(c *Config) *string { return &c.TAPD.AccessToken }),
+	strField("tapd.client_id", "TAPD_MIRROR_TAPD_CLIENT_ID", false, func(c *Config) *string { return &c.TAPD.ClientID }),
+	strField("tapd.client_secret", "TAPD_MIRROR_TAPD_CLIENT_SECRET", true, func(c *Config) *string { return &c.TAPD.ClientSecret }),
 	intField("tapd.page_size", "TAPD_MIRROR_TAPD_PAGE_SIZE", func(c *Config) *int { return &c.TAPD.PageSize }),
 	intField("tapd.requests_per_minute", "TAPD_MIRROR_TAPD_REQUESTS_PER_MINUTE", func(c *Config) *int { return &c.TAPD.RequestsPerMinute }),
 	boolField("tapd.allow_insecure", "TAPD_MIRROR_TAPD_ALLOW_INSECURE", func(c *Config) *bool { return &c.TAPD.AllowInsecure }),
@@ -158,6 +173,13 @@ var Fields = []Field{
 	durField("sync.settle_check", "TAPD_MIRROR_SYNC_SETTLE_CHECK", func(c *Config) *Duration { return &c.Sync.SettleCheck }),
 	durField("sync.run_history", "TAPD_MIRROR_SYNC_RUN_HISTORY", func(c *Config) *Duration { return &c.Sync.RunHistory }),
 	intField("export.max_concurrent", "TAPD_MIRROR_EXPORT_MAX_CONCURRENT", func(c *Config) *int { return &c.Export.MaxConcurrent }),
+	strField("integrity.key_file", "TAPD_MIRROR_INTEGRITY_KEY_FILE", false, func(c *Config) *string { return &c.Integrity.KeyFile }),
+	strField("integrity.log_name", "TAPD_MIRROR_INTEGRITY_LOG_NAME", false, func(c *Config) *string { return &c.Integrity.LogName }),
+	durField("integrity.checkpoint_interval", "TAPD_MIRROR_INTEGRITY_CHECKPOINT_INTERVAL", func(c *Config) *Duration { return &c.Integrity.CheckpointInterval }),
+	durField("integrity.verify_interval", "TAPD_MIRROR_INTEGRITY_VERIFY_INTERVAL", func(c *Config) *Duration { return &c.Integrity.VerifyInterval }),
+	strField("integrity.publish_file", "TAPD_MIRROR_INTEGRITY_PUBLISH_FILE", false, func(c *Config) *string { return &c.Integrity.PublishFile }),
+	strField("integrity.publish_url", "TAPD_MIRROR_INTEGRITY_PUBLISH_URL", false, func(c *Config) *string { return &c.Integrity.PublishURL }),
+	retentionField(),
 }
 
 func strField(key, env string, secret bool, p func(*Config) *string) Field {
@@ -262,8 +284,16 @@ func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s (%s)", key, fmt.Sprintf(format, args...), envOf(key)))
 	}
-	if _, _, err := ParseDatabaseURL(c.DatabaseURL); err != nil {
+	primary, _, err := ParseDatabaseURL(c.DatabaseURL)
+	if err != nil {
 		bad("database_url", "%v", err)
+	}
+	if c.DatabaseReadURL != "" {
+		if replica, _, err := ParseDatabaseURL(c.DatabaseReadURL); err != nil {
+			bad("database_read_url", "%v", err)
+		} else if replica != Postgres || primary != Postgres {
+			bad("database_read_url", "a read replica needs PostgreSQL for both database_url and database_read_url")
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port", c.Listen)
@@ -285,11 +315,13 @@ func (c Config) Validate() error {
 	if (c.TAPD.APIUser == "") != (c.TAPD.APIPassword == "") {
 		bad("tapd.api_user", "api_user and api_password must be set together")
 	}
-	if c.TAPD.AccessToken != "" && c.TAPD.APIUser != "" {
-		bad("tapd.access_token", "set either access_token or api_user/api_password, not both")
+	if (c.TAPD.ClientID == "") != (c.TAPD.ClientSecret == "") {
+		bad("tapd.client_id", "client_id and client_secret must be set together")
 	}
-	if len(c.Sync.Workspaces) > 0 && c.TAPD.AccessToken == "" && c.TAPD.APIUser == "" {
-		bad("tapd.api_user", "workspaces are configured but no TAPD credentials are set")
+	if methods := c.TAPDAuthMethods(); len(methods) > 1 {
+		bad("tapd.access_token", "exactly one TAPD auth method may be set, found %s", strings.Join(methods, " and "))
+	} else if len(c.Sync.Workspaces) > 0 && len(methods) == 0 {
+		bad("tapd.api_user", "workspaces are configured but no TAPD credentials are set (api_user/api_password, access_token, or client_id/client_secret)")
 	}
 	if c.TAPD.PageSize < 1 || c.TAPD.PageSize > 200 {
 		bad("tapd.page_size", "%d is outside 1..200 (TAPD caps pages at 200)", c.TAPD.PageSize)
@@ -329,6 +361,7 @@ func (c Config) Validate() error {
 	if c.Sync.RunHistory.Duration < 24*time.Hour {
 		bad("sync.run_history", "%s is too short (at least 24h)", c.Sync.RunHistory)
 	}
+	c.validateIntegrity(bad)
 	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
 		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
 	}
@@ -368,6 +401,21 @@ func (c Config) ServedHosts() []string {
 	return out
 }
 
+// TAPDAuthMethods names the TAPD auth methods configured (valid: exactly one).
+func (c Config) TAPDAuthMethods() []string {
+	var out []string
+	if c.TAPD.APIUser != "" || c.TAPD.APIPassword != "" {
+		out = append(out, "api_user/api_password (Basic)")
+	}
+	if c.TAPD.AccessToken != "" {
+		out = append(out, "access_token (Bearer)")
+	}
+	if c.TAPD.ClientID != "" || c.TAPD.ClientSecret != "" {
+		out = append(out, "client_id/client_secret (OAuth app, renewed before expiry)")
+	}
+	return out
+}
+
 // Location returns the loaded TAPD time zone; call after Validate.
 func (c Config) Location() *time.Location {
 	loc, err := time.LoadLocation(c.Timezone)
@@ -383,9 +431,9 @@ func (c Config) Redacted() string {
 	for _, f := range Fields {
 		v := f.get(&c)
 		switch {
-		case f.Key == "database_url":
+		case f.Key == "database_url" || (f.Key == "database_read_url" && v != ""):
 			v = RedactDatabaseURL(v)
-		case f.Key == "tapd.base_url":
+		case f.Key == "tapd.base_url" || f.Key == "integrity.publish_url":
 			v = RedactURL(v)
 		case f.Secret && v != "":
 			v = "****"

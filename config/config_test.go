@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ sync:
 		t.Fatalf("merged = %+v", c)
 	}
 	red := c.Redacted()
-	if strings.Contains(red, "secret") || strings.Contains(red, ":pw@") || !strings.Contains(red, "tapd.api_password") {
+	if strings.Contains(red, "env-secret") || strings.Contains(red, ":pw@") || !strings.Contains(red, "tapd.api_password") {
 		t.Fatalf("redacted dump leaks or misses keys:\n%s", red)
 	}
 }
@@ -320,7 +321,7 @@ func TestNoPasswordFormLeaksFromConfig(t *testing.T) {
 			if _, _, err := config.ParseDatabaseURL(f.url); err != nil {
 				out.WriteString(err.Error())
 			}
-			if strings.Contains(out.String(), "secret") {
+			if strings.Contains(strings.ReplaceAll(out.String(), "tapd.client_secret", ""), "secret") { // the key's own name aside
 				t.Fatalf("a password shows:\n%s", out.String())
 			}
 			secrets := strings.Join(c.Secrets(), "\n")
@@ -378,5 +379,88 @@ func TestServedHostsAndPublicListen(t *testing.T) {
 		if c.PublicListen() != public {
 			t.Errorf("PublicListen(%s) = %v", listen, !public)
 		}
+	}
+}
+
+func TestExactlyOneTAPDAuthMethod(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"basic and oauth": {map[string]string{"TAPD_MIRROR_TAPD_API_USER": "u", "TAPD_MIRROR_TAPD_API_PASSWORD": "p",
+			"TAPD_MIRROR_TAPD_CLIENT_ID": "id", "TAPD_MIRROR_TAPD_CLIENT_SECRET": "s"}, "exactly one TAPD auth method"},
+		"token and oauth": {map[string]string{"TAPD_MIRROR_TAPD_ACCESS_TOKEN": "t",
+			"TAPD_MIRROR_TAPD_CLIENT_ID": "id", "TAPD_MIRROR_TAPD_CLIENT_SECRET": "s"}, "exactly one TAPD auth method"},
+		"id without secret": {map[string]string{"TAPD_MIRROR_TAPD_CLIENT_ID": "id"}, "client_id and client_secret must be set together"},
+		"oauth alone":       {map[string]string{"TAPD_MIRROR_TAPD_CLIENT_ID": "id", "TAPD_MIRROR_TAPD_CLIENT_SECRET": "s", "TAPD_MIRROR_WORKSPACES": "1"}, ""},
+	} {
+		c, err := config.Load("", env(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Validate()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestReadReplicaURL(t *testing.T) {
+	c, _ := config.Load("", env(map[string]string{"TAPD_MIRROR_DATABASE_URL": "postgres://a@db/x",
+		"TAPD_MIRROR_DATABASE_READ_URL": "postgres://app:replicapw9@replica/x"}))
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(c.Redacted(), "replicapw9") || !strings.Contains(strings.Join(c.Secrets(), " "), "replicapw9") {
+		t.Fatalf("the replica's password is not treated as a secret:\n%s", c.Redacted())
+	}
+	c.DatabaseURL = "sqlite:x.db"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database_read_url") {
+		t.Fatalf("SQLite with a replica: %v", err)
+	}
+}
+
+func TestIntegrityAndRetentionSettings(t *testing.T) {
+	c, err := config.Load("", env(map[string]string{"TAPD_MIRROR_RETENTION": "local=400d, tapd=forever"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Retention.String(); got != "local=400d" || c.Retention["local"].Duration != 400*24*time.Hour {
+		t.Fatalf("retention = %q %v", got, c.Retention)
+	}
+	if c.IntegrityKeyFile() != "tapd-mirror.key" || c.Integrity.CheckpointInterval.Duration != time.Minute {
+		t.Fatalf("defaults: key %s interval %s", c.IntegrityKeyFile(), c.Integrity.CheckpointInterval)
+	}
+	c.DatabaseURL = "sqlite:/data/mirror/db.sqlite"
+	if c.IntegrityKeyFile() != "/data/mirror/tapd-mirror.key" {
+		t.Fatalf("key file beside SQLite = %s", c.IntegrityKeyFile())
+	}
+	for _, bad := range []map[string]string{
+		{"TAPD_MIRROR_RETENTION": "tapd=30d"},            // TAPD still serves those records
+		{"TAPD_MIRROR_RETENTION": "remote=30d"},          // no such source
+		{"TAPD_MIRROR_RETENTION": "local=3h"},            // shorter than a day
+		{"TAPD_MIRROR_INTEGRITY_LOG_NAME": "my log"},     // not a key name
+		{"TAPD_MIRROR_INTEGRITY_PUBLISH_URL": "ftp://x"}, // not http(s)
+	} {
+		c, err := config.Load("", env(bad))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("%v was accepted", bad)
+		}
+	}
+	raw := "retention:\n  local: 400d\n  tapd: 3650d\nintegrity:\n  publish_url: https://user:s3cret@witness.example/cp\n"
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(raw), 0o600)
+	c, err = config.Load(path, env(nil))
+	if err != nil || c.Validate() != nil || c.Retention["tapd"].Duration != 3650*24*time.Hour {
+		t.Fatalf("file: %+v %v", c.Retention, err)
+	}
+	if strings.Contains(c.Redacted(), "s3cret") || !slices.Contains(c.Secrets(), "s3cret") {
+		t.Fatalf("publish_url password shown:\n%s", c.Redacted())
 	}
 }

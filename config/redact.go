@@ -140,11 +140,11 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // the passwords in database_url and tapd.base_url, in the forms they were
 // written and decoded — so that log output can be scrubbed of them.
 func (c Config) Secrets() []string {
-	out := []string{c.TAPD.APIPassword, c.TAPD.AccessToken}
+	out := []string{c.TAPD.APIPassword, c.TAPD.AccessToken, c.TAPD.ClientSecret}
 	for _, t := range c.tokenSources() {
 		out = append(out, t.Token.Token)
 	}
-	for _, raw := range []string{c.DatabaseURL, c.TAPD.BaseURL} {
+	for _, raw := range []string{c.DatabaseURL, c.DatabaseReadURL, c.TAPD.BaseURL, c.Integrity.PublishURL} {
 		out = append(out, URLSecrets(raw)...)
 	}
 	kept := out[:0]

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/tapd-mirror/tapd-mirror/integrity"
 )
 
 // Sources of activity records.
@@ -47,6 +50,71 @@ func (a Activity) ExtraFields() map[string]string {
 		return map[string]string{"_unparsed": a.extraJSON}
 	}
 	return m
+}
+
+// ExtraText is Extra as compact JSON text. Rows read back give their stored
+// text, compacted but not decoded (exports write millions of them), so the
+// key order is the database's: sorted on SQLite, by length then bytes on
+// PostgreSQL (jsonb). Text that is not a JSON object comes back under
+// "_unparsed".
+func (a Activity) ExtraText() string {
+	if a.Extra != nil || a.extraJSON == "" {
+		return a.extraText()
+	}
+	if a.extraJSON[0] != '{' {
+		return Activity{Extra: map[string]string{"_unparsed": a.extraJSON}}.extraText()
+	}
+	return compactStoredJSON(a.extraJSON)
+}
+
+// compactStoredJSON drops the blanks jsonb puts after ':' and ','. The text
+// comes from the database, which only ever stores valid JSON, so a scan
+// for strings is enough — no validation, and no copy when there is nothing
+// to drop (SQLite keeps the compact text it was given).
+func compactStoredJSON(s string) string {
+	if !strings.Contains(s, ": ") && !strings.Contains(s, ", ") {
+		return s
+	}
+	return string(appendCompact(make([]byte, 0, len(s)), []byte(s)))
+}
+
+// appendCompact appends s without blanks outside its strings: a jump from
+// quote to quote (IndexByte), not a byte-by-byte state machine.
+func appendCompact(out, s []byte) []byte {
+	for len(s) > 0 {
+		q := bytes.IndexByte(s, '"')
+		if q < 0 {
+			q = len(s)
+		}
+		for _, c := range s[:q] { // between strings: punctuation and blanks
+			if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
+				out = append(out, c)
+			}
+		}
+		s = s[q:]
+		if len(s) == 0 {
+			break
+		}
+		end := 1 // past the closing quote: the next quote not escaped by an odd run of backslashes
+		for {
+			j := bytes.IndexByte(s[end:], '"')
+			if j < 0 {
+				end = len(s)
+				break
+			}
+			end += j + 1
+			bs := 0
+			for k := end - 2; k > 0 && s[k] == '\\'; k-- {
+				bs++
+			}
+			if bs%2 == 0 {
+				break
+			}
+		}
+		out = append(out, s[:end]...)
+		s = s[end:]
+	}
+	return out
 }
 
 // activityRow is Activity as the database hands it back.
@@ -140,7 +208,8 @@ func (s *Store) where(f Filter) (string, []any) {
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
-// InsertActivity stores one local record and returns its id.
+// InsertActivity stores one local record and returns its id; its record
+// event enters the integrity log in the same transaction.
 func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 	var sourceID any
 	if a.SourceID != "" {
@@ -149,15 +218,30 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 	if a.Source == "" {
 		a.Source = SourceLocal
 	}
+	now := nowSecond()
+	if a.Timestamp.IsZero() { // as the API does: the log needs a time
+		a.Timestamp = now
+	}
 	var id int64
-	err := s.db.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
-		INSERT INTO activity_log (platform, serial, action_type, action_detail, username, timestamp,
-			source, source_id, workspace_id, extra, ingested_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
-		a.Source, sourceID, a.WorkspaceID, a.extraText(), s.timeArg(time.Now())).Scan(&id)
+	err := s.inTx(ctx, "inserting activity", func(tx *sqlx.Tx) error {
+		err := tx.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
+			INSERT INTO activity_log (platform, serial, action_type, action_detail, username, timestamp,
+				source, source_id, workspace_id, extra, ingested_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
+			a.Source, sourceID, a.WorkspaceID, a.extraText(), s.timeArg(now)).Scan(&id)
+		if err != nil {
+			return err
+		}
+		counts := countDeltas{}
+		counts.add(s, a, 1)
+		if err := s.applyCounts(ctx, tx, counts); err != nil || !s.logging() {
+			return err
+		}
+		return s.logEvents(ctx, tx, []integrity.Event{integrity.RecordEvent(writtenRecord(a, id, now))}, nil)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("inserting activity: %w", err)
+		return 0, err
 	}
 	return id, nil
 }
@@ -170,7 +254,7 @@ func (s *Store) ListActivities(ctx context.Context, f Filter, limit, offset int)
 	}
 	where, args := s.where(f)
 	out := []Activity{}
-	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+	err := eachActivity(ctx, s.reads, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
 		` ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?`), append(args, limit, offset), func(a Activity) error {
 		out = append(out, a)
 		return nil
@@ -188,9 +272,14 @@ func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args
 		return err
 	}
 	defer rows.Close()
+	var r activityRow
+	// Scan into fixed fields, not StructScan: exports read millions of rows
+	// and reflection per row was a tenth of their time.
+	dst := []any{&r.ID, &r.Platform, &r.Serial, &r.ActionType, &r.ActionDetail, &r.Username, &r.Timestamp,
+		&r.Source, &r.SourceID, &r.WorkspaceID, &r.Extra, &r.IngestedAt} // activityColumns' order
 	for rows.Next() {
-		var r activityRow
-		if err := rows.StructScan(&r); err != nil {
+		r.SourceID = nil
+		if err := rows.Scan(dst...); err != nil {
 			return err
 		}
 		if err := fn(r.activity()); err != nil {
@@ -211,14 +300,15 @@ func (s *Store) StreamActivities(ctx context.Context, f Filter, fn func(Activity
 	return nil
 }
 
-// CountActivities returns the exact number of records matching f.
+// CountActivities returns the exact number of records matching f: from the
+// daily counts plus the partial days at the edges when f filters only by
+// what they keep (platform, serial, action_type, source, since, until),
+// otherwise by COUNT(*) on the filter's index.
 func (s *Store) CountActivities(ctx context.Context, f Filter) (int64, error) {
-	where, args := s.where(f)
-	var n int64
-	if err := s.db.GetContext(ctx, &n, s.rebind(`SELECT COUNT(*) FROM activity_log`+where), args...); err != nil {
-		return 0, fmt.Errorf("counting activities: %w", err)
+	if f.countable() {
+		return s.countFast(ctx, f)
 	}
-	return n, nil
+	return s.countRows(ctx, f)
 }
 
 // GetActivity returns one record or ErrNotFound. Ids are never reused and a
@@ -236,8 +326,30 @@ func (s *Store) GetActivity(ctx context.Context, id int64) (Activity, error) {
 	return r.activity(), nil
 }
 
+// tokenKey carries the name of the API token behind a request.
+type tokenKey struct{}
+
+// WithToken names the API token on whose request ctx's deletions and holds
+// are made: the integrity log records it.
+func WithToken(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, name)
+}
+
+func tokenOf(ctx context.Context) string {
+	name, _ := ctx.Value(tokenKey{}).(string)
+	return name
+}
+
+// deleteEvent is the event of deleting a at the request of the token in ctx.
+func deleteEvent(ctx context.Context, at time.Time) func(a Activity, prev int64) integrity.Event {
+	token := tokenOf(ctx)
+	return func(a Activity, prev int64) integrity.Event { return integrity.DeleteEvent(a.ID, prev, token, at) }
+}
+
 // DeleteActivity removes one record. A mirrored record leaves a tombstone so
-// that no later sync brings it back. It returns the deleted record.
+// that no later sync brings it back. The deletion is a delete event naming
+// the token (WithToken); a record under a legal hold is refused with a
+// *HeldError. It returns the deleted record.
 func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) {
 	var deleted Activity
 	err := s.inTx(ctx, fmt.Sprintf("deleting activity %d", id), func(tx *sqlx.Tx) error {
@@ -250,15 +362,30 @@ func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) 
 			return err
 		}
 		deleted = r.activity()
+		now := nowSecond()
 		if deleted.SourceID != "" {
 			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
 				VALUES (?, ?, ?) ON CONFLICT (source, source_id) DO NOTHING`),
-				deleted.Source, deleted.SourceID, s.timeArg(time.Now())); err != nil {
+				deleted.Source, deleted.SourceID, s.timeArg(now)); err != nil {
 				return fmt.Errorf("writing tombstone: %w", err)
 			}
 		}
-		_, err = tx.ExecContext(ctx, s.rebind(`DELETE FROM activity_log WHERE id = ?`), id)
-		return err
+		res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM activity_log WHERE id = ?`), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound // deleted meanwhile by another process
+		}
+		removed := []Activity{deleted}
+		if err := s.countRemoved(ctx, tx, removed); err != nil {
+			return err
+		}
+		events, err := s.removalEvents(ctx, tx, removed, deleteEvent(ctx, now))
+		if err != nil {
+			return err
+		}
+		return s.logEvents(ctx, tx, events, removed)
 	})
 	return deleted, err
 }
@@ -270,11 +397,17 @@ const deleteAllChunk = 5000
 
 // DeleteAllActivities removes every record that existed when it started,
 // tombstoning the mirrored ones, in transactions of deleteAllChunk rows
-// (oldest id first), and returns how many rows were deleted. Interrupted, it
-// leaves whole chunks deleted and tombstoned; calling it again finishes.
+// (oldest id first), and returns how many rows were deleted. Each chunk is
+// one append of delete events naming the token (WithToken). If a legal hold
+// covers any of the records it deletes none (a *HeldError). Interrupted, it
+// leaves whole chunks deleted, tombstoned and logged; calling it again
+// finishes.
 func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
 	var maxID int64
 	if err := s.db.GetContext(ctx, &maxID, `SELECT COALESCE(MAX(id), 0) FROM activity_log`); err != nil {
+		return 0, fmt.Errorf("deleting all activities: %w", err)
+	}
+	if err := s.firstHeld(ctx, "id <= ?", []any{maxID}); err != nil {
 		return 0, fmt.Errorf("deleting all activities: %w", err)
 	}
 	var total int64
@@ -287,16 +420,31 @@ func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
 			if err != nil || upTo == 0 {
 				return err
 			}
+			now := nowSecond()
 			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_tombstone (source, source_id, deleted_at)
 				SELECT source, source_id, ? FROM activity_log WHERE id <= ? AND source_id IS NOT NULL
-				ON CONFLICT (source, source_id) DO NOTHING`), s.timeArg(time.Now()), upTo); err != nil {
+				ON CONFLICT (source, source_id) DO NOTHING`), s.timeArg(now), upTo); err != nil {
 				return fmt.Errorf("writing tombstones: %w", err)
 			}
-			res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM activity_log WHERE id <= ?`), upTo)
-			if err != nil {
+			// RETURNING: exactly the rows this transaction removed, for the log.
+			var removed []Activity
+			if err := eachActivity(ctx, tx, s.rebind(`DELETE FROM activity_log WHERE id <= ? RETURNING `+activityColumns),
+				[]any{upTo}, func(a Activity) error {
+					removed = append(removed, a)
+					return nil
+				}); err != nil {
 				return err
 			}
-			n, err = res.RowsAffected()
+			if err := s.countRemoved(ctx, tx, removed); err != nil {
+				return err
+			}
+			events, err := s.removalEvents(ctx, tx, removed, deleteEvent(ctx, now))
+			if err == nil {
+				err = s.logEvents(ctx, tx, events, removed)
+			}
+			if err == nil {
+				n = int64(len(removed))
+			}
 			return err
 		})
 		total += n

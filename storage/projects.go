@@ -25,7 +25,7 @@ func (s *Store) Projects(ctx context.Context) ([]Project, error) {
 		Serial string         `db:"serial"`
 		Name   sql.NullString `db:"name"`
 	}
-	err := s.db.SelectContext(ctx, &rows, s.rebind(`-- Projects
+	err := s.reads.SelectContext(ctx, &rows, s.rebind(`-- Projects
 		WITH RECURSIVE serials(serial, n) AS (
 			SELECT MIN(serial), 1 FROM activity_log
 			UNION ALL

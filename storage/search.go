@@ -80,7 +80,7 @@ func (s *Store) ListActivitiesBefore(ctx context.Context, f Filter, limit int) (
 	}
 	where, args := s.where(f)
 	out := []Activity{}
-	err := eachActivity(ctx, s.db, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
+	err := eachActivity(ctx, s.reads, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
 		` ORDER BY timestamp ASC, id ASC LIMIT ?`), append(args, limit), func(a Activity) error {
 		out = append(out, a)
 		return nil
@@ -92,18 +92,22 @@ func (s *Store) ListActivitiesBefore(ctx context.Context, f Filter, limit int) (
 	return out, nil
 }
 
-// CountActivitiesUpTo counts the records matching f but stops at limit+1:
-// the answer is exact when it is at most limit. It bounds the cost of a
-// total shown beside a page (a broad text search matches millions).
-func (s *Store) CountActivitiesUpTo(ctx context.Context, f Filter, limit int64) (int64, error) {
+// CountActivitiesUpTo counts the records matching f, but where the daily
+// counts cannot answer it stops at limit+1: exact reports whether n is the
+// whole count (it is when n <= limit). It bounds the cost of a total shown
+// beside a page (a broad text search matches millions).
+func (s *Store) CountActivitiesUpTo(ctx context.Context, f Filter, limit int64) (n int64, exact bool, err error) {
 	f.After, f.Before = nil, nil
-	where, args := s.where(f)
-	var n int64
-	if err := s.db.GetContext(ctx, &n, s.rebind(`-- CountActivitiesUpTo
-		SELECT COUNT(*) FROM (SELECT 1 FROM activity_log`+where+` LIMIT ?) AS capped`), append(args, limit+1)...); err != nil {
-		return 0, fmt.Errorf("counting activities: %w", err)
+	if f.countable() {
+		n, err = s.countFast(ctx, f)
+		return n, true, err
 	}
-	return n, nil
+	where, args := s.where(f)
+	if err := s.reads.GetContext(ctx, &n, s.rebind(`-- CountActivitiesUpTo
+		SELECT COUNT(*) FROM (SELECT 1 FROM activity_log`+where+` LIMIT ?) AS capped`), append(args, limit+1)...); err != nil {
+		return 0, false, fmt.Errorf("counting activities: %w", err)
+	}
+	return n, n <= limit, nil
 }
 
 // probeRows is how many of the rows nearest a page's start probeText reads.
@@ -129,7 +133,7 @@ func (s *Store) probeText(ctx context.Context, f Filter, order string, limit, of
 		` ORDER BY timestamp ` + order + `, id ` + order + ` LIMIT ?) AS nearest
 		WHERE action_detail LIKE ? ESCAPE '\' ORDER BY timestamp ` + order + `, id ` + order + ` LIMIT ? OFFSET ?`
 	rows = []Activity{}
-	err = eachActivity(ctx, s.db, query, append(args, probeRows, "%"+escapeLike(text)+"%", limit, offset), func(a Activity) error {
+	err = eachActivity(ctx, s.reads, s.rebind(query), append(args, probeRows, "%"+escapeLike(text)+"%", limit, offset), func(a Activity) error {
 		rows = append(rows, a)
 		return nil
 	})

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -63,8 +64,8 @@ func TestConsoleFiltersOnListCountAndExport(t *testing.T) {
 			if err != nil || n != int64(len(c.want)) {
 				t.Errorf("%s: count = %d, %v; want %d", c.name, n, err, len(c.want))
 			}
-			if n, err := s.CountActivitiesUpTo(ctx, c.f, 1); err != nil || n != min(2, int64(len(c.want))) {
-				t.Errorf("%s: count up to 1 = %d, %v; want %d", c.name, n, err, min(2, len(c.want)))
+			if n, exact, err := s.CountActivitiesUpTo(ctx, c.f, 1); err != nil || n != min(2, int64(len(c.want))) || exact != (len(c.want) <= 1) {
+				t.Errorf("%s: count up to 1 = %d (exact %v), %v; want %d", c.name, n, exact, err, min(2, len(c.want)))
 			}
 			var streamed []string
 			if err := s.StreamActivities(ctx, c.f, func(a storage.Activity) error {
@@ -309,6 +310,68 @@ func TestTextSearchPagesAgreeWithAScan(t *testing.T) {
 				if !slices.Equal(idsOf(second), want[5:10]) || !slices.Equal(idsOf(back), want[5:10]) {
 					t.Errorf("q=%q offset 5 = %v, back from the 11th = %v; want %v", q, idsOf(second), idsOf(back), want[5:10])
 				}
+			}
+		}
+	})
+}
+
+// Per-day counts agree whether the daily counts answer them (whole days,
+// filters they keep, their zone) or a scan does (partial days, other
+// filters, another zone).
+func TestDailyCountsFromTheAggregateAgreeWithAScan(t *testing.T) {
+	shanghai, _ := time.LoadLocation("Asia/Shanghai")
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		s.SetCountsZone(shanghai) // before any write, as serve does
+		ctx := context.Background()
+		start := time.Date(2026, 3, 1, 0, 0, 0, 0, shanghai)
+		var in []storage.Activity
+		for i := range 200 {
+			a := consoleRecord(fmt.Sprint(i), start.Add(time.Duration(i*53)*time.Minute), "x", "", []string{"story", "bug"}[i%2], "", fmt.Sprint(i%3))
+			a.ActionType = []string{"add", "download"}[i%2]
+			in = append(in, a)
+		}
+		if _, err := s.UpsertMirrored(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		want := func(f storage.Filter, loc *time.Location) map[string]int64 {
+			out := map[string]int64{}
+			for _, a := range in {
+				if (!f.Since.IsZero() && a.Timestamp.Before(f.Since)) || (!f.Until.IsZero() && !a.Timestamp.Before(f.Until)) ||
+					(f.Serial != "" && a.Serial != f.Serial) || (f.ActionType != "" && a.ActionType != f.ActionType) ||
+					(f.Object != "" && a.ExtraFields()["operate_object_key"] != f.Object) {
+					continue
+				}
+				out[a.Timestamp.In(loc).Format("2006-01-02")]++
+			}
+			return out
+		}
+		since, until := start.Add(30*time.Hour+7*time.Minute), start.Add(5*24*time.Hour+13*time.Hour)
+		for _, c := range []struct {
+			name string
+			f    storage.Filter
+			loc  *time.Location
+		}{
+			{"aggregate, partial edge days", storage.Filter{Since: since, Until: until}, shanghai},
+			{"aggregate by serial and action", storage.Filter{Serial: "1", ActionType: "download", Since: since, Until: until}, shanghai},
+			{"aggregate, whole days", storage.Filter{Since: start.AddDate(0, 0, 1), Until: start.AddDate(0, 0, 4)}, shanghai},
+			{"aggregate, less than a day", storage.Filter{Since: since, Until: since.Add(5 * time.Hour)}, shanghai},
+			{"scan: object", storage.Filter{Object: "bug", Since: since, Until: until}, shanghai},
+			{"scan: another zone", storage.Filter{Since: since, Until: until}, time.UTC},
+			{"aggregate, unbounded", storage.Filter{}, shanghai},
+		} {
+			days, err := s.DailyCounts(ctx, c.f, c.loc)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			got := map[string]int64{}
+			for i, d := range days {
+				got[d.Day.Format("2006-01-02")] += d.Count
+				if i > 0 && !days[i-1].Day.Before(d.Day) {
+					t.Errorf("%s: days out of order or repeated: %v then %v", c.name, days[i-1].Day, d.Day)
+				}
+			}
+			if w := want(c.f, c.loc); !maps.Equal(got, w) {
+				t.Errorf("%s:\n got %v\nwant %v", c.name, got, w)
 			}
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -30,12 +31,19 @@ var ErrNotFound = errors.New("not found")
 // Store is the one handle on the database.
 type Store struct {
 	db *sqlx.DB
+	// reads serves list, count and export: the primary (db), or a read
+	// replica after UseReplica. Writes, sync state and leases stay on db.
+	reads *sqlx.DB
 	// exports is a small pool of its own for long-running exports, so slow
 	// export clients never take the connections that lists, counts,
 	// readiness and sync need.
 	exports *sqlx.DB
 	dialect string
 	dsn     string // scopes SQLite's in-process locks to one file
+	// countsZone is the zone whose days the daily counts use (SetCountsZone).
+	countsZone *time.Location
+	writeMu    sync.Mutex // SQLite: this process's write transactions, one at a time
+	noLog      bool       // benchmark baseline only: see WithoutIntegrityLog
 }
 
 // DefaultExportConns is the export pool's size until SetExportConns.
@@ -83,7 +91,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	exports.SetMaxOpenConns(DefaultExportConns)
 	exports.SetMaxIdleConns(1)
 	exports.SetConnMaxIdleTime(time.Minute)
-	return &Store{db: db, exports: exports, dialect: dialect, dsn: dsn}, nil
+	return &Store{db: db, reads: db, exports: exports, dialect: dialect, dsn: dsn}, nil
 }
 
 // ping checks the connection. The first connection to a new SQLite file
@@ -133,7 +141,7 @@ func sqliteDSN(path string) (string, error) {
 	// write lock up front so two writers queue on busy_timeout instead of
 	// failing with SQLITE_BUSY halfway through.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
-	return "file:" + esc + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate", nil
+	return "file:" + esc + "?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate", nil
 }
 
 // scrub keeps a driver error whole unless its text holds a secret of
@@ -150,7 +158,13 @@ func scrub(err error, databaseURL string) error {
 func (s *Store) SetExportConns(n int) { s.exports.SetMaxOpenConns(n) }
 
 // Close releases the connection pools.
-func (s *Store) Close() error { return errors.Join(s.exports.Close(), s.db.Close()) }
+func (s *Store) Close() error {
+	errs := []error{s.exports.Close(), s.db.Close()}
+	if s.reads != s.db {
+		errs = append(errs, s.reads.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // Dialect is config.Postgres or config.SQLite.
 func (s *Store) Dialect() string { return s.dialect }
@@ -158,9 +172,18 @@ func (s *Store) Dialect() string { return s.dialect }
 // DB exposes the pool for migrations, locks and benchmarks.
 func (s *Store) DB() *sqlx.DB { return s.db }
 
-// Migrate applies pending schema migrations and returns their versions.
+// Migrate applies pending schema migrations and returns their versions,
+// then logs the records that predate the integrity log (BackfillLog: SQL
+// cannot compute the hashes, so this step of the upgrade is Go's).
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
-	return migrations.Apply(ctx, s.db.DB, s.dialect)
+	applied, err := migrations.Apply(ctx, s.db.DB, s.dialect)
+	if err != nil {
+		return applied, err
+	}
+	if _, err := s.BackfillLog(ctx); err != nil {
+		return applied, err
+	}
+	return applied, nil
 }
 
 // Ready reports an error when the database is unreachable or not migrated.
@@ -213,6 +236,14 @@ func (t *dbTime) Scan(v any) error {
 
 // inTx runs fn in one transaction, committed only when fn succeeds.
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
+	if s.dialect == config.SQLite {
+		// dialect: SQLite has one writer at a time. Writers of this process
+		// queue here, in order, instead of polling in busy_timeout, where a
+		// loaded machine can starve one past the timeout. Other processes
+		// on the file still queue on busy_timeout.
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, err)

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,9 @@ type DayCount struct {
 
 // DailyCounts returns how many records matching f fall on each calendar day
 // of loc, oldest day first; days without any are left out. f.After and
-// f.Before are ignored. The answer says nothing of how it is computed (today
-// a GROUP BY over the matching rows), so a maintained aggregate can take over.
+// f.Before are ignored. Filters the daily counts keep, in their zone, are
+// answered from them (whole days) and from activity_log for the partial days
+// at the edges; others by a GROUP BY over the matching rows.
 func (s *Store) DailyCounts(ctx context.Context, f Filter, loc *time.Location) ([]DayCount, error) {
 	f.After, f.Before = nil, nil
 	from, to := f.Since, f.Until
@@ -35,21 +37,90 @@ func (s *Store) DailyCounts(ctx context.Context, f Filter, loc *time.Location) (
 			to = newest.Add(time.Second)
 		}
 	}
-	where, args := s.where(f)
-	day := s.localDayExpr(loc, from, to)
-	var rows []struct {
-		Day   int64 `db:"day"`
-		Count int64 `db:"n"`
+	f.Since, f.Until = from, to
+	var days []dayRow
+	var err error
+	if f.countable() && loc.String() == s.zone().String() {
+		days, err = s.daysFromCounts(ctx, f)
+	} else {
+		days, err = s.daysByScan(ctx, f, loc)
 	}
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(`-- DailyCounts
-		SELECT `+day+` AS day, COUNT(*) AS n FROM activity_log`+where+` GROUP BY 1 ORDER BY 1`), args...); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("counting activities per day: %w", err)
 	}
-	out := make([]DayCount, len(rows))
-	for i, r := range rows {
-		out[i] = DayCount{Day: time.Date(1970, 1, 1+int(r.Day), 0, 0, 0, 0, loc), Count: r.Count}
+	out := make([]DayCount, 0, len(days))
+	for _, d := range days {
+		if n := len(out); n > 0 && out[n-1].Day.Equal(dayTime(d.Day, loc)) {
+			out[n-1].Count += d.Count // an edge day summed with its whole-day part
+			continue
+		}
+		out = append(out, DayCount{Day: dayTime(d.Day, loc), Count: d.Count})
 	}
 	return out, nil
+}
+
+type dayRow struct {
+	Day   int64 `db:"day"`
+	Count int64 `db:"n"`
+}
+
+// dayTime is the midnight in loc of a day number (days since 1970-01-01).
+func dayTime(day int64, loc *time.Location) time.Time {
+	return time.Date(1970, 1, 1+int(day), 0, 0, 0, 0, loc)
+}
+
+// daysByScan groups the matching rows of [f.Since, f.Until) by local day.
+func (s *Store) daysByScan(ctx context.Context, f Filter, loc *time.Location) ([]dayRow, error) {
+	if !f.Since.Before(f.Until) {
+		return nil, nil
+	}
+	where, args := s.where(f)
+	var rows []dayRow
+	err := s.reads.SelectContext(ctx, &rows, s.rebind(`-- DailyCounts by scan
+		SELECT `+s.localDayExpr(loc, f.Since, f.Until)+` AS day, COUNT(*) AS n FROM activity_log`+where+` GROUP BY 1 ORDER BY 1`), args...)
+	return rows, err
+}
+
+// daysFromCounts reads whole days from the daily counts (kept in this
+// zone) and scans only the partial days at the edges, as countFast does.
+func (s *Store) daysFromCounts(ctx context.Context, f Filter) ([]dayRow, error) {
+	first, last := s.dayOf(f.Since), s.dayOf(f.Until)
+	if !s.dayStart(first).Equal(f.Since) {
+		first++
+	}
+	if first >= last {
+		return s.daysByScan(ctx, f, s.zone())
+	}
+	table, conds, args := "activity_daily_total", []string{"day >= ?", "day < ?"}, []any{first, last}
+	eq := func(col, v string) {
+		if v != "" {
+			conds, args = append(conds, col+" = ?"), append(args, v)
+		}
+	}
+	if f.Serial != "" {
+		table = "activity_daily"
+		eq("serial", f.Serial)
+	}
+	eq("platform", f.Platform)
+	eq("action_type", f.ActionType)
+	eq("source", f.Source)
+	head, tail := f, f
+	head.Until, tail.Since = s.dayStart(first), s.dayStart(last)
+	before, err := s.daysByScan(ctx, head, s.zone())
+	if err != nil {
+		return nil, err
+	}
+	var whole []dayRow
+	if err := s.reads.SelectContext(ctx, &whole, s.rebind(`-- DailyCounts from the daily counts
+		SELECT day, SUM(n) AS n FROM `+table+` WHERE `+strings.Join(conds, " AND ")+
+		` GROUP BY day HAVING SUM(n) > 0 ORDER BY day`), args...); err != nil {
+		return nil, err
+	}
+	after, err := s.daysByScan(ctx, tail, s.zone())
+	if err != nil {
+		return nil, err
+	}
+	return slices.Concat(before, whole, after), nil
 }
 
 // ActivitySpan returns the times of the oldest and newest records matching
@@ -64,7 +135,7 @@ func (s *Store) ActivitySpan(ctx context.Context, f Filter) (oldest, newest time
 		dst   *time.Time
 	}{{"ASC", &oldest}, {"DESC", &newest}} {
 		var ts []dbTime
-		if err := s.db.SelectContext(ctx, &ts, s.rebind(`SELECT timestamp FROM activity_log`+where+
+		if err := s.reads.SelectContext(ctx, &ts, s.rebind(`SELECT timestamp FROM activity_log`+where+
 			` ORDER BY timestamp `+q.order+`, id `+q.order+` LIMIT 1`), args...); err != nil {
 			return oldest, newest, false, fmt.Errorf("reading the span of activities: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
 )
 
 // upsertChunk rows per statement: 11 parameters a row keeps a chunk far under
@@ -65,19 +67,29 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 				return err
 			}
 		}
+		now := nowSecond()
+		var events []integrity.Event
+		counts := countDeltas{}
 		for start := 0; start < len(batch); start += upsertChunk {
-			r, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))], tryCopy)
+			r, ev, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))], tryCopy, now, counts)
 			if err != nil {
 				return err
 			}
 			total.Add(r)
+			events = append(events, ev...)
 		}
-		return nil
+		if err := s.applyCounts(ctx, tx, counts); err != nil {
+			return err
+		}
+		// The whole batch is one append to the integrity log.
+		return s.logEvents(ctx, tx, events, nil)
 	})
 	return total, err
 }
 
-func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, tryCopy bool) (UpsertResult, error) {
+// upsertChunk stores one chunk and returns what it did and the events that
+// log it: a record event per inserted row, an update event per changed one.
+func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, tryCopy bool, now time.Time, counts countDeltas) (UpsertResult, []integrity.Event, error) {
 	var res UpsertResult
 	// Last copy of a record in the chunk wins; earlier copies count as unchanged.
 	fresh := make(map[string]Activity, len(chunk))
@@ -85,7 +97,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	source := chunk[0].Source
 	for _, a := range chunk {
 		if a.Source != source || a.SourceID == "" {
-			return res, fmt.Errorf("mirrored record needs one source and a source_id (got %q/%q)", a.Source, a.SourceID)
+			return res, nil, fmt.Errorf("mirrored record needs one source and a source_id (got %q/%q)", a.Source, a.SourceID)
 		}
 		if _, dup := fresh[a.SourceID]; dup {
 			res.Unchanged++
@@ -95,12 +107,12 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 		fresh[a.SourceID] = a
 	}
 	if err := s.recordMembership(ctx, tx, chunk); err != nil {
-		return res, err
+		return res, nil, err
 	}
 
 	tombstoned, err := s.tombstoned(ctx, tx, source, keys)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	candidates := make([]Activity, 0, len(keys))
 	for _, k := range keys {
@@ -111,51 +123,109 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 		}
 	}
 	if len(candidates) == 0 {
-		return res, nil
+		return res, nil, nil
 	}
-	args := s.insertArgs(candidates)
 	if tryCopy && s.dialect == config.Postgres {
 		// Fast path for backfills: assume every record is new and COPY them in.
-		ok, err := s.copyIn(ctx, tx, args)
+		ok, events, err := s.copyNew(ctx, tx, candidates, now)
 		if err != nil {
-			return res, fmt.Errorf("copying %d records: %w", len(candidates), err)
+			return res, nil, fmt.Errorf("copying %d records: %w", len(candidates), err)
 		}
 		if ok {
 			res.Inserted += len(candidates)
-			return res, nil
+			for _, a := range candidates {
+				counts.add(s, a, 1)
+			}
+			return res, events, nil
 		}
 	}
 	stored, err := s.storedBySourceID(ctx, tx, source, keys)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
-	var newArgs []any
-	width := len(insertColumns)
-	for i, a := range candidates {
+	var newRows []Activity
+	var changed [][2]Activity // stored version, fresh version
+	for _, a := range candidates {
 		old, exists := stored[a.SourceID]
 		switch {
 		case !exists:
-			newArgs = append(newArgs, args[i*width:(i+1)*width]...)
+			newRows = append(newRows, a)
 		case sameContent(old, a):
 			res.Unchanged++
 		default:
-			if err := s.updateMirrored(ctx, tx, old, a); err != nil {
-				return res, err
+			if err := s.updateMirrored(ctx, tx, old, a, now); err != nil {
+				return res, nil, err
 			}
+			changed = append(changed, [2]Activity{old, a})
+			counts.add(s, old, -1)
+			counts.add(s, a, 1)
 			res.Updated++
 		}
 	}
-	if len(newArgs) == 0 {
-		return res, nil
-	}
-	inserted, err := s.insertValues(ctx, tx, newArgs)
+	events, err := s.updateEvents(ctx, tx, changed, now)
 	if err != nil {
-		return res, fmt.Errorf("inserting %d records: %w", len(newArgs)/width, err)
+		return res, nil, err
 	}
-	res.Inserted += inserted
-	// Another replica inserted the rest between our read and our write: same records.
-	res.Unchanged += len(newArgs)/width - inserted
-	return res, nil
+	if len(newRows) == 0 {
+		return res, events, nil
+	}
+	ids, inserted, err := s.insertValues(ctx, tx, s.insertArgs(newRows, now))
+	if err != nil {
+		return res, nil, fmt.Errorf("inserting %d records: %w", len(newRows), err)
+	}
+	if !s.logging() {
+		res.Inserted += inserted
+		res.Unchanged += len(newRows) - inserted
+		return res, events, nil
+	}
+	for _, a := range newRows {
+		// Absent: another replica inserted it between our read and our write,
+		// the same record; its insert logged it.
+		if id, ok := ids[a.SourceID]; ok {
+			res.Inserted++
+			counts.add(s, a, 1)
+			events = append(events, integrity.RecordEvent(writtenRecord(a, id, now)))
+		} else {
+			res.Unchanged++
+		}
+	}
+	return res, events, nil
+}
+
+// updateEvents logs changed records: each new version points at the event
+// holding the version it replaces.
+func (s *Store) updateEvents(ctx context.Context, tx *sqlx.Tx, changed [][2]Activity, now time.Time) ([]integrity.Event, error) {
+	if len(changed) == 0 || !s.logging() {
+		return nil, nil
+	}
+	ids := make([]int64, len(changed))
+	for i, c := range changed {
+		ids[i] = c[0].ID
+	}
+	prev, err := s.latestEvents(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	events := make([]integrity.Event, 0, len(changed))
+	for _, c := range changed {
+		old, a := c[0], c[1]
+		p, ok := prev[old.ID]
+		if !ok {
+			return nil, fmt.Errorf("updating record %d: %w (added behind the service's back? run tapd-mirror verify --database)", old.ID, ErrUnlogged)
+		}
+		// The row keeps its id, source, source_id and first workspace.
+		a.Source, a.SourceID, a.WorkspaceID = old.Source, old.SourceID, old.WorkspaceID
+		events = append(events, integrity.UpdateEvent(p, writtenRecord(a, old.ID, now)))
+	}
+	return events, nil
+}
+
+// writtenRecord is the record a write stores, as the log encodes it: a with
+// its id and ingested_at, extra as it reads back.
+func writtenRecord(a Activity, id int64, ingested time.Time) integrity.Record {
+	return integrity.Record{ID: id, Platform: a.Platform, Serial: a.Serial, ActionType: a.ActionType,
+		ActionDetail: a.ActionDetail, Username: a.Username, Timestamp: a.Timestamp, Source: a.Source,
+		SourceID: a.SourceID, WorkspaceID: a.WorkspaceID, Extra: storedExtra(nonNil(a.Extra)), IngestedAt: ingested}
 }
 
 // keyFilter is "source = ? AND source_id IN (keys)" for the dialect:
@@ -206,45 +276,115 @@ func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string
 var insertColumns = []string{"platform", "serial", "action_type", "action_detail", "username", "timestamp",
 	"source", "source_id", "workspace_id", "extra", "ingested_at"}
 
+// sourceIDColumn is source_id's place in insertColumns.
+var sourceIDColumn = slices.Index(insertColumns, "source_id")
+
 // insertArgs flattens rows into insertColumns-ordered parameters.
-func (s *Store) insertArgs(rows []Activity) []any {
-	now := s.timeArg(time.Now())
+func (s *Store) insertArgs(rows []Activity, now time.Time) []any {
+	ingested := s.timeArg(now)
 	args := make([]any, 0, len(rows)*len(insertColumns))
 	for _, a := range rows {
 		args = append(args, a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username,
-			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, a.extraText(), now)
+			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, a.extraText(), ingested)
 	}
 	return args
 }
 
-// insertValues is one multi-row INSERT … ON CONFLICT DO NOTHING.
-func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (int, error) {
+// insertValues is one multi-row INSERT … ON CONFLICT DO NOTHING; it returns
+// the ids of the rows it inserted by source_id (nil without the log, which
+// alone needs them) and how many it inserted.
+func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[string]int64, int, error) {
 	row := "(" + strings.Repeat("?,", len(insertColumns)-1) + "?)"
 	n := len(args) / len(insertColumns)
-	res, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_log (`+strings.Join(insertColumns, ", ")+
-		`) VALUES `+strings.Repeat(row+",", n-1)+row+` ON CONFLICT (source, source_id) DO NOTHING`), args...)
-	if err != nil {
-		return 0, err
+	q := `INSERT INTO activity_log (` + strings.Join(insertColumns, ", ") + `) VALUES ` + strings.Repeat(row+",", n-1) + row +
+		` ON CONFLICT (source, source_id) DO NOTHING`
+	if !s.logging() {
+		res, err := tx.ExecContext(ctx, s.rebind(q), args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		affected, err := res.RowsAffected()
+		return nil, int(affected), err
 	}
-	affected, err := res.RowsAffected()
-	return int(affected), err
+	if s.dialect == config.SQLite {
+		// dialect: this transaction holds SQLite's one write lock and read the
+		// stored keys under it, so every row is new: the rows take the next
+		// AUTOINCREMENT ids in VALUES order, and no RETURNING rows need reading.
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		last, err := res.LastInsertId()
+		affected, aerr := res.RowsAffected()
+		if err == nil && aerr == nil && affected == int64(n) {
+			ids := make(map[string]int64, n)
+			for i := range n {
+				ids[args[i*len(insertColumns)+sourceIDColumn].(string)] = last - int64(n-1-i)
+			}
+			return ids, n, nil
+		}
+		return nil, 0, fmt.Errorf("inserted %d of %d new records (ids %v): the table changed under the write lock", affected, n, errors.Join(err, aerr))
+	}
+	rows, err := tx.QueryContext(ctx, s.rebind(q+` RETURNING id, source_id`), args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	ids := make(map[string]int64, n)
+	for rows.Next() {
+		var id int64
+		var sourceID string
+		if err := rows.Scan(&id, &sourceID); err != nil {
+			return nil, 0, err
+		}
+		ids[sourceID] = id
+	}
+	return ids, len(ids), rows.Err()
+}
+
+// copyNew is the PostgreSQL fast path (dialect:) for records assumed new.
+// COPY cannot return the ids the log needs, so they are drawn from the
+// table's sequence first (one statement) and copied in with the rows.
+func (s *Store) copyNew(ctx context.Context, tx *sqlx.Tx, rows []Activity, now time.Time) (bool, []integrity.Event, error) {
+	args := s.insertArgs(rows, now)
+	if !s.logging() {
+		ok, err := s.copyIn(ctx, tx, insertColumns, args)
+		return ok, nil, err
+	}
+	var ids []int64
+	if err := tx.SelectContext(ctx, &ids, `SELECT nextval(pg_get_serial_sequence('activity_log', 'id')) FROM generate_series(1, $1)`,
+		len(rows)); err != nil {
+		return false, nil, fmt.Errorf("drawing %d record ids: %w", len(rows), err)
+	}
+	width := len(insertColumns)
+	withIDs := make([]any, 0, len(rows)*(width+1))
+	events := make([]integrity.Event, len(rows))
+	for i, a := range rows {
+		withIDs = append(append(withIDs, ids[i]), args[i*width:(i+1)*width]...)
+		events[i] = integrity.RecordEvent(writtenRecord(a, ids[i], now))
+	}
+	ok, err := s.copyIn(ctx, tx, append([]string{"id"}, insertColumns...), withIDs)
+	if !ok {
+		events = nil
+	}
+	return ok, events, err
 }
 
 // copyIn is the PostgreSQL fast path (dialect:): COPY the rows straight
 // into the table, as fast as any load can be. If any of them exists already,
 // the unique index rejects the COPY; it is rolled back to a savepoint and ok
 // is false, and the caller takes the compare-and-update path.
-func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, args []any) (ok bool, err error) {
+func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, columns []string, args []any) (ok bool, err error) {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT mirror_copy`); err != nil {
 		return false, err
 	}
 	copyErr := func() error {
-		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("activity_log", insertColumns...))
+		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("activity_log", columns...))
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		width := len(insertColumns)
+		width := len(columns)
 		for i := 0; i < len(args); i += width {
 			if _, err := stmt.ExecContext(ctx, args[i:i+width]...); err != nil {
 				return err
@@ -267,21 +407,22 @@ func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, args []any) (ok bool, e
 }
 
 // updateMirrored replaces a mirrored record that changed at TAPD and keeps
-// the version it replaces in activity_history: nothing is silently overwritten.
-func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity) error {
+// the version it replaces in activity_history: nothing is silently
+// overwritten. ingested_at becomes now: when this version was stored.
+func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity, now time.Time) error {
 	previous, _ := json.Marshal(map[string]any{ // maps of strings and numbers always encode
 		"platform": old.Platform, "serial": old.Serial, "action_type": old.ActionType,
 		"action_detail": old.ActionDetail, "username": old.Username, "timestamp": old.Timestamp.Unix(),
 		"workspace_id": old.WorkspaceID, "extra": old.ExtraFields(),
 	})
 	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_history (activity_id, source_id, changed_at, previous)
-		VALUES (?, ?, ?, ?)`), old.ID, old.SourceID, s.timeArg(time.Now()), string(previous)); err != nil {
+		VALUES (?, ?, ?, ?)`), old.ID, old.SourceID, s.timeArg(now), string(previous)); err != nil {
 		return fmt.Errorf("keeping the earlier version of record %s: %w", a.SourceID, err)
 	}
 	_, err := tx.ExecContext(ctx, s.rebind(`UPDATE activity_log SET platform = ?, serial = ?, action_type = ?,
-		action_detail = ?, username = ?, timestamp = ?, extra = ? WHERE source = ? AND source_id = ?`),
+		action_detail = ?, username = ?, timestamp = ?, extra = ?, ingested_at = ? WHERE source = ? AND source_id = ?`),
 		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
-		a.extraText(), a.Source, a.SourceID)
+		a.extraText(), s.timeArg(now), a.Source, a.SourceID)
 	if err != nil {
 		return fmt.Errorf("updating record %s: %w", a.SourceID, err)
 	}

@@ -186,3 +186,25 @@ func TestTAPDClampingAnOldStartLosesNothingItServes(t *testing.T) {
 		h.assertMirror(h.expected(h.fake.Horizon().Truncate(time.Minute), to, "10074561"))
 	})
 }
+
+func TestARecordChangedAtTAPDIsUpdatedWithItsHistoryKept(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 1, Months: 1, RecordsPerDay: 2}, "10074561")
+		h.runAll(syncer.RunOptions{})
+		h.fake.RenameProject("10074561", "改名后的项目")
+		h.fake.Advance(time.Minute)
+		runs := h.runAll(syncer.RunOptions{Full: true})
+		stored, _ := h.store.CountActivities(context.Background(), storage.Filter{Source: storage.SourceTAPD})
+		if runs[0].Updated != int(stored) || runs[0].Inserted != 0 {
+			t.Fatalf("rename at TAPD: run %+v, %d stored", runs[0], stored)
+		}
+		var history int
+		if err := h.store.DB().Get(&history, `SELECT COUNT(*) FROM activity_history`); err != nil || history != int(stored) {
+			t.Fatalf("%d earlier versions kept for %d records (%v)", history, stored, err)
+		}
+		got, _ := h.store.ListActivities(context.Background(), storage.Filter{}, 1, 0)
+		if got[0].ExtraFields()["project_name"] != "改名后的项目" {
+			t.Fatalf("stored project_name %q", got[0].ExtraFields()["project_name"])
+		}
+	})
+}

@@ -232,3 +232,14 @@ func keysOf(runs []storage.SyncRun) []string {
 	sort.Strings(out)
 	return out
 }
+
+// assertEveryRequestOK fails the test unless TAPD answered every request 200:
+// nothing went past a limit TAPD enforces (paging cap, horizon, month rule).
+func (h *harness) assertEveryRequestOK() {
+	h.t.Helper()
+	for _, r := range h.fake.Requests() {
+		if r.Status != 200 {
+			h.t.Fatalf("TAPD answered %d to %v", r.Status, r.Query)
+		}
+	}
+}

@@ -285,11 +285,7 @@ func TestServerInADaylightSavingZoneBackfillsWithout422(t *testing.T) {
 		if runs[0].Outcome != storage.OutcomeSuccess {
 			t.Fatalf("full backfill from a New York server: %+v", runs[0])
 		}
-		for _, r := range h.fake.Requests() {
-			if r.Status != 200 {
-				t.Fatalf("TAPD answered %d to %v", r.Status, r.Query)
-			}
-		}
+		h.assertEveryRequestOK()
 		from, to := spanOf(runs...)
 		h.assertMirror(h.expected(from, to, "10074561"))
 	})
@@ -459,5 +455,33 @@ func TestATurnThatCannotStartLeavesAMetric(t *testing.T) {
 		if !slices.Contains(m.calls, "10074561/claim") {
 			t.Fatalf("start failures counted: %v", m.calls)
 		}
+	})
+}
+
+// TestHeartbeatKeepsALongWindowsLease: a window that pages for longer than
+// the lease lasts keeps its lease (renewed every third of it), so another
+// process cannot take the target over from a live run.
+func TestHeartbeatKeepsALongWindowsLease(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 1, Months: 1, RecordsPerDay: 40}, "10074561")
+		h.opts.PageSize, h.opts.LeaseTTL = 20, 2*time.Second
+		ctx := context.Background()
+		s := h.syncer()
+		targets, _ := s.Targets(ctx)
+		h.fake.SetLatency(120 * time.Millisecond) // November: ~50 pages, ~6 s with no commit: far longer than the lease
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.RunTarget(ctx, targets[0], syncer.RunOptions{Trigger: syncer.TriggerCLI})
+			done <- err
+		}()
+		time.Sleep(5 * time.Second) // well past the last commit's TTL, before the run ends
+		other := h.syncer(func(o *syncer.Options) { o.Store = storagetest.Open(t, dbURL) })
+		if _, err := other.RunTarget(ctx, targets[0], syncer.RunOptions{Trigger: syncer.TriggerCLI}); !errors.Is(err, syncer.ErrBusy) {
+			t.Fatalf("another process took a live run's target: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("the long run: %v", err)
+		}
+		assertNoOverlappingRuns(t, h.store)
 	})
 }

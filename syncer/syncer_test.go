@@ -102,11 +102,7 @@ func TestBurstsAndDeepWindows(t *testing.T) {
 		if runs[0].Outcome != storage.OutcomeSuccess {
 			t.Fatalf("run = %+v", runs[0])
 		}
-		for _, r := range h.fake.Requests() {
-			if r.Status != 200 {
-				t.Fatalf("a request went past the paging cap: %v %d", r.Query, r.Status)
-			}
-		}
+		h.assertEveryRequestOK()
 		from, to := spanOf(runs...)
 		h.assertMirror(h.expected(from, to, "10074561"))
 

@@ -126,8 +126,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		if fields := b.text(`#fields`); !strings.Contains(fields, user) || !strings.Contains(fields, "Create") {
 			t.Errorf("fields = %s", fields)
 		}
-		if pending := eval[string](b, `document.querySelector("#proof").dataset.pending`); pending != "issue-12" {
-			t.Errorf("no marked place for the inclusion proof: %q", pending)
+		// The record's inclusion proof in the signed checkpoint, recomputed to its root.
+		if state := eval[string](b, `document.querySelector("#proof").dataset.state`); state != "proved" {
+			t.Errorf("proof state = %q, want proved", state)
+		}
+		if checks := eval[[]string](b, `[...document.querySelectorAll("#events tr.event")].map(e => e.dataset.checks)`); len(checks) == 0 || slices.Contains(checks, "false") {
+			t.Errorf("events' proofs check: %v", checks)
+		}
+		if note := eval[string](b, `document.querySelector("pre.note").textContent`); !strings.Contains(note, "tapd-mirror-console-test") {
+			t.Errorf("signed checkpoint not shown: %q", note)
 		}
 		b.submit(`#back`)
 		if got := b.rowIDs(); !slices.Equal(got, want[:50]) {

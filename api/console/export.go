@@ -61,6 +61,10 @@ func (e *errorAsPage) Write(p []byte) (int, error) {
 	return e.ResponseWriter.Write(p)
 }
 
+// Unwrap lets http.ResponseController reach the connection: the export
+// pushes its write deadline ahead while it makes progress.
+func (e *errorAsPage) Unwrap() http.ResponseWriter { return e.ResponseWriter }
+
 // Flush keeps the export streaming.
 func (e *errorAsPage) Flush() {
 	if f, ok := e.ResponseWriter.(http.Flusher); ok && e.status == 0 {

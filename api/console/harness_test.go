@@ -21,6 +21,7 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
@@ -67,6 +68,7 @@ func startMirror(t *testing.T, dbURL string, tokens []config.Token) *mirror {
 		RecordsPerDay: 12, CompanyRecordsPerDay: 2})
 	t.Cleanup(fake.Close)
 	st := storagetest.Open(t, dbURL)
+	st.SetCountsZone(shanghai) // as serve does: the daily counts in the configured zone
 	user, pw := fake.Credentials()
 	client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond, Location: shanghai, Logger: testLogger()})
@@ -87,11 +89,24 @@ func startMirror(t *testing.T, dbURL string, tokens []config.Token) *mirror {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sy.Stop(); sy.Wait() })
-	srv := api.New(api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger()})
+	skey, err := integrity.GenerateKey("tapd-mirror-console-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := integrity.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger(),
+		Integrity: api.Integrity{VerifierKey: key.VerifierKey()}})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	m := &mirror{t: t, fake: fake, store: st, syncer: sy, url: hs.URL}
 	m.waitSynced(3)
+	// serve signs checkpoints after runs; here one is signed once the backfill is in.
+	if _, _, err := st.SignCheckpoint(context.Background(), key, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 )
@@ -385,7 +386,7 @@ func TestRecordPageAndExportThroughTheConsole(t *testing.T) {
 			t.Fatalf("rows: %v", ids)
 		}
 		rec := v.get("/record/" + ids[0][1] + "?back=" + url.QueryEscape("object=attachment"))
-		for _, want := range []string{"report 6", "1006", "10.0.0.0", "Payments", `href="/?object=attachment"`, `data-pending="issue-12"`} {
+		for _, want := range []string{"report 6", "1006", "10.0.0.0", "Payments", `href="/?object=attachment"`, `data-state="no-checkpoint"`} {
 			if !strings.Contains(rec.body, want) {
 				t.Errorf("record page lacks %q", want)
 			}
@@ -467,6 +468,48 @@ func TestTimelineDrawsTheLastYearByDefault(t *testing.T) {
 		if p := v.get("/timeline?from=2020-01-01&by=day"); !strings.Contains(p.body, "<strong>5 records match</strong>") ||
 			strings.Contains(p.body, `id="default-range"`) || !strings.Contains(p.body, "per month") {
 			t.Errorf("a From was given: everything since, months (days would be too many bars)")
+		}
+	})
+}
+
+func TestRecordPageShowsItsInclusionProof(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, st *storage.Store) {
+		seedConsole(t, st)
+		skey, _ := integrity.GenerateKey("console-proof-test")
+		key, err := integrity.ParseKey(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, _, err := st.SignCheckpoint(context.Background(), key, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := newVisitor(t, consoleServer(t, st, nil), nil)
+		id := rowID.FindStringSubmatch(v.get("/?q=report+3").body)[1]
+		p := v.get("/record/" + id)
+		if !strings.Contains(p.body, `data-state="proved"`) || !strings.Contains(p.body, `data-checks="true"`) ||
+			strings.Contains(p.body, `data-checks="false"`) || !strings.Contains(p.body, strings.ReplaceAll(cp.Root.String(), "+", "&#43;")) ||
+			!strings.Contains(p.body, "console-proof-test") {
+			t.Fatalf("record page without its proof: %.2000s", p.body[strings.Index(p.body, `id="proof"`):])
+		}
+		// The search as a verification bundle: the API's own, through the console.
+		srv := httptest.NewServer(api.New(api.Options{Store: st, Location: shanghai, Logger: testLogger(),
+			Integrity: api.Integrity{VerifierKey: key.VerifierKey()}}).Handler())
+		t.Cleanup(srv.Close)
+		bundle := newVisitor(t, srv.URL, nil).get("/export?format=bundle&object=attachment")
+		if bundle.status != 200 || bundle.header.Get("Content-Type") != "application/x-tar" || len(bundle.body) < 1024 {
+			t.Fatalf("bundle export = %d %s, %d bytes", bundle.status, bundle.header.Get("Content-Type"), len(bundle.body))
+		}
+		if p := v.get("/export?format=bundle"); p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "key") {
+			t.Errorf("bundle without a key = %d %.300s", p.status, p.body)
+		}
+		// A record written after the checkpoint waits for the next one.
+		newID, err := st.InsertActivity(context.Background(), storage.Activity{Platform: "x", ActionType: "y", Timestamp: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := v.get("/record/" + strconv.FormatInt(newID, 10)); !strings.Contains(p.body, `data-state="pending"`) {
+			t.Fatalf("a record after the checkpoint: %.600s", p.body[strings.Index(p.body, `id="proof"`):])
 		}
 	})
 }

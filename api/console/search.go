@@ -279,6 +279,7 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 	exact := r.URL.Query().Get("count") == "exact"
 	var count int64
 	var countErr error
+	whole := exact // the count is the whole count, not a lower bound
 	var wg sync.WaitGroup
 	wg.Add(1)
 	countCtx, cancelCount := context.WithTimeout(ctx, c.o.CountBudget)
@@ -288,7 +289,7 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 		if exact {
 			count, countErr = c.o.Store.CountActivities(ctx, s.filter)
 		} else {
-			count, countErr = c.o.Store.CountActivitiesUpTo(countCtx, s.filter, c.o.CountCap)
+			count, whole, countErr = c.o.Store.CountActivitiesUpTo(countCtx, s.filter, c.o.CountCap)
 		}
 	}()
 	rows, newer, older, err := c.resultPage(ctx, s)
@@ -307,7 +308,7 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 	case slow:
 		p.Count = v.T("r.count_slow", c.o.CountBudget)
 		p.ExactURL = s.link("/", "count", "exact")
-	case !exact && count > c.o.CountCap:
+	case !whole:
 		p.Count = v.T("r.count_more", thousands(c.o.CountCap))
 		p.ExactURL = s.link("/", "count", "exact")
 	}
@@ -372,6 +373,7 @@ type recordPage struct {
 	Title   string
 	Object  string
 	BackURL string
+	Proof   proofView
 }
 
 // record shows one record: every field, the raw TAPD fields, provenance.
@@ -401,6 +403,10 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	if back, err := url.ParseQuery(r.URL.Query().Get("back")); err == nil && len(back) > 0 {
 		p.BackURL = "/?" + back.Encode() // re-encoded: it can only ever be a search
+	}
+	if p.Proof, err = c.proof(r.Context(), v, id); err != nil {
+		c.internal(w, r, v, "proving a record", err)
+		return
 	}
 	c.render(w, r, http.StatusOK, "record", p)
 }

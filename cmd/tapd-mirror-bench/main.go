@@ -33,7 +33,7 @@ type bench struct {
 func main() {
 	b := &bench{out: os.Stdout}
 	flag.Float64Var(&b.scale, "scale", 1, "multiply every data size by this (1 = the sizes in BENCHMARKS.md)")
-	only := flag.String("only", "ingest,queries,memory,export,scale,company,console", "comma-separated benchmarks to run")
+	only := flag.String("only", "ingest,queries,memory,export,scale,company,counts,integrity,console", "comma-separated benchmarks to run")
 	flag.StringVar(&b.adminURL, "pg", storagetest.AdminURL(), "PostgreSQL URL used to create throwaway databases")
 	verbose := flag.Bool("v", false, "log the engine's progress to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
@@ -71,13 +71,15 @@ func (b *bench) run(ctx context.Context, which []string) error {
 	fmt.Fprintf(b.out, "Run %s on %s: %s/%s, %d CPUs, %s, scale %g.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), b.scale)
 	steps := map[string]func(context.Context) error{
-		"ingest":  b.ingest,
-		"queries": b.queries,
-		"memory":  b.memory,
-		"export":  b.export,
-		"scale":   b.syncAtScale,
-		"company": b.company,
-		"console": b.console,
+		"ingest":    b.ingest,
+		"queries":   b.queries,
+		"memory":    b.memory,
+		"export":    b.export,
+		"scale":     b.syncAtScale,
+		"company":   b.company,
+		"counts":    b.counts,
+		"integrity": b.integrityBench,
+		"console":   b.console,
 		// the console step's SQLite table alone
 		"console-sqlite": b.consoleSQLite,
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
@@ -49,7 +50,9 @@ func commands() []command {
 		{"demo", "mirror a built-in fake TAPD into a temp SQLite file and serve it", (*Main).demo},
 		{"config", "config check: validate settings and print them, secrets masked", (*Main).configCmd},
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
-		{"verify", "verify an archive bundle offline: verify BUNDLE --key KEY [--checkpoint EARLIER]", (*Main).verify},
+		{"maintenance", "maintenance rebuild-counts: recompute the daily counts from the table", (*Main).maintenance},
+		{"export", "export --bundle FILE [filters]: write an archive bundle for auditors", (*Main).exportCmd},
+		{"verify", "verify BUNDLE --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},
 		{"version", "print the version", (*Main).printVersion},
 	}
@@ -210,6 +213,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 	if err != nil {
 		return nil, err
 	}
+	st.SetCountsZone(cfg.Location())
 	applied, err := st.Migrate(ctx)
 	if err != nil {
 		st.Close()
@@ -218,8 +222,23 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 	for _, v := range applied {
 		log.Info("migration applied", "version", v)
 	}
+	start := time.Now()
+	if rebuilt, err := st.EnsureCounts(ctx); err != nil {
+		st.Close()
+		return nil, err
+	} else if rebuilt {
+		log.Info("daily counts rebuilt (first start of this version, or timezone changed)", "timezone", cfg.Timezone,
+			"took", time.Since(start).Round(time.Millisecond))
+	}
 	if st.Dialect() == config.SQLite {
-		log.Info("embedded SQLite database: single-process mode; use PostgreSQL to run replicas", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
+		log.Info("embedded SQLite database; sync and serve may share the file, for replicas use PostgreSQL", "database", config.RedactDatabaseURL(cfg.DatabaseURL))
+	}
+	if cfg.DatabaseReadURL != "" {
+		if err := st.UseReplica(ctx, cfg.DatabaseReadURL); err != nil {
+			st.Close()
+			return nil, err
+		}
+		log.Info("list, count and export read from a replica", "database_read_url", config.RedactDatabaseURL(cfg.DatabaseReadURL))
 	}
 	return st, nil
 }

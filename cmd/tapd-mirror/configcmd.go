@@ -20,6 +20,9 @@ func (m *Main) configCmd(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if methods := cfg.TAPDAuthMethods(); len(methods) == 1 {
+		fmt.Fprintln(m.Stdout, "TAPD auth: "+methods[0])
+	}
 	fmt.Fprintln(m.Stdout, "configuration OK")
 	return nil
 }

@@ -48,8 +48,9 @@ func TestDemoEndToEnd(t *testing.T) {
 	if token == nil {
 		t.Fatalf("no admin token in banner:\n%s", banner)
 	}
-	// Wait until all four demo workspaces (3 projects + company) synced once...
-	deadline := time.Now().Add(60 * time.Second)
+	// Wait until all four demo workspaces (3 projects + company) synced once
+	// (minutes under -race: the embedded SQLite is Go code, instrumented too)...
+	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		req, _ := http.NewRequest("GET", base+"/api/v1/sync/status", nil)
 		req.Header.Set("Authorization", "Bearer "+token[1])

@@ -25,7 +25,18 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asProgram) == "1" {
 		os.Exit(runProgram(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	// Commands create the integrity key in the working directory by default
+	// (with PostgreSQL): never in the source tree.
+	dir, err := os.MkdirTemp("", "tapd-mirror-cmd-test-")
+	if err == nil {
+		err = os.Chdir(dir)
+	}
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // program starts tapd-mirror args… as a child process with env.

@@ -45,8 +45,14 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Workspaces: func() []string { return s.KnownKeys() },
 		Horizon:    func() time.Time { return s.Horizon() },
 		LimitWait:  func() time.Duration { return client.LimiterWait() },
+		RateLimit:  func() float64 { return client.RateLimit() },
 		Logger:     log,
 	})
+	arch, stopArchive, err := startArchive(ctx, cfg, st, log, metrics) // checkpoints, verification, retention
+	if err != nil {
+		return err
+	}
+	defer stopArchive()
 	if s, client, err = newSyncer(cfg, st, log, metrics); err != nil {
 		return err
 	}
@@ -73,7 +79,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	warnExposure(cfg, log)
 	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
-		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location()})
+		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
+		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
@@ -87,7 +94,7 @@ func (m *Main) listenAndServe(ctx context.Context, cfg config.Config, log *slog.
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      10 * time.Minute, // exports stream for a long time
+		WriteTimeout:      time.Minute, // exports push their own deadline ahead while they make progress
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

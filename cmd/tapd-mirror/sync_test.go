@@ -123,6 +123,7 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 			`tapdmirror_workspace_seconds_since_last_success{workspace="10074561"}`,
 			`tapdmirror_workspace_gaps{workspace="10074561"} 0`,
 			`tapdmirror_tapd_rate_limit_wait_seconds_total`,
+			`tapdmirror_tapd_rate_limit_per_minute 60000`,
 		} {
 			if !strings.Contains(metrics, want) {
 				t.Fatalf("metrics lack %s:\n%s", want, metrics)
@@ -163,6 +164,64 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 		buf.WriteString(p.stderr.String())
 		if !strings.Contains(buf.String(), "sync run finished") {
 			t.Fatalf("no run summary logged:\n%s", buf.String())
+		}
+	})
+}
+
+// TestOAuthAppSyncsAcrossTokenExpiries runs `serve` as an OAuth app while
+// TAPD's clock jumps past the token's lifetime again and again: each run that
+// meets an expired token renews it once and succeeds; no secret is logged.
+func TestOAuthAppSyncsAcrossTokenExpiries(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		f := tapdtest.New(tapdtest.Options{Seed: 6, Projects: 1, Months: 1, RecordsPerDay: 3, TokenLifetime: time.Hour})
+		defer f.Close()
+		env := fakeEnv(f, dbURL, "10074561")
+		delete(env, "TAPD_MIRROR_TAPD_API_USER")
+		delete(env, "TAPD_MIRROR_TAPD_API_PASSWORD")
+		id, secret := f.AppCredentials()
+		env["TAPD_MIRROR_TAPD_CLIENT_ID"], env["TAPD_MIRROR_TAPD_CLIENT_SECRET"] = id, secret
+		env["TAPD_MIRROR_SYNC_INTERVAL"] = "1s"
+		p := start(t, env, "serve", "--log-format", "text")
+		st := storagetest.Open(t, dbURL)
+		ctx := context.Background()
+		succeeded := func() int {
+			runs, _ := st.ListRuns(ctx, "", storage.OutcomeSuccess, 1000, 0)
+			return len(runs)
+		}
+		waitFor := func(n int) {
+			deadline := time.Now().Add(30 * time.Second)
+			for succeeded() < n {
+				if time.Now().After(deadline) {
+					t.Fatalf("only %d successful runs, want %d\n%s", succeeded(), n, p.stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		waitFor(1)
+		for range 3 {
+			f.Advance(90 * time.Minute) // the token in use has expired at TAPD
+			f.AddRecords("10074561", f.Now().Add(-10*time.Minute), 2)
+			waitFor(succeeded() + 2) // a run that began after the jump finished
+		}
+		if err := p.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.TokenRequests(); n < 4 {
+			t.Fatalf("%d token requests for 3 expiries", n)
+		}
+		runs, _ := st.ListRuns(ctx, "", "", 1000, 0)
+		for _, r := range runs {
+			if r.Outcome != storage.OutcomeSuccess {
+				t.Fatalf("run %d: %s %s", r.ID, r.Outcome, r.Error)
+			}
+		}
+		if strings.Contains(p.stderr.String(), secret) {
+			t.Fatal("the client secret reached the log")
+		}
+		var check syncBuffer
+		m := &Main{Stdout: &check, Stderr: &check, Getenv: func(k string) string { return env[k] }}
+		if err := m.Run(ctx, []string{"config", "check"}); err != nil || !strings.Contains(check.String(), "TAPD auth: client_id/client_secret") {
+			t.Fatalf("config check: %v\n%s", err, check.String())
 		}
 	})
 }

@@ -43,6 +43,9 @@ func (m *Main) sync(ctx context.Context, args []string) error {
 		return err
 	}
 	runs, err := s.RunAll(ctx, ro, *workspace)
+	if serr := signAfterSync(ctx, cfg, st, log); serr != nil { // the runs' changes, signed
+		err = errors.Join(err, fmt.Errorf("signing the integrity checkpoint: %w", serr))
+	}
 	fmt.Fprintf(m.Stdout, "%-14s %-9s %8s %8s %8s %8s %8s %s\n", "WORKSPACE", "OUTCOME", "REQUESTS", "FETCHED", "INSERTED", "UPDATED", "REMOTE", "TOOK")
 	for _, r := range runs {
 		fmt.Fprintf(m.Stdout, "%-14s %-9s %8d %8d %8d %8d %8d %s\n", r.Workspace, r.Outcome, r.Requests, r.Fetched,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,13 +12,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/integrity"
-)
-
-// Defaults until config grows integrity.key_file and integrity.log_name.
-const (
-	defaultKeyFile = "tapd-mirror.key"
-	defaultLogName = "tapd-mirror"
 )
 
 func (m *Main) integrityCmd(_ context.Context, args []string) error {
@@ -25,19 +21,25 @@ func (m *Main) integrityCmd(_ context.Context, args []string) error {
 		fmt.Fprintln(m.Stderr, "usage: tapd-mirror integrity pubkey [--key-file FILE] [--name NAME]")
 		return usageError{fmt.Errorf("integrity: want the subcommand pubkey")}
 	}
+	var c common
 	fs := m.flags("integrity pubkey", "Print the verifier (public) key of the archive's checkpoint signing key, which\n"+
-		"auditors pass to 'tapd-mirror verify --key'. Creates the signing key (mode 0600)\nif the key file does not exist.", nil)
-	keyFile := fs.String("key-file", "", "signing key `file` (default $TAPD_MIRROR_INTEGRITY_KEY_FILE, else "+defaultKeyFile+")")
-	name := fs.String("name", defaultLogName, "the log's `name` (no spaces or '+'), used only when creating the key")
+		"auditors pass to 'tapd-mirror verify --key'. Creates the signing key (mode 0600)\nif the key file does not exist.", &c)
+	keyFile := fs.String("key-file", "", "signing key `file` (default integrity.key_file, $TAPD_MIRROR_INTEGRITY_KEY_FILE, else "+config.DefaultKeyFile+" beside the SQLite file)")
+	name := fs.String("name", "", "the log's `name` (no spaces or '+'), used only when creating the key (default integrity.log_name)")
 	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	// Only the key's settings are needed: the rest of the config is not validated.
+	cfg, err := config.Load(c.configPath, m.Getenv)
+	if err != nil {
 		return err
 	}
 	path := *keyFile
 	if path == "" {
-		path = m.Getenv("TAPD_MIRROR_INTEGRITY_KEY_FILE")
+		path = cfg.IntegrityKeyFile()
 	}
-	if path == "" {
-		path = defaultKeyFile
+	if *name == "" {
+		*name = cfg.Integrity.LogName
 	}
 	k, created, err := integrity.LoadOrCreateKey(path, *name)
 	if err != nil {
@@ -50,16 +52,34 @@ func (m *Main) integrityCmd(_ context.Context, args []string) error {
 	return nil
 }
 
-func (m *Main) verify(_ context.Context, args []string) error {
-	fs := m.flags("verify BUNDLE", "Verify an archive bundle offline: its checkpoint's signature, that its events are\n"+
+func (m *Main) verify(ctx context.Context, args []string) error {
+	var c common
+	fs := m.flags("verify BUNDLE | verify --database", "Verify an archive bundle offline: its checkpoint's signature, that its events are\n"+
 		"exactly the signed log (a full bundle) or each belong to it (a filtered one); with\n"+
 		"--checkpoint that the log extends a checkpoint kept from an earlier audit.\n"+
-		"Needs no config and no database. Exit code 1 names the first bad event.", nil)
-	key := fs.String("key", "", "the log's verifier `key` (name+hash+keydata), or a file holding it (required)")
+		"Needs no config and no database. Exit code 1 names the first bad event.\n\n"+
+		"With --database, verify the configured database instead (config from --config and\n"+
+		"env as for serve): every live record against its latest event, every event against\n"+
+		"its leaf hash, the stored tree and every signed checkpoint; each record changed,\n"+
+		"added or removed behind the service's back is named. Exit code 1 on any problem.", &c)
+	key := fs.String("key", "", "the log's verifier `key` (name+hash+keydata), or a file holding it (required for a bundle; with --database, default: the key file's)")
 	earlierFile := fs.String("checkpoint", "", "an earlier signed checkpoint `file` the log must extend")
+	database := fs.Bool("database", false, "verify the configured database against its integrity log instead of a bundle")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
+	}
+	if *database {
+		if len(pos) != 0 {
+			return usageError{fmt.Errorf("verify --database takes no bundle, got %d arguments", len(pos))}
+		}
+		vkey := ""
+		if *key != "" {
+			if vkey, err = readVerifierKey(*key); err != nil {
+				return usageError{err}
+			}
+		}
+		return m.verifyDatabase(ctx, c, vkey)
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -78,6 +98,8 @@ func (m *Main) verify(_ context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("reading the earlier checkpoint: %w", err)
 		}
+		// A copy kept by hand or from a witness file may end in blank lines.
+		data = append(bytes.TrimRight(data, "\n\t "), '\n')
 		c, err := integrity.OpenCheckpoint(data, vkey)
 		if err != nil {
 			return fmt.Errorf("earlier checkpoint %s: %w", *earlierFile, err)

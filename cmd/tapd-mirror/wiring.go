@@ -24,6 +24,8 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		APIUser:           cfg.TAPD.APIUser,
 		APIPassword:       cfg.TAPD.APIPassword,
 		AccessToken:       cfg.TAPD.AccessToken,
+		ClientID:          cfg.TAPD.ClientID,
+		ClientSecret:      cfg.TAPD.ClientSecret,
 		Location:          cfg.Location(),
 		UserAgent:         "tapd-mirror/" + version,
 		RequestsPerMinute: cfg.TAPD.RequestsPerMinute,

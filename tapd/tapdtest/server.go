@@ -391,6 +391,23 @@ func (s *Server) AddRecord(workspace string, at time.Time, mod func(*Record)) Re
 	return s.appendLocked(r)
 }
 
+// RenameProject renames a project, as TAPD shows it from now on in every
+// record of that project, old ones included (project_name is read live).
+func (s *Server) RenameProject(id, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.projects {
+		if s.projects[i].ID == id {
+			s.projects[i].Name = name
+		}
+	}
+	for i := range s.records {
+		if s.records[i].Workspace == id && !s.records[i].CompanyLevel {
+			s.records[i].ProjectName = name
+		}
+	}
+}
+
 func (s *Server) projectName(workspace string) (string, bool) {
 	for _, p := range s.projects {
 		if p.ID == workspace {

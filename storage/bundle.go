@@ -1,0 +1,171 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/tapd-mirror/tapd-mirror/integrity"
+)
+
+// BundleRequest says what WriteBundle writes.
+type BundleRequest struct {
+	Checkpoint SignedCheckpoint // the log state the bundle proves
+	Key        string           // the verifier key the checkpoint is signed with
+	// Filter, when set, makes a filtered bundle: the events of the live
+	// records it matches, each with its inclusion proof. Nil: every event.
+	Filter   *Filter
+	Describe string // the filter, for people (bundle.json)
+}
+
+// WriteBundle writes a bundle (integrity/SPEC.md §4) to w and returns how
+// many events it holds. Events are read in chunks, or streamed, on the
+// export pool; memory stays flat whatever the log's size. Events whose
+// content was purged are written withheld (leaf hash only).
+func (s *Store) WriteBundle(ctx context.Context, w io.Writer, req BundleRequest) (int64, error) {
+	bw, err := integrity.NewBundleWriter(w, req.Checkpoint.Signed, req.Key, integrity.BundleOptions{
+		Filtered: req.Filter != nil, Filter: req.Describe,
+		// The main pool: the export pool's connection may be busy streaming.
+		Hashes: s.newHashReader(ctx, s.db),
+	})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	add := func(e eventRow) error {
+		n++
+		if e.Body == nil {
+			if req.Filter != nil {
+				return fmt.Errorf("event %d of record %d: its content was purged; a filtered bundle cannot withhold it", e.Idx, e.RecordID)
+			}
+			return bw.AddWithheld(e.Idx, integrity.Kind(e.Kind), e.RecordID, e.leaf())
+		}
+		ev, err := integrity.DecodeEvent(e.Body)
+		if err != nil {
+			return fmt.Errorf("event %d: %w (run tapd-mirror verify --database)", e.Idx, err)
+		}
+		return bw.Add(e.Idx, ev)
+	}
+	size := req.Checkpoint.Size
+	if req.Filter == nil {
+		for lo := int64(0); lo < size; lo += verifyChunk {
+			var events []eventRow
+			if err := s.exports.SelectContext(ctx, &events, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
+				WHERE idx >= ? AND idx < ? ORDER BY idx`), lo, min(lo+verifyChunk, size)); err != nil {
+				return n, fmt.Errorf("reading events from %d: %w", lo, err)
+			}
+			for _, e := range events {
+				if err := add(e); err != nil {
+					return n, err
+				}
+			}
+		}
+	} else {
+		where, args := s.where(*req.Filter)
+		rows, err := s.exports.QueryxContext(ctx, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
+			WHERE record_id IN (SELECT id FROM activity_log`+where+`) AND idx < ? ORDER BY idx`), append(args, size)...)
+		if err != nil {
+			return 0, fmt.Errorf("reading the matching records' events: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e eventRow
+			if err := rows.StructScan(&e); err != nil {
+				return n, err
+			}
+			if err := add(e); err != nil {
+				return n, err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return n, fmt.Errorf("reading the matching records' events: %w", err)
+		}
+	}
+	if err := bw.Close(); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// Proof is the inclusion proof of one event in a tree.
+type Proof struct {
+	Index    int64
+	Kind     string
+	Encoding []byte // the canonical encoding; nil when purged
+	Leaf     tlog.Hash
+	Path     tlog.RecordProof // RFC 6962 audit path, bottom-up
+}
+
+// RecordProofs proves the events of record id that are in the tree of the
+// given size (≤ the log's size). ErrNotFound when the record has none.
+func (s *Store) RecordProofs(ctx context.Context, id, size int64) ([]Proof, error) {
+	var events []eventRow
+	if err := s.db.SelectContext(ctx, &events, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
+		WHERE record_id = ? AND idx < ? ORDER BY idx`), id, size); err != nil {
+		return nil, fmt.Errorf("reading the events of record %d: %w", id, err)
+	}
+	if len(events) == 0 {
+		return nil, ErrNotFound
+	}
+	hr := s.newHashReader(ctx, s.db)
+	out := make([]Proof, len(events))
+	for i, e := range events {
+		p, err := integrity.InclusionProof(size, e.Idx, hr)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Proof{Index: e.Idx, Kind: e.Kind, Encoding: e.Body, Leaf: e.leaf(), Path: p}
+	}
+	return out, nil
+}
+
+// Consistency proves that the tree of size to extends the tree of size from
+// and returns the proof with both roots.
+func (s *Store) Consistency(ctx context.Context, from, to int64) (proof tlog.TreeProof, fromRoot, toRoot tlog.Hash, err error) {
+	hr := s.newHashReader(ctx, s.db)
+	if fromRoot, err = integrity.TreeHash(from, hr); err != nil {
+		return nil, fromRoot, toRoot, err
+	}
+	if toRoot, err = integrity.TreeHash(to, hr); err != nil {
+		return nil, fromRoot, toRoot, err
+	}
+	proof, err = integrity.ConsistencyProof(to, from, hr)
+	return proof, fromRoot, toRoot, err
+}
+
+// LoggedEvent is one event of the log as stored.
+type LoggedEvent struct {
+	Index    int64
+	Kind     integrity.Kind
+	RecordID int64
+	Event    *integrity.Event // nil when its content was purged
+	Leaf     tlog.Hash
+}
+
+// ReadEvents returns events [from, to) of the log, in order.
+func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, error) {
+	var rows []eventRow
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
+		WHERE idx >= ? AND idx < ? ORDER BY idx`), from, to); err != nil {
+		return nil, fmt.Errorf("reading events %d to %d: %w", from, to-1, err)
+	}
+	out := make([]LoggedEvent, len(rows))
+	for i, r := range rows {
+		out[i] = LoggedEvent{Index: r.Idx, Kind: integrity.Kind(r.Kind), RecordID: r.RecordID, Leaf: r.leaf()}
+		if r.Body != nil {
+			ev, err := integrity.DecodeEvent(r.Body)
+			if err != nil {
+				return nil, fmt.Errorf("event %d: %w", r.Idx, err)
+			}
+			out[i].Event = &ev
+		}
+	}
+	return out, nil
+}
+
+// TreeRoot is the root of the log's tree of the given size (≤ the log's size).
+func (s *Store) TreeRoot(ctx context.Context, size int64) (tlog.Hash, error) {
+	return integrity.TreeHash(size, s.newHashReader(ctx, s.db))
+}

@@ -1,0 +1,101 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
+)
+
+// assertCountsExact compares every countable filter's fast count with
+// COUNT(*) over the table, at day edges and inside days.
+func assertCountsExact(t *testing.T, s *storage.Store, when string) {
+	t.Helper()
+	ctx := context.Background()
+	day := 24 * time.Hour
+	bounds := []time.Time{{}, t0.Add(-day), t0, t0.Add(90 * time.Minute), t0.Add(day), t0.Add(3*day + 7*time.Hour), t0.Add(40 * day)}
+	filters := []storage.Filter{{}, {Platform: "tapd"}, {Serial: "10074561"}, {Serial: "S2"}, {ActionType: "add"}, {Source: storage.SourceLocal},
+		{Platform: "tapd", Serial: "10074561", ActionType: "add", Source: storage.SourceTAPD}}
+	for _, f := range filters {
+		for _, since := range bounds {
+			for _, until := range bounds {
+				if !until.IsZero() && !since.IsZero() && !since.Before(until) {
+					continue
+				}
+				f.Since, f.Until = since, until
+				fast, err := s.CountActivities(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slow, err := s.CountByScan(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fast != slow {
+					t.Fatalf("after %s: count %+v = %d from the daily counts, %d by COUNT(*)", when, f, fast, slow)
+				}
+			}
+		}
+	}
+}
+
+func TestDailyCountsStayExactAfterEveryKindOfWrite(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		shanghai, err := time.LoadLocation("Asia/Shanghai")
+		if err != nil {
+			t.Skip("no tzdata")
+		}
+		s.SetCountsZone(shanghai)
+		if err := s.RebuildCounts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var batch []storage.Activity
+		for i := range 3000 {
+			a := mirrored(fmt.Sprint(i), t0.Add(time.Duration(i)*17*time.Minute), "t")
+			if i%3 == 0 {
+				a.Serial, a.ActionType = "S2", "delete"
+			}
+			batch = append(batch, a)
+		}
+		if _, err := s.UpsertMirrored(ctx, batch); err != nil { // insert (COPY on PostgreSQL)
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "a bulk insert")
+		batch[4].ActionType, batch[5].Timestamp, batch[6].Serial = "upload", batch[5].Timestamp.Add(50*time.Hour), "S9"
+		batch = append(batch, mirrored("new", t0.Add(time.Hour), "n"))
+		if _, err := s.UpsertReread(ctx, batch); err != nil { // updates, a conflict, a new row
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "an upsert with conflicts and changes")
+		for i := range 20 {
+			if _, err := s.InsertActivity(ctx, storage.Activity{Platform: "tiktok", Serial: "S2", ActionType: "post",
+				Timestamp: t0.Add(time.Duration(i) * 5 * time.Hour), Source: storage.SourceLocal}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		assertCountsExact(t, s, "local inserts")
+		list, _ := s.ListActivities(ctx, storage.Filter{}, 5, 100)
+		for _, a := range list {
+			if _, err := s.DeleteActivity(ctx, a.ID); err != nil { // deletes (tombstones for mirrored ones)
+				t.Fatal(err)
+			}
+		}
+		assertCountsExact(t, s, "deletes")
+		if _, err := s.Purge(ctx, storage.SourceLocal, t0.Add(50*time.Hour), "test: local after 50h"); err != nil {
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "a purge")
+		if err := s.RebuildCounts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "a rebuild")
+		if _, err := s.DeleteAllActivities(ctx); err != nil {
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "delete all")
+	})
+}

@@ -1,0 +1,501 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
+)
+
+// The integrity log (integrity/SPEC.md): every change to activity_log is an
+// event appended, in the transaction that makes the change, to one RFC 6962
+// Merkle log kept in integrity_event and integrity_hash. Each write path
+// builds the events of its whole transaction and hands them to logEvents,
+// the one place where a write reaches the log.
+
+// LogHead is the log's current size and root.
+type LogHead struct {
+	Size int64
+	Root tlog.Hash
+	edge []byte // the complete subtrees' hashes, left to right (integrity_state.edge)
+}
+
+const stateColumns = `tree_size, root, edge`
+
+func scanHead(row interface{ Scan(...any) error }) (LogHead, error) {
+	var h LogHead
+	var root []byte
+	if err := row.Scan(&h.Size, &root, &h.edge); err != nil {
+		return h, err
+	}
+	copy(h.Root[:], root)
+	return h, nil
+}
+
+// lockLog reads the log's head and locks it until the transaction ends, so
+// that appends from every process take turns. dialect: SQLite's immediate
+// transactions already hold the database's one write lock.
+func (s *Store) lockLog(ctx context.Context, tx *sqlx.Tx) (LogHead, error) {
+	q := `SELECT ` + stateColumns + ` FROM integrity_state WHERE id = 1`
+	if s.dialect == config.Postgres {
+		q += ` FOR UPDATE`
+	}
+	h, err := scanHead(tx.QueryRowxContext(ctx, q))
+	if err != nil {
+		return h, fmt.Errorf("locking the integrity log: %w", err)
+	}
+	return h, nil
+}
+
+// Head returns the log's current size and root.
+func (s *Store) Head(ctx context.Context) (LogHead, error) {
+	h, err := scanHead(s.db.QueryRowxContext(ctx, `SELECT `+stateColumns+` FROM integrity_state WHERE id = 1`))
+	if err != nil {
+		return h, fmt.Errorf("reading the integrity log's head: %w", err)
+	}
+	return h, nil
+}
+
+// edgeIndexes are the storage indexes of the complete subtrees of a tree of
+// the given size, left to right: what tlog.TreeHash reads.
+func edgeIndexes(size int64) []int64 {
+	var out []int64
+	tlog.TreeHash(size, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) { //nolint:errcheck // the reader never fails
+		out = append(out, indexes...)
+		return make([]tlog.Hash, len(indexes)), nil
+	}))
+	return out
+}
+
+// frontier is the head's right edge, from which appends go on without
+// reading any stored hash.
+func (h LogHead) frontier() (*integrity.Frontier, error) {
+	edge := h.edge
+	f, err := integrity.NewFrontier(h.Size, tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		if len(edge) != len(indexes)*tlog.HashSize {
+			return nil, fmt.Errorf("the stored edge holds %d bytes, a tree of %d events needs %d hashes", len(edge), h.Size, len(indexes))
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for i := range out {
+			copy(out[i][:], edge[i*tlog.HashSize:])
+		}
+		return out, nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("reading the integrity log's edge: %w", err)
+	}
+	return f, nil
+}
+
+// edgeOf is f's right edge as integrity_state.edge stores it.
+func edgeOf(f *integrity.Frontier) ([]byte, error) {
+	hs, err := f.ReadHashes(edgeIndexes(f.Size()))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		out = append(out, h[:]...)
+	}
+	return out, nil
+}
+
+// hashRun is one row of integrity_hash: consecutive hashes from start on.
+type hashRun struct {
+	start  int64
+	hashes []byte
+}
+
+func (r hashRun) covers(x int64) bool {
+	return x >= r.start && x < r.start+int64(len(r.hashes)/tlog.HashSize)
+}
+
+func (r hashRun) at(x int64) tlog.Hash {
+	var h tlog.Hash
+	copy(h[:], r.hashes[(x-r.start)*tlog.HashSize:])
+	return h
+}
+
+// hashReader reads stored tree hashes through q (a transaction, or a pool):
+// a tlog.HashReader over integrity_hash's runs. It keeps the runs it read,
+// so a reader used for many proofs (a bundle) reads each run about once.
+type hashReader struct {
+	ctx  context.Context
+	q    sqlx.QueryerContext
+	s    *Store
+	runs *[]hashRun // most recently read first; nil: no cache
+}
+
+// maxCachedRuns bounds a reader's cache (a run is at most hashRunSize hashes).
+const maxCachedRuns = 64
+
+func (s *Store) newHashReader(ctx context.Context, q sqlx.QueryerContext) hashReader {
+	return hashReader{ctx: ctx, q: q, s: s, runs: &[]hashRun{}}
+}
+
+func (h hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		run, err := h.run(x)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = run.at(x)
+	}
+	return out, nil
+}
+
+func (h hashReader) run(x int64) (hashRun, error) {
+	if h.runs != nil {
+		for _, r := range *h.runs {
+			if r.covers(x) {
+				return r, nil
+			}
+		}
+	}
+	var r hashRun
+	err := h.q.QueryRowxContext(h.ctx, h.s.rebind(`SELECT idx, hashes FROM integrity_hash WHERE idx <= ? ORDER BY idx DESC LIMIT 1`), x).
+		Scan(&r.start, &r.hashes)
+	if err != nil && !isNoRows(err) {
+		return r, fmt.Errorf("reading tree hash %d: %w", x, err)
+	}
+	if err != nil || !r.covers(x) || len(r.hashes)%tlog.HashSize != 0 {
+		return r, fmt.Errorf("tree hash %d is not stored", x)
+	}
+	if h.runs != nil {
+		*h.runs = append([]hashRun{r}, (*h.runs)[:min(len(*h.runs), maxCachedRuns-1)]...)
+	}
+	return r, nil
+}
+
+// int64In is "prefix IN (ids)" for the dialect, rebound: one array
+// parameter on PostgreSQL, a list on SQLite.
+func (s *Store) int64In(prefix string, ids []int64) (string, []any, error) {
+	if s.dialect == config.Postgres {
+		return prefix + ` = ANY($1::bigint[])`, []any{pq.Array(ids)}, nil
+	}
+	q, args, err := sqlx.In(prefix+` IN (?)`, ids)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.rebind(q), args, nil
+}
+
+// HashReader reads the log's stored hashes (bundles, proofs, verification);
+// the log only grows, so no snapshot is needed.
+func (s *Store) HashReader(ctx context.Context) tlog.HashReader { return s.newHashReader(ctx, s.db) }
+
+// logEvents appends the events of one transaction's change to the log, as
+// its last step: it locks the log's head, refuses the change if a legal hold
+// covers one of the removed records (a *HeldError), and stores the events,
+// the tree's new hashes and the new head. Every write to activity_log goes
+// through here once per transaction: one append per transaction keeps the
+// log off the ingest's critical path.
+func (s *Store) logEvents(ctx context.Context, tx *sqlx.Tx, events []integrity.Event, removed []Activity) error {
+	if len(events) == 0 || s.noLog {
+		return nil
+	}
+	head, err := s.lockLog(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if len(removed) > 0 {
+		// Checked under the log's lock: placing a hold takes it too, so a
+		// hold committed before this point is seen, and none can slip in after.
+		holds, err := s.activeHolds(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := checkHolds(holds, removed); err != nil {
+			return err
+		}
+	}
+	_, err = s.appendLocked(ctx, tx, head, events)
+	return err
+}
+
+// hashRunSize bounds the hashes of one integrity_hash row (32 KiB).
+const hashRunSize = 1024
+
+// appendLocked stores events at the end of the log whose locked head is
+// head, and returns the new head. It reads nothing: the head's edge is all
+// the tree needs to grow.
+func (s *Store) appendLocked(ctx context.Context, tx *sqlx.Tx, head LogHead, events []integrity.Event) (LogHead, error) {
+	f, err := head.frontier()
+	if err != nil {
+		return head, err
+	}
+	bodies := make([][]byte, len(events))
+	leaves := make([]tlog.Hash, len(events))
+	hashes := make([]byte, 0, 2*len(events)*tlog.HashSize)
+	for i, e := range events {
+		b, err := integrity.EncodeEvent(e)
+		if err != nil {
+			return head, fmt.Errorf("logging a change of record %d: %w", e.Subject(), err)
+		}
+		bodies[i], leaves[i] = b, integrity.LeafHash(b)
+		hs, err := f.Append(leaves[i])
+		if err != nil {
+			return head, fmt.Errorf("appending to the integrity log: %w", err)
+		}
+		for _, h := range hs {
+			hashes = append(hashes, h.Hash[:]...)
+		}
+	}
+	next := LogHead{Size: f.Size()}
+	if next.Root, err = f.Root(); err != nil {
+		return head, err
+	}
+	if next.edge, err = edgeOf(f); err != nil {
+		return head, err
+	}
+	if err := s.insertEvents(ctx, tx, head.Size, events, bodies, leaves); err != nil {
+		return head, err
+	}
+	first := tlog.StoredHashIndex(0, head.Size)
+	for off := 0; off < len(hashes); off += hashRunSize * tlog.HashSize {
+		run := hashes[off:min(off+hashRunSize*tlog.HashSize, len(hashes))]
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO integrity_hash (idx, hashes) VALUES (?, ?)`),
+			first+int64(off/tlog.HashSize), run); err != nil {
+			return head, fmt.Errorf("storing tree hashes: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE integrity_state SET tree_size = ?, root = ?, edge = ? WHERE id = 1`),
+		next.Size, next.Root[:], next.edge); err != nil {
+		return head, fmt.Errorf("moving the integrity log's head: %w", err)
+	}
+	return next, nil
+}
+
+// sqliteRowsPerInsert bounds a multi-row INSERT on SQLite (5 parameters a row).
+const sqliteRowsPerInsert = 500
+
+func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, events []integrity.Event, bodies [][]byte, leaves []tlog.Hash) error {
+	n := len(events)
+	idx, kinds, ids, hashes := make([]int64, n), make([]string, n), make([]int64, n), make([][]byte, n)
+	for i, e := range events {
+		idx[i], kinds[i], ids[i], hashes[i] = first+int64(i), string(e.Kind), e.Subject(), leaves[i][:]
+	}
+	if s.dialect == config.Postgres {
+		// dialect: five array parameters, one round trip whatever the batch.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[])`,
+			pq.Array(idx), pq.Array(kinds), pq.Array(ids), pq.ByteaArray(bodies), pq.ByteaArray(hashes)); err != nil {
+			return fmt.Errorf("storing %d integrity events: %w", n, err)
+		}
+		return nil
+	}
+	for start := 0; start < n; start += sqliteRowsPerInsert {
+		end := min(start+sqliteRowsPerInsert, n)
+		args := make([]any, 0, 5*(end-start))
+		for i := start; i < end; i++ {
+			args = append(args, idx[i], kinds[i], ids[i], bodies[i], hashes[i])
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash) VALUES `+
+			strings.Repeat("(?, ?, ?, ?, ?),", end-start-1)+`(?, ?, ?, ?, ?)`, args...); err != nil {
+			return fmt.Errorf("storing %d integrity events: %w", end-start, err)
+		}
+	}
+	return nil
+}
+
+// WithoutIntegrityLog makes the store write records without logging them:
+// for the benchmark's same-run baseline only. A store in this mode leaves
+// changes the log cannot account for, which verify reports.
+func (s *Store) WithoutIntegrityLog() { s.noLog = true }
+
+// logging reports whether writes build events (all but the benchmark baseline).
+func (s *Store) logging() bool { return !s.noLog }
+
+// toRecord is a as the log encodes it: every column as stored, with id and
+// ingested_at, extra as its JSON text reads back.
+func toRecord(a Activity) integrity.Record {
+	return integrity.Record{ID: a.ID, Platform: a.Platform, Serial: a.Serial, ActionType: a.ActionType,
+		ActionDetail: a.ActionDetail, Username: a.Username, Timestamp: a.Timestamp, Source: a.Source,
+		SourceID: a.SourceID, WorkspaceID: a.WorkspaceID, Extra: a.ExtraFields(), IngestedAt: a.IngestedAt}
+}
+
+// storedExtra is extra as it reads back from its JSON text: encoding/json
+// writes each byte of invalid UTF-8 as U+FFFD, so the log must say the same.
+func storedExtra(m map[string]string) map[string]string {
+	clean := true
+	for k, v := range m {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[jsonText(k)] = jsonText(v)
+	}
+	return out
+}
+
+// jsonText replaces each invalid UTF-8 byte with U+FFFD, as encoding/json does.
+func jsonText(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// nowSecond is the time a write stamps as ingested_at: the log keeps whole
+// seconds, so the table does too and both say the same.
+func nowSecond() time.Time { return time.Unix(time.Now().Unix(), 0).UTC() }
+
+// idBatch bounds the ids of one IN query (SQLite's parameter limit).
+const idBatch = 5000
+
+// latestEvents returns the index of the latest event of each record in ids
+// that has one: for a live record, the event holding its current version.
+func (s *Store) latestEvents(ctx context.Context, q sqlx.QueryerContext, ids []int64) (map[int64]int64, error) {
+	out := make(map[int64]int64, len(ids))
+	for start := 0; start < len(ids); start += idBatch {
+		query, args, err := s.int64In(`SELECT record_id, MAX(idx) FROM integrity_event WHERE record_id`, ids[start:min(start+idBatch, len(ids))])
+		if err != nil {
+			return nil, err
+		}
+		rows, err := q.QueryxContext(ctx, query+` GROUP BY record_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("reading records' latest events: %w", err)
+		}
+		for rows.Next() {
+			var id, idx int64
+			if err := rows.Scan(&id, &idx); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = idx
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("reading records' latest events: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// ErrUnlogged means a record has no event in the integrity log: it was
+// written behind the service's back (or by an older version still running).
+var ErrUnlogged = errors.New("record is not in the integrity log")
+
+// removalEvents builds the delete or purge events of removed records: each
+// points at the record's latest event.
+func (s *Store) removalEvents(ctx context.Context, tx *sqlx.Tx, removed []Activity, mk func(a Activity, prev int64) integrity.Event) ([]integrity.Event, error) {
+	if !s.logging() || len(removed) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(removed))
+	for i, a := range removed {
+		ids[i] = a.ID
+	}
+	prev, err := s.latestEvents(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	events := make([]integrity.Event, len(removed))
+	for i, a := range removed {
+		p, ok := prev[a.ID]
+		if !ok {
+			return nil, fmt.Errorf("record %d: %w (added behind the service's back? run tapd-mirror verify --database)", a.ID, ErrUnlogged)
+		}
+		events[i] = mk(a, p)
+	}
+	return events, nil
+}
+
+// upgradeChunk is how many existing rows one transaction of the upgrade logs.
+const upgradeChunk = 5000
+
+// BackfillLog appends a record event for every row that predates the log
+// (ids up to integrity_state.upgrade_max_id, set by the migration), in id
+// order, in transactions of upgradeChunk rows. It is idempotent and safe to
+// run from several processes at once, and returns how many rows it logged.
+// History before the upgrade is attested from the upgrade on.
+func (s *Store) BackfillLog(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		done := false
+		err := s.inTx(ctx, "logging the records that predate the integrity log", func(tx *sqlx.Tx) error {
+			head, err := s.lockLog(ctx, tx)
+			if err != nil {
+				return err
+			}
+			var upTo, from int64
+			if err := tx.QueryRowxContext(ctx, `SELECT upgrade_max_id, backfilled_to FROM integrity_state WHERE id = 1`).Scan(&upTo, &from); err != nil {
+				return err
+			}
+			if from >= upTo {
+				done = true
+				return nil
+			}
+			var rows []Activity
+			err = eachActivity(ctx, tx, s.rebind(`SELECT `+activityColumns+` FROM activity_log WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`),
+				[]any{from, upTo, upgradeChunk}, func(a Activity) error {
+					rows = append(rows, a)
+					return nil
+				})
+			if err != nil {
+				return err
+			}
+			last := upTo
+			if len(rows) == upgradeChunk {
+				last = rows[len(rows)-1].ID
+			}
+			events := make([]integrity.Event, len(rows))
+			for i, a := range rows {
+				events[i] = integrity.RecordEvent(toRecord(a))
+			}
+			if len(events) > 0 {
+				if _, err := s.appendLocked(ctx, tx, head, events); err != nil {
+					return err
+				}
+			}
+			n = int64(len(rows))
+			_, err = tx.ExecContext(ctx, s.rebind(`UPDATE integrity_state SET backfilled_to = ? WHERE id = 1`), last)
+			return err
+		})
+		total += n
+		if err != nil || done {
+			return total, err
+		}
+	}
+}
+
+// readTx runs fn in a read-only transaction that sees one snapshot: a
+// repeatable-read transaction on PostgreSQL, a deferred one on SQLite (WAL
+// readers never block the writer).
+func (s *Store) readTx(ctx context.Context, db *sqlx.DB, fn func(tx *sqlx.Tx) error) error {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.dialect == config.Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.BeginTxx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	return fn(tx)
+}
