@@ -127,7 +127,11 @@ func (q query) flag(name string) (bool, error) {
 }
 
 // filterParams are the filters shared by list, count and export.
-var filterParams = []string{"platform", "serial", "action_type", "username", "source", "since", "until"}
+var filterParams = []string{"platform", "serial", "action_type", "username", "source", "since", "until", "object", "ip", "q"}
+
+// maxQuery bounds q: a longer substring names no real title, and each
+// character costs the text index work.
+const maxQuery = 200
 
 func (q query) filter() (storage.Filter, error) {
 	f := storage.Filter{
@@ -136,6 +140,12 @@ func (q query) filter() (storage.Filter, error) {
 		ActionType: q.str("action_type"),
 		Username:   q.str("username"),
 		Source:     q.str("source"),
+		Object:     q.str("object"),
+		IP:         q.str("ip"),
+		Query:      q.str("q"),
+	}
+	if n := utf8.RuneCountInString(f.Query); n > maxQuery {
+		return f, errorf(http.StatusBadRequest, "parameter q must be at most %d characters, got %d", maxQuery, n)
 	}
 	if f.Source != "" && f.Source != storage.SourceLocal && f.Source != storage.SourceTAPD {
 		return f, errorf(http.StatusBadRequest, "parameter source must be %q or %q, got %q", storage.SourceLocal, storage.SourceTAPD, clip(f.Source))

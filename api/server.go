@@ -34,6 +34,7 @@ type Server struct {
 	// exportStall: an export whose client takes nothing for this long is dropped.
 	exportStall time.Duration
 	integrity   Integrity
+	console     http.Handler // the compliance console, at /
 	log         *slog.Logger
 	now         func() time.Time
 }
@@ -61,7 +62,10 @@ type Options struct {
 	// data before it is dropped (default 1m); while data flows an export has
 	// no time limit.
 	ExportStall time.Duration
-	Logger      *slog.Logger
+	// Location is the zone the console shows and reads times in
+	// (config timezone); nil: TAPD's, UTC+8.
+	Location *time.Location
+	Logger   *slog.Logger
 	// Integrity: the log's key and verification status (see integrity.go).
 	Integrity Integrity
 }
@@ -88,6 +92,7 @@ func New(o Options) *Server {
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
+	s.console = s.newConsole(o)
 	return s
 }
 
@@ -139,7 +144,8 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", s.metrics.Handler())
 		h = s.metrics.instrument(h)
 	}
-	mux.HandleFunc("/", s.notFound)
+	mux.HandleFunc("/api/", s.notFound)
+	mux.Handle("/", s.console) // pages, behind the same Host check and headers
 	return s.recoverPanics(secureHeaders(h))
 }
 

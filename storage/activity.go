@@ -157,8 +157,14 @@ type Filter struct {
 	Source     string
 	Since      time.Time // inclusive
 	Until      time.Time // exclusive
+	Object     string    // extra's operate_object_key (story, bug, attachment, …)
+	IP         string    // extra's ip
+	Query      string    // case-insensitive substring of action_detail (which holds the title)
 	// After is a keyset position: only rows after it in newest-first order.
 	After *Position
+	// Before is one too: only rows before it in newest-first order (newer
+	// rows), for paging back; see ListActivitiesBefore.
+	Before *Position
 }
 
 // Position is a row's place in the newest-first order.
@@ -190,6 +196,7 @@ func (s *Store) where(f Filter) (string, []any) {
 		conds = append(conds, "timestamp < ?")
 		args = append(args, s.timeArg(f.Until))
 	}
+	conds, args = s.searchConds(f, conds, args)
 	if f.After != nil {
 		// Row-value comparison walks the (timestamp DESC, id DESC) indexes.
 		conds = append(conds, "(timestamp, id) < (?, ?)")
@@ -242,6 +249,9 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 // ListActivities returns records matching f, newest first (timestamp, then
 // id, both descending), skipping offset and returning at most limit.
 func (s *Store) ListActivities(ctx context.Context, f Filter, limit, offset int) ([]Activity, error) {
+	if rows, ok, err := s.probeText(ctx, f, "DESC", limit, offset); ok || err != nil {
+		return rows, err
+	}
 	where, args := s.where(f)
 	out := []Activity{}
 	err := eachActivity(ctx, s.reads, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+

@@ -190,9 +190,10 @@ func (s *Store) RebuildCounts(ctx context.Context) error {
 }
 
 // countable reports whether the daily counts can answer f: only filters
-// they keep (and time bounds) are set.
+// they keep (and time bounds) are set. The console's filters (object, ip,
+// q) and keyset positions are not kept.
 func (f Filter) countable() bool {
-	return f.Username == "" && f.After == nil
+	return f.Username == "" && f.After == nil && f.Before == nil && f.Object == "" && f.IP == "" && f.Query == ""
 }
 
 // countFast answers a count from whole days of the daily counts plus exact

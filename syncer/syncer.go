@@ -496,6 +496,15 @@ type TriggerFailure struct {
 // and answers at once with what was queued, what was already running, and
 // what failed to start. ErrUnknownWorkspace when the name matches nothing.
 func (s *Syncer) Trigger(ctx context.Context, workspace string, full bool) (Triggered, error) {
+	return s.trigger(ctx, workspace, RunOptions{Trigger: TriggerManual, Full: full})
+}
+
+// TriggerSince is Trigger re-fetching from since (clipped to TAPD's half year).
+func (s *Syncer) TriggerSince(ctx context.Context, workspace string, since time.Time) (Triggered, error) {
+	return s.trigger(ctx, workspace, RunOptions{Trigger: TriggerManual, Since: since})
+}
+
+func (s *Syncer) trigger(ctx context.Context, workspace string, ro RunOptions) (Triggered, error) {
 	out := Triggered{Queued: []string{}, AlreadyRunning: []RunningElsewhere{}, Failed: []TriggerFailure{}}
 	chosen, err := s.choose(ctx, workspace)
 	if err != nil {
@@ -529,7 +538,7 @@ func (s *Syncer) Trigger(ctx context.Context, workspace string, full bool) (Trig
 		go func() {
 			defer s.bg.Done()
 			defer s.setActive(t.Key, "")
-			s.runReserved(s.bgCtx, t, RunOptions{Trigger: TriggerManual, Full: full}) //nolint:errcheck // recorded on the run
+			s.runReserved(s.bgCtx, t, ro) //nolint:errcheck // recorded on the run
 		}()
 	}
 	return out, nil

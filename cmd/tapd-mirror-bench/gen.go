@@ -25,10 +25,26 @@ const (
 
 var genStart = time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// genRow is the values of row i of the COPY columns below, but timestamp
+// and ingested_at, which generate sets.
+type genRow func(i int) (platform, serial, actionType, detail, username, sourceID, workspace, extra string)
+
+// plainRow is the queries bench's row: few distinct values per column.
+func plainRow(i int) (string, string, string, string, string, string, string, string) {
+	return genPlatforms[i%len(genPlatforms)], "S" + strconv.Itoa(i*7%genSerials), genActionTypes[i*13%len(genActionTypes)],
+		fmt.Sprintf("需求: generated record %d", i), "user" + strconv.Itoa(i*31%genUsernames), strconv.Itoa(i), "10074561",
+		`{"ip":"10.0.0.1"}`
+}
+
 // generate loads n rows into a fresh PostgreSQL store the way a DBA would:
 // drop the secondary indexes, COPY, rebuild them, VACUUM ANALYZE. Timestamps
 // spread over three years.
 func (b *bench) generate(ctx context.Context, n int) (*storage.Store, string, func(), error) {
+	return b.generateRows(ctx, n, plainRow)
+}
+
+// generateRows is generate with rows from row.
+func (b *bench) generateRows(ctx context.Context, n int, row genRow) (*storage.Store, string, func(), error) {
 	st, u, closeStore, err := b.freshStore(ctx, config.Postgres, "gen")
 	if err != nil {
 		return nil, "", nil, err
@@ -62,10 +78,9 @@ func (b *bench) generate(ctx context.Context, n int) (*storage.Store, string, fu
 	now := time.Now()
 	for i := range n {
 		ts := genStart.Add(time.Duration(i) * step)
-		if _, err := stmt.ExecContext(ctx, genPlatforms[i%len(genPlatforms)], "S"+strconv.Itoa(i*7%genSerials),
-			genActionTypes[i*13%len(genActionTypes)], fmt.Sprintf("需求: generated record %d", i),
-			"user"+strconv.Itoa(i*31%genUsernames), ts, "tapd", strconv.Itoa(i), "10074561",
-			`{"ip":"10.0.0.1"}`, now); err != nil {
+		platform, serial, actionType, detail, username, sourceID, workspace, extra := row(i)
+		if _, err := stmt.ExecContext(ctx, platform, serial, actionType, detail, username, ts, "tapd", sourceID,
+			workspace, extra, now); err != nil {
 			tx.Rollback()
 			return fail(err)
 		}

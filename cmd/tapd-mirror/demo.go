@@ -65,6 +65,8 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	demoMain.Listening = func(addr string) {
 		base := "http://" + addr
 		fmt.Fprintf(m.Stdout, `
+Console: %s/signin  (sign in with the admin token below)
+
 tapd-mirror demo is serving %s (data: %s)
 The first sync backfills TAPD's half year; records keep arriving every %s.
 
@@ -72,7 +74,7 @@ The first sync backfills TAPD's half year; records keep arriving every %s.
   curl '%s/api/v1/activity_log/count?platform=tapd'
   curl -H 'Authorization: Bearer %s' '%s/api/v1/sync/status'
 
-`, base, *db, *interval, base, base, cfg.AdminToken, base)
+`, base, base, *db, *interval, base, base, cfg.AdminToken, base)
 		if next != nil {
 			next(addr)
 		}

@@ -38,6 +38,12 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Fatalf("banner lacks %q:\n%s", want, banner)
 		}
 	}
+	if first := strings.TrimSpace(banner); !strings.HasPrefix(first, "Console: "+base+"/signin") {
+		t.Fatalf("banner does not start with the console URL:\n%s", banner)
+	}
+	if code, page := get(t, base+"/signin"); code != 200 || !strings.Contains(page, `name="token"`) {
+		t.Fatalf("console sign-in page = %d %.200s", code, page)
+	}
 	token := regexp.MustCompile(`Bearer ([0-9a-f]+)`).FindStringSubmatch(banner)
 	if token == nil {
 		t.Fatalf("no admin token in banner:\n%s", banner)

@@ -79,7 +79,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	warnExposure(cfg, log)
 	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
-		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent,
+		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
 		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }

@@ -1,0 +1,297 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
+)
+
+// runsShown is how many recent runs each workspace lists.
+const runsShown = 10
+
+// span is a stretch of the coverage axis, in SVG user units.
+type span struct {
+	X, W  float64
+	Label string
+	Acked bool
+}
+
+// axis is one workspace's time line: coverage, gaps, TAPD's horizon and
+// the part older than it, which only the mirror still holds.
+type axis struct {
+	W, H, Left, PlotW  float64
+	Covered, Gaps      []span
+	Mirror             *span
+	HorizonX           float64
+	HasHorizon         bool
+	Ticks              []tick
+	StartLabel, EndLbl string
+}
+
+type gapRow struct {
+	From, To, Reason string
+	Acked            bool
+}
+
+type runRow struct {
+	storage.SyncRun
+	Started, Took, Window string
+}
+
+type workspaceView struct {
+	syncer.WorkspaceStatus
+	Checkpoint, Fresh, Next string
+	Axis                    *axis
+	Gaps                    []gapRow
+	OpenGaps                bool
+	Runs                    []runRow
+	Stored                  string
+}
+
+type coveragePage struct {
+	*view
+	NoSyncer   bool
+	Workspaces []workspaceView
+	CanSince   bool
+	Horizon    string
+}
+
+// coverage shows, per workspace, what the mirror verified, its gaps, TAPD's
+// horizon and the last runs; admins get resync and acknowledge forms.
+func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
+	p := coveragePage{view: v}
+	if c.o.Syncer == nil {
+		p.NoSyncer = true
+		c.render(w, r, http.StatusOK, "coverage", p)
+		return
+	}
+	_, p.CanSince = c.o.Syncer.(sinceTrigger)
+	statuses, err := c.o.Syncer.Status(r.Context())
+	if err != nil {
+		c.internal(w, r, v, "reading sync status", err)
+		return
+	}
+	var horizon time.Time
+	if h, ok := c.o.Syncer.(horizoner); ok {
+		horizon = h.Horizon()
+		p.Horizon = v.Time(horizon)
+	}
+	now := c.o.Now()
+	for _, st := range statuses {
+		wv := workspaceView{WorkspaceStatus: st, Stored: thousands(st.RecordsStored)}
+		if st.Checkpoint != nil {
+			wv.Checkpoint = v.Time(*st.Checkpoint)
+		}
+		if st.FreshAt != nil {
+			wv.Fresh = v.Time(*st.FreshAt)
+		}
+		if st.NextRun != nil {
+			wv.Next = v.Time(*st.NextRun)
+		}
+		for _, g := range st.Gaps {
+			wv.Gaps = append(wv.Gaps, gapRow{From: v.Time(g.Start), To: v.Time(g.End), Reason: g.Reason, Acked: g.Acknowledged})
+			wv.OpenGaps = wv.OpenGaps || !g.Acknowledged
+		}
+		wv.Axis = drawAxis(v, st, horizon, now)
+		runs, err := c.o.Store.ListRuns(r.Context(), st.Workspace, "", runsShown, 0)
+		if err != nil {
+			c.internal(w, r, v, "listing runs", err)
+			return
+		}
+		for _, run := range runs {
+			rr := runRow{SyncRun: run, Started: v.Time(run.StartedAt)}
+			if !run.FinishedAt.IsZero() {
+				rr.Took = run.FinishedAt.Sub(run.StartedAt).Round(time.Second).String()
+			}
+			if !run.WindowStart.IsZero() {
+				rr.Window = v.Time(run.WindowStart) + " – " + v.Time(run.WindowEnd)
+			}
+			wv.Runs = append(wv.Runs, rr)
+		}
+		p.Workspaces = append(p.Workspaces, wv)
+	}
+	c.render(w, r, http.StatusOK, "coverage", p)
+}
+
+// drawAxis lays a workspace's coverage out on [oldest known, now]; nil
+// before its first committed window.
+func drawAxis(v *view, st syncer.WorkspaceStatus, horizon, now time.Time) *axis {
+	if len(st.Covered) == 0 && len(st.Gaps) == 0 {
+		return nil
+	}
+	// The axis runs from the oldest span known to now, or to the
+	// checkpoint when the engine's clock is ahead of this one.
+	start, end := now, now
+	for _, iv := range st.Covered {
+		start, end = minTime(start, iv.Start), maxTime(end, iv.End)
+	}
+	for _, g := range st.Gaps {
+		start, end = minTime(start, g.Start), maxTime(end, g.End)
+	}
+	if !horizon.IsZero() {
+		start, end = minTime(start, horizon), maxTime(end, horizon)
+	}
+	now = end
+	ax := &axis{W: 960, H: 80, Left: 8}
+	ax.PlotW = ax.W - 2*ax.Left
+	total := now.Sub(start)
+	if total <= 0 {
+		return nil
+	}
+	x := func(t time.Time) float64 {
+		t = minTime(maxTime(t, start), now)
+		return ax.Left + float64(t.Sub(start))/float64(total)*ax.PlotW
+	}
+	stretch := func(from, to time.Time, label string, minW float64) span {
+		s := span{X: x(from), W: x(to) - x(from), Label: label}
+		if s.W < minW { // a one-minute gap must still show
+			s.X, s.W = s.X-(minW-s.W)/2, minW
+		}
+		return s
+	}
+	for _, iv := range st.Covered {
+		ax.Covered = append(ax.Covered, stretch(iv.Start, iv.End, v.T("c.legend_covered")+": "+v.Time(iv.Start)+" – "+v.Time(iv.End), 0))
+	}
+	for _, g := range st.Gaps {
+		label := v.T("c.legend_gap")
+		if g.Acknowledged {
+			label = v.T("c.legend_acked")
+		}
+		label += ": " + v.Time(g.Start) + " – " + v.Time(g.End)
+		if g.Reason != "" {
+			label += " (" + g.Reason + ")"
+		}
+		s := stretch(g.Start, g.End, label, 3)
+		s.Acked = g.Acknowledged
+		ax.Gaps = append(ax.Gaps, s)
+	}
+	if !horizon.IsZero() {
+		ax.HasHorizon, ax.HorizonX = true, x(horizon)
+		if horizon.After(start) {
+			m := stretch(start, horizon, v.T("c.legend_mirror"), 0)
+			ax.Mirror = &m
+		}
+	}
+	for i := 0; i <= 4; i++ {
+		t := start.Add(time.Duration(float64(total) * float64(i) / 4))
+		ax.Ticks = append(ax.Ticks, tick{Pos: x(t), Label: t.In(v.loc).Format("2006-01-02"),
+			Anchor: []string{"start", "middle", "middle", "middle", "end"}[i]})
+	}
+	return ax
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// resync triggers a run of one workspace or all: from the checkpoint, in
+// full, or since a date, and says on the coverage page what happened.
+func (c *Console) resync(w http.ResponseWriter, r *http.Request, v *view) {
+	if c.o.Syncer == nil {
+		c.fail(w, r, v, http.StatusServiceUnavailable, v.T("c.no_syncer"))
+		return
+	}
+	ws, mode := r.PostForm.Get("workspace"), r.PostForm.Get("mode")
+	var got syncer.Triggered
+	var err error
+	switch mode {
+	case "since":
+		st, ok := c.o.Syncer.(sinceTrigger)
+		raw := strings.TrimSpace(r.PostForm.Get("since"))
+		since, perr := time.ParseInLocation("2006-01-02", raw, c.o.Location)
+		if !ok || perr != nil {
+			c.fail(w, r, v, http.StatusBadRequest, v.T("e.bad_since", clip(raw)))
+			return
+		}
+		got, err = st.TriggerSince(r.Context(), ws, since)
+	case "full":
+		got, err = c.o.Syncer.Trigger(r.Context(), ws, true)
+	default:
+		got, err = c.o.Syncer.Trigger(r.Context(), ws, false)
+	}
+	if errors.Is(err, syncer.ErrUnknownWorkspace) {
+		c.fail(w, r, v, http.StatusNotFound, v.T("e.unknown_workspace", clip(ws)))
+		return
+	}
+	if err != nil {
+		c.internal(w, r, v, "triggering a sync", err)
+		return
+	}
+	c.o.Logger.InfoContext(r.Context(), "console: sync triggered", "user", v.User, "workspace", ws, "mode", mode,
+		"queued", len(got.Queued), "already_running", len(got.AlreadyRunning), "failed", len(got.Failed))
+	var msg []string
+	if len(got.Queued) > 0 {
+		msg = append(msg, v.T("c.queued", strings.Join(got.Queued, ", ")))
+	}
+	if len(got.AlreadyRunning) > 0 {
+		var names []string
+		for _, a := range got.AlreadyRunning {
+			names = append(names, fmt.Sprintf("%s (%s)", a.Workspace, a.Where))
+		}
+		msg = append(msg, v.T("c.already", strings.Join(names, ", ")))
+	}
+	if len(got.Failed) > 0 {
+		var names []string
+		for _, f := range got.Failed {
+			names = append(names, fmt.Sprintf("%s: %s", f.Workspace, f.Error))
+		}
+		msg = append(msg, v.T("c.failed", strings.Join(names, "; ")))
+	}
+	if len(msg) == 0 {
+		msg = append(msg, v.T("c.nothing"))
+	}
+	c.sessions.setFlash(v.sid, strings.Join(msg, " "))
+	http.Redirect(w, r, "/coverage", http.StatusSeeOther)
+}
+
+// maxNote bounds an acknowledgement's note.
+const maxNote = 1000
+
+// ack acknowledges a workspace's current gaps with a note.
+func (c *Console) ack(w http.ResponseWriter, r *http.Request, v *view) {
+	if c.o.Syncer == nil {
+		c.fail(w, r, v, http.StatusServiceUnavailable, v.T("c.no_syncer"))
+		return
+	}
+	ws, note := r.PostForm.Get("workspace"), strings.TrimSpace(r.PostForm.Get("note"))
+	if problem := badNote(note); problem != "" {
+		c.fail(w, r, v, http.StatusBadRequest, v.T("e.bad_text", v.T("c.ack_note"), problem))
+		return
+	}
+	acked, err := c.o.Syncer.AcknowledgeGaps(r.Context(), ws, note)
+	if errors.Is(err, syncer.ErrUnknownWorkspace) {
+		c.fail(w, r, v, http.StatusNotFound, v.T("e.unknown_workspace", clip(ws)))
+		return
+	}
+	if err != nil {
+		c.internal(w, r, v, "acknowledging gaps", err)
+		return
+	}
+	c.o.Logger.InfoContext(r.Context(), "console: gaps acknowledged", "user", v.User, "workspace", ws,
+		"gaps", len(acked), "note", note)
+	c.sessions.setFlash(v.sid, v.T("c.acked", len(acked), ws))
+	http.Redirect(w, r, "/coverage", http.StatusSeeOther)
+}
+
+// badNote is badText allowing newlines, within maxNote characters.
+func badNote(s string) string {
+	if len([]rune(s)) > maxNote {
+		return fmt.Sprintf("at most %d characters", maxNote)
+	}
+	return badText(strings.NewReplacer("\r\n", "", "\n", "").Replace(s))
+}
