@@ -172,6 +172,14 @@ func TestIntegrityEndpointsProveWhatTheyServe(t *testing.T) {
 		if st := decode[map[string]any](t, c.send("GET", "/api/v1/integrity/status", "", bearer(readTok)...)); st["ok"] != nil || st["tree_size"] != float64(later.Size) {
 			t.Fatalf("status without a verifier: %v", st)
 		}
+
+		// A row written with plain SQL has no event: changing it through the API is refused, not laundered.
+		var forged int64
+		if err := s.DB().QueryRowx(s.DB().Rebind(`INSERT INTO activity_log (platform, action_type, timestamp, source, ingested_at)
+			VALUES ('x', 'y', ?, 'local', ?) RETURNING id`), timeArg(s), timeArg(s)).Scan(&forged); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, s, c, 409, "not in the integrity log", "DELETE", "/api/v1/activity_log/"+itoa(forged), "", bearer(adminTok)...)
 	})
 }
 
@@ -202,3 +210,11 @@ func TestBundleNeedsAKeyAndIntegrityMetrics(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// timeArg is now as the store's dialect keeps times.
+func timeArg(s *storage.Store) any {
+	if s.Dialect() == "sqlite" {
+		return time.Now().Unix()
+	}
+	return time.Now()
+}

@@ -64,6 +64,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &held):
 		e = errorf(http.StatusForbidden, "%s (%s); a held record cannot be deleted or purged until the hold is released",
 			clip(held.Error()), clip(held.Hold.Reason))
+	case errors.Is(err, storage.ErrUnlogged):
+		e = errorf(http.StatusConflict, "the record is not in the integrity log: it was written behind the service's back (or by an older version still running); run tapd-mirror verify --database")
 	case errors.Is(err, syncer.ErrBusy):
 		e = errorf(http.StatusConflict, "%s; wait for the running sync (GET /api/v1/sync/status)", clip(err.Error()))
 	default:
