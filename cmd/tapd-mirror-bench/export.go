@@ -76,7 +76,7 @@ func (b *bench) export(ctx context.Context) error {
 	baseTook := time.Since(start)
 
 	rate, baseRate := float64(n)/took.Seconds(), float64(n)/baseTook.Seconds()
-	fmt.Fprintln(b.out, "### 5. Export: `GET /api/v1/activity_log/export?format=csv` from the real server process")
+	fmt.Fprintln(b.out, "### 8. Export: `GET /api/v1/activity_log/export?format=csv` from the real server process")
 	fmt.Fprintln(b.out)
 	fmt.Fprintln(b.out, "Baseline = `psql \\copy (SELECT … ORDER BY timestamp, id) TO '/dev/null' CSV` on the same table, same run. Peak RSS is the server process's `VmHWM` over its whole life (start, export, shutdown).")
 	fmt.Fprintln(b.out)
