@@ -212,21 +212,9 @@ func (s *Store) countFast(ctx context.Context, f Filter) (int64, error) {
 	if first >= last { // less than a whole day: the index range is small anyway
 		return s.countRows(ctx, f)
 	}
-	table, conds, args := "activity_daily_total", []string{"day >= ?", "day < ?"}, []any{first, last}
-	eq := func(col, v string) {
-		if v != "" {
-			conds, args = append(conds, col+" = ?"), append(args, v)
-		}
-	}
-	if f.Serial != "" {
-		table = "activity_daily"
-		eq("serial", f.Serial)
-	}
-	eq("platform", f.Platform)
-	eq("action_type", f.ActionType)
-	eq("source", f.Source)
+	table, where, args := dailyRows(f, first, last)
 	var total int64
-	if err := s.reads.GetContext(ctx, &total, s.rebind(`SELECT COALESCE(SUM(n), 0) FROM `+table+` WHERE `+strings.Join(conds, " AND ")), args...); err != nil {
+	if err := s.reads.GetContext(ctx, &total, s.rebind(`SELECT COALESCE(SUM(n), 0) FROM `+table+where), args...); err != nil {
 		return 0, fmt.Errorf("counting activities by day: %w", err)
 	}
 	edge := func(from, to time.Time) error {
@@ -250,6 +238,25 @@ func (s *Store) countFast(ctx context.Context, f Filter) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// dailyRows selects the daily-count rows of whole days [first, last)
+// matching f: the table without serial unless f filters by it.
+func dailyRows(f Filter, first, last int64) (table, where string, args []any) {
+	table, conds, args := "activity_daily_total", []string{"day >= ?", "day < ?"}, []any{first, last}
+	eq := func(col, v string) {
+		if v != "" {
+			conds, args = append(conds, col+" = ?"), append(args, v)
+		}
+	}
+	if f.Serial != "" {
+		table = "activity_daily"
+		eq("serial", f.Serial)
+	}
+	eq("platform", f.Platform)
+	eq("action_type", f.ActionType)
+	eq("source", f.Source)
+	return table, " WHERE " + strings.Join(conds, " AND "), args
 }
 
 // CountByScan counts with COUNT(*) over activity_log, whatever the filter:

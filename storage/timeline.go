@@ -91,19 +91,7 @@ func (s *Store) daysFromCounts(ctx context.Context, f Filter) ([]dayRow, error) 
 	if first >= last {
 		return s.daysByScan(ctx, f, s.zone())
 	}
-	table, conds, args := "activity_daily_total", []string{"day >= ?", "day < ?"}, []any{first, last}
-	eq := func(col, v string) {
-		if v != "" {
-			conds, args = append(conds, col+" = ?"), append(args, v)
-		}
-	}
-	if f.Serial != "" {
-		table = "activity_daily"
-		eq("serial", f.Serial)
-	}
-	eq("platform", f.Platform)
-	eq("action_type", f.ActionType)
-	eq("source", f.Source)
+	table, where, args := dailyRows(f, first, last)
 	head, tail := f, f
 	head.Until, tail.Since = s.dayStart(first), s.dayStart(last)
 	before, err := s.daysByScan(ctx, head, s.zone())
@@ -112,7 +100,7 @@ func (s *Store) daysFromCounts(ctx context.Context, f Filter) ([]dayRow, error) 
 	}
 	var whole []dayRow
 	if err := s.reads.SelectContext(ctx, &whole, s.rebind(`-- DailyCounts from the daily counts
-		SELECT day, SUM(n) AS n FROM `+table+` WHERE `+strings.Join(conds, " AND ")+
+		SELECT day, SUM(n) AS n FROM `+table+where+
 		` GROUP BY day HAVING SUM(n) > 0 ORDER BY day`), args...); err != nil {
 		return nil, err
 	}
