@@ -44,11 +44,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	defer func() {
+	logRequest := func() {
 		s.mu.Lock()
 		s.requests = append(s.requests, Request{Path: r.URL.Path, Query: r.Form, Status: rec.status, Fault: string(fault)})
 		s.mu.Unlock()
-	}()
+	}
+	if fault == FaultReset {
+		// Logged before the connection is cut: the client sees the reset at
+		// once and may count the requests before this handler returns.
+		logRequest()
+	} else {
+		defer logRequest()
+	}
 	if latency > 0 {
 		select {
 		case <-time.After(latency):
