@@ -24,7 +24,7 @@ func (b *bench) export(ctx context.Context) error {
 		return err
 	}
 	p, err := b.startProc(ctx, map[string]string{"TAPD_MIRROR_DATABASE_URL": dbURL, "TAPD_MIRROR_LISTEN": addr,
-		"TAPD_MIRROR_ADMIN_TOKEN": "bench"}, "serve", "--log-level", "warn")
+		"TAPD_MIRROR_ADMIN_TOKEN": "bench", "TAPD_MIRROR_INTEGRITY_KEY_FILE": b.tmp + "/export.key"}, "serve", "--log-level", "warn")
 	if err != nil {
 		return err
 	}
