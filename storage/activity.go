@@ -62,9 +62,15 @@ func (a Activity) ExtraText() string {
 		return a.extraText()
 	}
 	if a.extraJSON[0] != '{' {
-		return Activity{Extra: map[string]string{"_unparsed": a.extraJSON}}.extraText()
+		return unparsedExtra(a.extraJSON)
 	}
 	return compactStoredJSON(a.extraJSON)
+}
+
+// unparsedExtra wraps stored extra text that is not a JSON object, so a
+// reader still gets an object (and the text).
+func unparsedExtra(raw string) string {
+	return Activity{Extra: map[string]string{"_unparsed": raw}}.extraText()
 }
 
 // compactStoredJSON drops the blanks jsonb puts after ':' and ','. The text
@@ -287,17 +293,6 @@ func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args
 		}
 	}
 	return rows.Err()
-}
-
-// StreamActivities calls fn for every record matching f, oldest first,
-// reading rows one at a time so memory stays flat however many match.
-func (s *Store) StreamActivities(ctx context.Context, f Filter, fn func(Activity) error) error {
-	where, args := s.where(f)
-	if err := eachActivity(ctx, s.exports, s.rebind(`SELECT `+activityColumns+` FROM activity_log`+where+
-		` ORDER BY timestamp, id`), args, fn); err != nil {
-		return fmt.Errorf("exporting activities: %w", err)
-	}
-	return nil
 }
 
 // CountActivities returns the exact number of records matching f: from the

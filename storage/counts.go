@@ -120,10 +120,10 @@ func (s *Store) countRemoved(ctx context.Context, tx *sqlx.Tx, removed []Activit
 	return s.applyCounts(ctx, tx, counts)
 }
 
-// countsOfRows is the delta of removing the rows matching where (a
-// delete-all chunk), read before they go.
-func (s *Store) countsOfRows(ctx context.Context, tx *sqlx.Tx, where string, args ...any) (countDeltas, error) {
-	rows, err := tx.QueryxContext(ctx, s.rebind(`SELECT timestamp, source, platform, serial, action_type FROM activity_log `+where), args...)
+// countsOfTable reads every row's count key and returns the table's counts,
+// for a rebuild where the database cannot group by day in the zone itself.
+func (s *Store) countsOfTable(ctx context.Context, tx *sqlx.Tx) (countDeltas, error) {
+	rows, err := tx.QueryxContext(ctx, `SELECT timestamp, source, platform, serial, action_type FROM activity_log`)
 	if err != nil {
 		return nil, fmt.Errorf("reading rows for the daily counts: %w", err)
 	}
@@ -136,7 +136,7 @@ func (s *Store) countsOfRows(ctx context.Context, tx *sqlx.Tx, where string, arg
 			return nil, err
 		}
 		a.Timestamp = ts.Time
-		deltas.add(s, a, -1)
+		deltas.add(s, a, 1)
 	}
 	return deltas, rows.Err()
 }
@@ -171,12 +171,9 @@ func (s *Store) RebuildCounts(ctx context.Context) error {
 				return err
 			}
 		} else {
-			deltas, err := s.countsOfRows(ctx, tx, "")
+			deltas, err := s.countsOfTable(ctx, tx)
 			if err != nil {
 				return err
-			}
-			for k, n := range deltas {
-				deltas[k] = -n // countsOfRows counts removals
 			}
 			if err := s.applyCounts(ctx, tx, deltas); err != nil {
 				return err

@@ -64,7 +64,7 @@ func (s *Store) StreamExportRows(ctx context.Context, f Filter, fn func(*ExportR
 // after ':' and ','; see compactStoredJSON.
 func AppendCompactJSON(dst, stored []byte) []byte {
 	if len(stored) == 0 || stored[0] != '{' {
-		return append(dst, Activity{Extra: map[string]string{"_unparsed": string(stored)}}.extraText()...)
+		return append(dst, unparsedExtra(string(stored))...)
 	}
 	return appendCompact(dst, stored)
 }

@@ -68,8 +68,8 @@ func TestConsoleFiltersOnListCountAndExport(t *testing.T) {
 				t.Errorf("%s: count up to 1 = %d (exact %v), %v; want %d", c.name, n, exact, err, min(2, len(c.want)))
 			}
 			var streamed []string
-			if err := s.StreamActivities(ctx, c.f, func(a storage.Activity) error {
-				streamed = append(streamed, a.SourceID)
+			if err := s.StreamExportRows(ctx, c.f, func(r *storage.ExportRow) error {
+				streamed = append(streamed, string(r.SourceID))
 				return nil
 			}); err != nil {
 				t.Fatal(err)

@@ -190,14 +190,6 @@ func (r *runState) settleFrom(state storage.SyncState) time.Time {
 	return maxTime(maxTime(r.s.o.Now().Add(-r.s.o.Settle), r.horizon), state.Origin).Truncate(time.Minute)
 }
 
-// describeMode is for status: what the engine knows of end_time.
-func (m endMinute) String() string {
-	if m == endUnknown {
-		return "unknown"
-	}
-	return string(m)
-}
-
 // metaCompanyWide keeps whether TAPD's company-wide query (workspace_id =
 // the company id) also returns company-level logs, which TAPD does not say.
 const metaCompanyWide = "tapd.company_wide_includes_company_level"

@@ -90,7 +90,7 @@ func (s *Syncer) execute(ctx context.Context, t Target, run *storage.SyncRun, ro
 	defer r.mu.Unlock()
 	run.FinishedAt = time.Now()
 	switch {
-	case errors.Is(err, storage.ErrLeaseLost) || errors.Is(context.Cause(ctx), errLeaseLost):
+	case errors.Is(err, storage.ErrLeaseLost) || errors.Is(context.Cause(ctx), storage.ErrLeaseLost):
 		run.Outcome, run.Error = storage.OutcomeLostLease, "another process took this workspace's lease (this run's had expired); it committed nothing after that"
 	case err == nil && len(run.Warnings) > 0:
 		run.Outcome = storage.OutcomePartial

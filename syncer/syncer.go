@@ -374,9 +374,6 @@ func (s *Syncer) claim(ctx context.Context, t Target, trigger string) (claimed, 
 	return claimed{run: run, holder: holder}, nil
 }
 
-// errLeaseLost is the cancellation cause of a run whose lease was taken.
-var errLeaseLost = storage.ErrLeaseLost
-
 // heartbeat renews the lease every third of its TTL while the run works, so
 // a slow window (rate limits, retries) never lets it expire. When the lease
 // was taken by another process the run is canceled with errLeaseLost.
@@ -397,7 +394,7 @@ func (s *Syncer) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 				err := s.o.Store.RenewLease(ctx, t.Key, holder, s.o.LeaseTTL)
 				if errors.Is(err, storage.ErrLeaseLost) {
 					s.log.Error("sync lease taken by another process; stopping this run", "workspace", t.Key)
-					cancel(errLeaseLost)
+					cancel(storage.ErrLeaseLost) // the run's cancellation cause
 					return
 				}
 				if err != nil {
