@@ -10,6 +10,7 @@ import (
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
+	"github.com/tapd-mirror/tapd-mirror/tapd"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
 
@@ -100,17 +101,25 @@ func TestMovingFromProjectsToAllKeepsEveryRecordOnce(t *testing.T) {
 	})
 }
 
-// TestBackfillYieldsToIncrementalRuns: with one pool slot, a long backfill
-// lets the small targets' runs in between its windows instead of making
-// them wait for all of it.
+// TestBackfillYieldsToIncrementalRuns: a 50 000-record backfill of one
+// target under a request quota, with a single pool slot, while four other
+// targets keep receiving records: the backfill lets their runs in between
+// its windows, so each is fresh within the interval (round) its records
+// arrived in, never after the whole backfill.
 func TestBackfillYieldsToIncrementalRuns(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, dbURL string) {
 		h := newHarness(t, dbURL, tapdtest.Options{Projects: 5, Months: 7, RecordsPerDay: 1}, "projects:2001")
 		big := h.fake.Projects()[0].ID
 		for d := range 180 {
-			h.fake.AddRecords(big, fakeNow.AddDate(0, 0, -d-1), 80) // ~14 400 records: many windows
+			h.fake.AddRecords(big, fakeNow.AddDate(0, 0, -d-1), 278) // ~50 000 records: many windows
 		}
-		h.opts.SplitAbove = 1000
+		user, pw := h.fake.Credentials()
+		quota, err := tapd.New(tapd.Options{BaseURL: h.fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: 6000,
+			RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.client.TAPD = quota // every run shares one limiter, as in production
 		s := h.syncer(func(o *syncer.Options) { o.MaxConcurrent = 1 })
 		targets, err := s.Targets(context.Background())
 		if err != nil {
