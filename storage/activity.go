@@ -37,6 +37,9 @@ type Activity struct {
 	Extra      map[string]string
 	extraJSON  string
 	IngestedAt time.Time
+	// logIdx is the index of the record's latest event in the integrity
+	// log, on rows read with loggedActivityColumns (nil: not logged).
+	logIdx *int64
 }
 
 // ExtraFields returns Extra, decoding it from the stored JSON on rows read
@@ -137,16 +140,21 @@ type activityRow struct {
 	WorkspaceID  string  `db:"workspace_id"`
 	Extra        string  `db:"extra"`
 	IngestedAt   dbTime  `db:"ingested_at"`
+	LogIdx       *int64  `db:"log_idx"`
 }
 
 const activityColumns = `id, platform, serial, action_type, action_detail, username, timestamp,
 	source, source_id, workspace_id, extra, ingested_at`
 
+// loggedActivityColumns are activityColumns and log_idx: for writes that
+// log a change of the rows they read.
+const loggedActivityColumns = activityColumns + `, log_idx`
+
 func (r activityRow) activity() Activity {
 	a := Activity{
 		ID: r.ID, Platform: r.Platform, Serial: r.Serial, ActionType: r.ActionType,
 		ActionDetail: r.ActionDetail, Username: r.Username, Timestamp: r.Timestamp.Time,
-		Source: r.Source, WorkspaceID: r.WorkspaceID, IngestedAt: r.IngestedAt.Time, extraJSON: r.Extra,
+		Source: r.Source, WorkspaceID: r.WorkspaceID, IngestedAt: r.IngestedAt.Time, extraJSON: r.Extra, logIdx: r.LogIdx,
 	}
 	if r.SourceID != nil {
 		a.SourceID = *r.SourceID
@@ -230,12 +238,16 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 	}
 	var id int64
 	err := s.inTx(ctx, "inserting activity", func(tx *sqlx.Tx) error {
-		err := tx.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
+		head, err := s.lockFirst(ctx, tx)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRowxContext(ctx, s.rebind(`-- InsertActivity
 			INSERT INTO activity_log (platform, serial, action_type, action_detail, username, timestamp,
-				source, source_id, workspace_id, extra, ingested_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+				source, source_id, workspace_id, extra, ingested_at, log_idx)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 			a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
-			a.Source, sourceID, a.WorkspaceID, a.extraText(), s.timeArg(now)).Scan(&id)
+			a.Source, sourceID, a.WorkspaceID, a.extraText(), s.timeArg(now), s.logIdxArg(head.Size)).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -244,7 +256,8 @@ func (s *Store) InsertActivity(ctx context.Context, a Activity) (int64, error) {
 		if err := s.applyCounts(ctx, tx, counts); err != nil || !s.logging() {
 			return err
 		}
-		return s.logEvents(ctx, tx, []integrity.Event{integrity.RecordEvent(writtenRecord(a, id, now))}, nil)
+		_, err = s.appendLocked(ctx, tx, head, []integrity.Event{integrity.RecordEvent(writtenRecord(a, id, now))})
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -283,8 +296,11 @@ func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args
 	// and reflection per row was a tenth of their time.
 	dst := []any{&r.ID, &r.Platform, &r.Serial, &r.ActionType, &r.ActionDetail, &r.Username, &r.Timestamp,
 		&r.Source, &r.SourceID, &r.WorkspaceID, &r.Extra, &r.IngestedAt} // activityColumns' order
+	if cols, err := rows.Columns(); err == nil && len(cols) > len(dst) {
+		dst = append(dst, &r.LogIdx) // loggedActivityColumns
+	}
 	for rows.Next() {
-		r.SourceID = nil
+		r.SourceID, r.LogIdx = nil, nil
 		if err := rows.Scan(dst...); err != nil {
 			return err
 		}
@@ -348,8 +364,11 @@ func deleteEvent(ctx context.Context, at time.Time) func(a Activity, prev int64)
 func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) {
 	var deleted Activity
 	err := s.inTx(ctx, fmt.Sprintf("deleting activity %d", id), func(tx *sqlx.Tx) error {
+		if _, err := s.lockFirst(ctx, tx); err != nil {
+			return err
+		}
 		var r activityRow
-		err := tx.GetContext(ctx, &r, s.rebind(`SELECT `+activityColumns+` FROM activity_log WHERE id = ?`), id)
+		err := tx.GetContext(ctx, &r, s.rebind(`SELECT `+loggedActivityColumns+` FROM activity_log WHERE id = ?`), id)
 		if isNoRows(err) {
 			return ErrNotFound
 		}
@@ -376,7 +395,7 @@ func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) 
 		if err := s.countRemoved(ctx, tx, removed); err != nil {
 			return err
 		}
-		events, err := s.removalEvents(ctx, tx, removed, deleteEvent(ctx, now))
+		events, err := s.removalEvents(ctx, tx, removed, true, deleteEvent(ctx, now))
 		if err != nil {
 			return err
 		}
@@ -409,6 +428,9 @@ func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
 	for {
 		var n int64
 		err := s.inTx(ctx, "deleting all activities", func(tx *sqlx.Tx) error {
+			if _, err := s.lockFirst(ctx, tx); err != nil {
+				return err
+			}
 			var upTo int64
 			err := tx.GetContext(ctx, &upTo, s.rebind(`SELECT COALESCE(MAX(id), 0) FROM
 				(SELECT id FROM activity_log WHERE id <= ? ORDER BY id LIMIT ?) AS chunk`), maxID, deleteAllChunk)
@@ -423,7 +445,7 @@ func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
 			}
 			// RETURNING: exactly the rows this transaction removed, for the log.
 			var removed []Activity
-			if err := eachActivity(ctx, tx, s.rebind(`DELETE FROM activity_log WHERE id <= ? RETURNING `+activityColumns),
+			if err := eachActivity(ctx, tx, s.rebind(`DELETE FROM activity_log WHERE id <= ? RETURNING `+loggedActivityColumns),
 				[]any{upTo}, func(a Activity) error {
 					removed = append(removed, a)
 					return nil
@@ -433,7 +455,7 @@ func (s *Store) DeleteAllActivities(ctx context.Context) (int64, error) {
 			if err := s.countRemoved(ctx, tx, removed); err != nil {
 				return err
 			}
-			events, err := s.removalEvents(ctx, tx, removed, deleteEvent(ctx, now))
+			events, err := s.removalEvents(ctx, tx, removed, true, deleteEvent(ctx, now))
 			if err == nil {
 				err = s.logEvents(ctx, tx, events, removed)
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/jmoiron/sqlx"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/tapd-mirror/tapd-mirror/integrity"
@@ -51,35 +52,17 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, req BundleRequest)
 	size := req.Checkpoint.Size
 	if req.Filter == nil {
 		for lo := int64(0); lo < size; lo += verifyChunk {
-			var events []eventRow
-			if err := s.exports.SelectContext(ctx, &events, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
-				WHERE idx >= ? AND idx < ? ORDER BY idx`), lo, min(lo+verifyChunk, size)); err != nil {
+			if err := s.eachEvent(ctx, s.exports, `e.idx >= ? AND e.idx < ?`, []any{lo, min(lo+verifyChunk, size)}, add); err != nil {
 				return n, fmt.Errorf("reading events from %d: %w", lo, err)
-			}
-			for _, e := range events {
-				if err := add(e); err != nil {
-					return n, err
-				}
 			}
 		}
 	} else {
 		where, args := s.where(*req.Filter)
-		rows, err := s.exports.QueryxContext(ctx, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
-			WHERE record_id IN (SELECT id FROM activity_log`+where+`) AND idx < ? ORDER BY idx`), append(args, size)...)
-		if err != nil {
-			return 0, fmt.Errorf("reading the matching records' events: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var e eventRow
-			if err := rows.StructScan(&e); err != nil {
-				return n, err
-			}
-			if err := add(e); err != nil {
-				return n, err
-			}
-		}
-		if err := rows.Err(); err != nil {
+		// A record's events: those with stored content (indexed by record),
+		// and the one its row holds (log_idx).
+		cond := `((e.body IS NOT NULL AND e.record_id IN (SELECT id FROM activity_log` + where + `))
+			OR e.idx IN (SELECT log_idx FROM activity_log` + where + `)) AND e.idx < ?`
+		if err := s.eachEvent(ctx, s.exports, cond, append(append(args, args...), size), add); err != nil {
 			return n, fmt.Errorf("reading the matching records' events: %w", err)
 		}
 	}
@@ -102,8 +85,11 @@ type Proof struct {
 // given size (≤ the log's size). ErrNotFound when the record has none.
 func (s *Store) RecordProofs(ctx context.Context, id, size int64) ([]Proof, error) {
 	var events []eventRow
-	if err := s.db.SelectContext(ctx, &events, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
-		WHERE record_id = ? AND idx < ? ORDER BY idx`), id, size); err != nil {
+	if err := s.eachEvent(ctx, s.db, `((e.body IS NOT NULL AND e.record_id = ?) OR e.idx = (SELECT log_idx FROM activity_log WHERE id = ?))
+		AND e.idx < ?`, []any{id, id, size}, func(e eventRow) error {
+		events = append(events, e)
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("reading the events of record %d: %w", id, err)
 	}
 	if len(events) == 0 {
@@ -147,8 +133,10 @@ type LoggedEvent struct {
 // ReadEvents returns events [from, to) of the log, in order.
 func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, error) {
 	var rows []eventRow
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
-		WHERE idx >= ? AND idx < ? ORDER BY idx`), from, to); err != nil {
+	if err := s.eachEvent(ctx, s.db, `e.idx >= ? AND e.idx < ?`, []any{from, to}, func(e eventRow) error {
+		rows = append(rows, e)
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("reading events %d to %d: %w", from, to-1, err)
 	}
 	out := make([]LoggedEvent, len(rows))
@@ -168,4 +156,60 @@ func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, 
 // TreeRoot is the root of the log's tree of the given size (≤ the log's size).
 func (s *Store) TreeRoot(ctx context.Context, size int64) (tlog.Hash, error) {
 	return integrity.TreeHash(size, s.newHashReader(ctx, s.db))
+}
+
+// eventsWithContent reads events beside the live row of each record event
+// whose content is that row (body NULL while the row is the version it
+// logged), in one statement: one snapshot.
+const eventsWithContent = `SELECT e.idx, e.kind, e.record_id, e.body, e.leaf_hash, e.body IS NULL,
+	a.id, COALESCE(a.platform, ''), COALESCE(a.serial, ''), COALESCE(a.action_type, ''), COALESCE(a.action_detail, ''),
+	COALESCE(a.username, ''), a.timestamp, COALESCE(a.source, ''), a.source_id, COALESCE(a.workspace_id, ''),
+	COALESCE(a.extra, '{}'), a.ingested_at
+	FROM integrity_event AS e
+	LEFT JOIN activity_log AS a ON e.body IS NULL AND e.kind = 'record' AND a.id = e.record_id`
+
+// eachEvent calls fn with the events cond selects (conditions on e, the
+// event), in index order, each with its content: stored, or encoded from
+// its live row. Body is nil only for content a purge withheld. A record
+// event whose row is gone though no delete or purge event removed it is an
+// error that names it: the row was removed behind the service's back.
+func (s *Store) eachEvent(ctx context.Context, q sqlx.QueryerContext, cond string, args []any, fn func(eventRow) error) error {
+	rows, err := q.QueryxContext(ctx, s.rebind(eventsWithContent+` WHERE `+cond+` ORDER BY e.idx`), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var (
+		e     eventRow
+		r     activityRow
+		rowID *int64
+	)
+	dst := []any{&e.Idx, &e.Kind, &e.RecordID, &e.Body, &e.Leaf, &e.InRow, &rowID, &r.Platform, &r.Serial, &r.ActionType,
+		&r.ActionDetail, &r.Username, &r.Timestamp, &r.Source, &r.SourceID, &r.WorkspaceID, &r.Extra, &r.IngestedAt}
+	for rows.Next() {
+		rowID, r.SourceID = nil, nil
+		if err := rows.Scan(dst...); err != nil {
+			return err
+		}
+		switch {
+		case !e.InRow:
+			if len(e.Body) == 0 {
+				e.Body = nil // withheld
+			}
+		case rowID == nil:
+			return fmt.Errorf("event %d (%s of record %d): its content is neither stored nor in the table, and no delete or purge "+
+				"event removed the record: it was removed behind the service's back (run tapd-mirror verify --database)", e.Idx, e.Kind, e.RecordID)
+		default:
+			r.ID = *rowID
+			// A row changed behind the service's back encodes to content
+			// that does not hash to the leaf: verifiers name the event.
+			if e.Body, err = integrity.EncodeEvent(integrity.RecordEvent(toRecord(r.activity()))); err != nil {
+				return fmt.Errorf("event %d: record %d: %w (run tapd-mirror verify --database)", e.Idx, e.RecordID, err)
+			}
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

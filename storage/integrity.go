@@ -57,6 +57,26 @@ func (s *Store) lockLog(ctx context.Context, tx *sqlx.Tx) (LogHead, error) {
 	return h, nil
 }
 
+// lockFirst takes the log's lock as a logged write's first step and returns
+// its head. Every logged write takes it before it touches any row: writers
+// queue in one order (no deadlock over the rows each locks next), and each
+// knows the indexes its events will get, which its rows keep as log_idx.
+func (s *Store) lockFirst(ctx context.Context, tx *sqlx.Tx) (LogHead, error) {
+	if !s.logging() {
+		return LogHead{}, nil
+	}
+	return s.lockLog(ctx, tx)
+}
+
+// emptyBody is the SQL literal of a withheld event's body (content a
+// retention purge removed): empty, where NULL means "the live row holds it".
+func (s *Store) emptyBody() string {
+	if s.dialect == config.Postgres {
+		return `''::bytea`
+	}
+	return `X''`
+}
+
 // Head returns the log's current size and root.
 func (s *Store) Head(ctx context.Context) (LogHead, error) {
 	h, err := scanHead(s.db.QueryRowxContext(ctx, `SELECT `+stateColumns+` FROM integrity_state WHERE id = 1`))
@@ -283,14 +303,21 @@ const sqliteRowsPerInsert = 500
 func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, events []integrity.Event, bodies [][]byte, leaves []tlog.Hash) error {
 	n := len(events)
 	idx, kinds, ids, hashes := make([]int64, n), make([]string, n), make([]int64, n), make([][]byte, n)
+	stored := make([][]byte, n)
 	for i, e := range events {
 		idx[i], kinds[i], ids[i], hashes[i] = first+int64(i), string(e.Kind), e.Subject(), leaves[i][:]
+		if e.Kind != integrity.KindRecord {
+			// A record event's content is the row written beside it; it is
+			// stored (keepContent) only when that row changes or goes.
+			stored[i] = bodies[i]
+		}
 	}
 	if s.dialect == config.Postgres {
 		// dialect: five array parameters, one round trip whatever the batch.
+		// An empty body in the array is none (an encoding is never empty).
 		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash)
-			SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[])`,
-			pq.Array(idx), pq.Array(kinds), pq.Array(ids), pq.ByteaArray(bodies), pq.ByteaArray(hashes)); err != nil {
+			SELECT i, k, r, NULLIF(b, ''::bytea), l FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[]) AS u(i, k, r, b, l)`,
+			pq.Array(idx), pq.Array(kinds), pq.Array(ids), pq.ByteaArray(stored), pq.ByteaArray(hashes)); err != nil {
 			return fmt.Errorf("storing %d integrity events: %w", n, err)
 		}
 		return nil
@@ -299,7 +326,11 @@ func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, even
 		end := min(start+sqliteRowsPerInsert, n)
 		args := make([]any, 0, 5*(end-start))
 		for i := start; i < end; i++ {
-			args = append(args, idx[i], kinds[i], ids[i], bodies[i], hashes[i])
+			var body any // NULL, not an empty blob
+			if stored[i] != nil {
+				body = stored[i]
+			}
+			args = append(args, idx[i], kinds[i], ids[i], body, hashes[i])
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash) VALUES `+
 			strings.Repeat("(?, ?, ?, ?, ?),", end-start-1)+`(?, ?, ?, ?, ?)`, args...); err != nil {
@@ -367,60 +398,69 @@ func nowSecond() time.Time { return time.Unix(time.Now().Unix(), 0).UTC() }
 // idBatch bounds the ids of one IN query (SQLite's parameter limit).
 const idBatch = 5000
 
-// latestEvents returns the index of the latest event of each record in ids
-// that has one: for a live record, the event holding its current version.
-func (s *Store) latestEvents(ctx context.Context, q sqlx.QueryerContext, ids []int64) (map[int64]int64, error) {
-	out := make(map[int64]int64, len(ids))
-	for start := 0; start < len(ids); start += idBatch {
-		query, args, err := s.int64In(`SELECT record_id, MAX(idx) FROM integrity_event WHERE record_id`, ids[start:min(start+idBatch, len(ids))])
-		if err != nil {
-			return nil, err
-		}
-		rows, err := q.QueryxContext(ctx, query+` GROUP BY record_id`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("reading records' latest events: %w", err)
-		}
-		for rows.Next() {
-			var id, idx int64
-			if err := rows.Scan(&id, &idx); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[id] = idx
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("reading records' latest events: %w", err)
-		}
-	}
-	return out, nil
-}
-
 // ErrUnlogged means a record has no event in the integrity log: it was
 // written behind the service's back (or by an older version still running).
 var ErrUnlogged = errors.New("record is not in the integrity log")
 
-// removalEvents builds the delete or purge events of removed records: each
-// points at the record's latest event.
-func (s *Store) removalEvents(ctx context.Context, tx *sqlx.Tx, removed []Activity, mk func(a Activity, prev int64) integrity.Event) ([]integrity.Event, error) {
+// keepContent stores the content of the record events of rows about to be
+// changed or deleted (read with loggedActivityColumns): until now the row
+// itself held it (a record event's body is NULL while its row is the version
+// it logged). A latest event that is not a record event keeps its content.
+func (s *Store) keepContent(ctx context.Context, tx *sqlx.Tx, rows []Activity) error {
+	idx, bodies := make([]int64, 0, len(rows)), make([][]byte, 0, len(rows))
+	for _, a := range rows {
+		if a.logIdx == nil {
+			continue
+		}
+		b, err := integrity.EncodeEvent(integrity.RecordEvent(toRecord(a)))
+		if err != nil {
+			return fmt.Errorf("keeping the logged content of record %d: %w (run tapd-mirror verify --database)", a.ID, err)
+		}
+		idx, bodies = append(idx, *a.logIdx), append(bodies, b)
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	if s.dialect == config.Postgres {
+		if _, err := tx.ExecContext(ctx, `UPDATE integrity_event AS e SET body = u.b
+			FROM unnest($1::bigint[], $2::bytea[]) AS u(i, b) WHERE e.idx = u.i AND e.kind = 'record' AND e.body IS NULL`,
+			pq.Array(idx), pq.ByteaArray(bodies)); err != nil {
+			return fmt.Errorf("keeping the logged content of %d records: %w", len(idx), err)
+		}
+		return nil
+	}
+	stmt, err := tx.PreparexContext(ctx, `UPDATE integrity_event SET body = ? WHERE idx = ? AND kind = 'record' AND body IS NULL`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range idx {
+		if _, err := stmt.ExecContext(ctx, bodies[i], idx[i]); err != nil {
+			return fmt.Errorf("keeping the logged content of record events: %w", err)
+		}
+	}
+	return nil
+}
+
+// removalEvents builds the delete or purge events of removed records (read
+// with loggedActivityColumns): each points at the record's latest event.
+// keep stores the removed rows' content in their record events (a delete);
+// a purge lets it go.
+func (s *Store) removalEvents(ctx context.Context, tx *sqlx.Tx, removed []Activity, keep bool, mk func(a Activity, prev int64) integrity.Event) ([]integrity.Event, error) {
 	if !s.logging() || len(removed) == 0 {
 		return nil, nil
 	}
-	ids := make([]int64, len(removed))
-	for i, a := range removed {
-		ids[i] = a.ID
-	}
-	prev, err := s.latestEvents(ctx, tx, ids)
-	if err != nil {
-		return nil, err
-	}
 	events := make([]integrity.Event, len(removed))
 	for i, a := range removed {
-		p, ok := prev[a.ID]
-		if !ok {
+		if a.logIdx == nil {
 			return nil, fmt.Errorf("record %d: %w (added behind the service's back? run tapd-mirror verify --database)", a.ID, ErrUnlogged)
 		}
-		events[i] = mk(a, p)
+		events[i] = mk(a, *a.logIdx)
+	}
+	if keep {
+		if err := s.keepContent(ctx, tx, removed); err != nil {
+			return nil, err
+		}
 	}
 	return events, nil
 }
@@ -465,11 +505,16 @@ func (s *Store) BackfillLog(ctx context.Context) (int64, error) {
 				last = rows[len(rows)-1].ID
 			}
 			events := make([]integrity.Event, len(rows))
+			ids, logIdx := make([]int64, len(rows)), make([]int64, len(rows))
 			for i, a := range rows {
 				events[i] = integrity.RecordEvent(toRecord(a))
+				ids[i], logIdx[i] = a.ID, head.Size+int64(i)
 			}
 			if len(events) > 0 {
 				if _, err := s.appendLocked(ctx, tx, head, events); err != nil {
+					return err
+				}
+				if err := s.setLogIdx(ctx, tx, ids, logIdx); err != nil {
 					return err
 				}
 			}
@@ -482,6 +527,28 @@ func (s *Store) BackfillLog(ctx context.Context) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// setLogIdx records in each row ids[i] the index of its latest event.
+func (s *Store) setLogIdx(ctx context.Context, tx *sqlx.Tx, ids, logIdx []int64) error {
+	if s.dialect == config.Postgres {
+		if _, err := tx.ExecContext(ctx, `UPDATE activity_log AS a SET log_idx = u.x
+			FROM unnest($1::bigint[], $2::bigint[]) AS u(id, x) WHERE a.id = u.id`, pq.Array(ids), pq.Array(logIdx)); err != nil {
+			return fmt.Errorf("recording the rows' events: %w", err)
+		}
+		return nil
+	}
+	stmt, err := tx.PreparexContext(ctx, `UPDATE activity_log SET log_idx = ? WHERE id = ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range ids {
+		if _, err := stmt.ExecContext(ctx, logIdx[i], ids[i]); err != nil {
+			return fmt.Errorf("recording the rows' events: %w", err)
+		}
+	}
+	return nil
 }
 
 // readTx runs fn in a read-only transaction that sees one snapshot: a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -276,9 +277,33 @@ func TestVerifyDatabaseNamesWhatChangedBehindItsBack(t *testing.T) {
 		check  func(rep storage.VerifyReport, ids map[string]int64) bool
 	}{
 		{"row updated with SQL", func(t *testing.T, s *storage.Store, ids map[string]int64) {
+			// The row holds its record event's only copy: the leaf names it.
 			exec(t, s, `UPDATE activity_log SET username = 'mallory' WHERE id = ?`, ids["103"])
 		}, func(rep storage.VerifyReport, ids map[string]int64) bool {
-			return hasProblem(rep, storage.ProblemChanged, ids["103"], "fields: username")
+			return hasProblem(rep, storage.ProblemChanged, ids["103"], "differs from its latest event 3 (record)")
+		}},
+		{"row changed at TAPD, then updated with SQL", func(t *testing.T, s *storage.Store, ids map[string]int64) {
+			// An update event stores its content: the differing fields are named.
+			if _, err := s.UpsertMirrored(context.Background(), []storage.Activity{mirrored("104", t0.Add(4*time.Minute), "renamed")}); err != nil {
+				t.Fatal(err)
+			}
+			exec(t, s, `UPDATE activity_log SET username = 'mallory' WHERE id = ?`, ids["104"])
+		}, func(rep storage.VerifyReport, ids map[string]int64) bool {
+			return rep.Count == 1 && hasProblem(rep, storage.ProblemChanged, ids["104"], "differs from its latest event 8 (update)") &&
+				hasProblem(rep, storage.ProblemChanged, ids["104"], "fields: username")
+		}},
+		{"row deleted with SQL after a change at TAPD", func(t *testing.T, s *storage.Store, ids map[string]int64) {
+			if _, err := s.UpsertMirrored(context.Background(), []storage.Activity{mirrored("106", t0.Add(6*time.Minute), "renamed")}); err != nil {
+				t.Fatal(err)
+			}
+			exec(t, s, `DELETE FROM activity_log WHERE id = ?`, ids["106"])
+		}, func(rep storage.VerifyReport, ids map[string]int64) bool {
+			return rep.Count == 1 && hasProblem(rep, storage.ProblemRemoved, ids["106"], "removed behind the service's back")
+		}},
+		{"row pointed at another event with SQL", func(t *testing.T, s *storage.Store, ids map[string]int64) {
+			exec(t, s, `UPDATE activity_log SET log_idx = 0 WHERE id = ?`, ids["102"])
+		}, func(rep storage.VerifyReport, ids map[string]int64) bool {
+			return hasProblem(rep, storage.ProblemChanged, ids["102"], "no longer points at its record event 2")
 		}},
 		{"row deleted with SQL", func(t *testing.T, s *storage.Store, ids map[string]int64) {
 			exec(t, s, `DELETE FROM activity_log WHERE id = ?`, ids["105"])
@@ -309,6 +334,10 @@ func TestVerifyDatabaseNamesWhatChangedBehindItsBack(t *testing.T) {
 			return hasProblem(rep, storage.ProblemHash, 0, "integrity_hash was altered")
 		}},
 		{"event content altered", func(t *testing.T, s *storage.Store, ids map[string]int64) {
+			// A deletion stores the record event's content (the row held it).
+			if _, err := s.DeleteActivity(context.Background(), ids["100"]); err != nil {
+				t.Fatal(err)
+			}
 			exec(t, s, `UPDATE integrity_event SET body = (SELECT body FROM integrity_event WHERE idx = 0) WHERE idx = 6`)
 		}, func(rep storage.VerifyReport, ids map[string]int64) bool {
 			return hasProblem(rep, storage.ProblemEvent, 0, "event 6 (record of record")
@@ -613,8 +642,95 @@ func TestIncrementalVerifyChecksOnlyNewEvents(t *testing.T) {
 		// A row touched by a new event is compared.
 		exec(t, s, `UPDATE activity_log SET username = 'mallory' WHERE platform = 'p'`)
 		rep, _ = s.VerifyDatabase(ctx, storage.VerifyOptions{Key: key.VerifierKey(), From: 8})
-		if rep.OK || !hasProblem(rep, storage.ProblemChanged, 0, "fields: username") {
+		if rep.OK || !hasProblem(rep, storage.ProblemChanged, 0, "differs from its latest event 8") {
 			t.Fatalf("incremental report %+v", rep)
 		}
+	})
+}
+
+// TestBundleNamesARowRemovedBySQL: a live record's content is its row; a
+// row deleted with plain SQL leaves its record event without content, and
+// an export says so instead of withholding it as if purged.
+func TestBundleNamesARowRemovedBySQL(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		key := testKey(t, "mirror.test")
+		ids := tampered(t, s, key)
+		exec(t, s, `DELETE FROM activity_log WHERE id = ?`, ids["102"])
+		cp, _ := s.LatestCheckpoint(ctx)
+		_, err := s.WriteBundle(ctx, io.Discard, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("event 2 (record of record %d)", ids["102"])) ||
+			!strings.Contains(err.Error(), "removed behind the service's back") {
+			t.Fatalf("bundle of a database missing a row: %v", err)
+		}
+		if _, err := s.RecordProofs(ctx, ids["103"], cp.Size); err != nil {
+			t.Fatalf("proofs of an untouched record: %v", err)
+		}
+	})
+}
+
+// TestUpgradeToLeanLog: a log written before record events kept their
+// content in the row (every body stored, purged ones NULL, no log_idx)
+// upgrades in place: rows learn their latest event, purged content stays
+// withheld, and the database and a full bundle verify.
+func TestUpgradeToLeanLog(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		key := testKey(t, "mirror.test")
+		ids := tampered(t, s, key)
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("104", t0.Add(4*time.Minute), "renamed")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DeleteActivity(ctx, ids["105"]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.InsertActivity(ctx, storage.Activity{Platform: "p", ActionType: "a", Timestamp: t0.AddDate(-3, 0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Purge(ctx, storage.SourceLocal, t0.AddDate(-1, 0, 0), "retention.local=365d"); err != nil || r.Purged != 1 {
+			t.Fatalf("purge = %+v, %v", r, err)
+		}
+		// Back to the earlier layout.
+		for _, e := range events(t, s) {
+			if e.Event != nil {
+				body, err := integrity.EncodeEvent(*e.Event)
+				if err != nil {
+					t.Fatal(err)
+				}
+				exec(t, s, `UPDATE integrity_event SET body = ? WHERE idx = ? AND body IS NULL`, body, e.Index)
+			}
+		}
+		exec(t, s, `UPDATE integrity_event SET body = NULL WHERE length(body) = 0`)
+		exec(t, s, `UPDATE activity_log SET log_idx = NULL`)
+		exec(t, s, `DROP INDEX integrity_event_record_idx`)
+		exec(t, s, `CREATE INDEX integrity_event_record_idx ON integrity_event (record_id, idx)`)
+		exec(t, s, `ALTER TABLE activity_log DROP COLUMN log_idx`)
+		exec(t, s, `DELETE FROM schema_migrations WHERE version = '0008_integrity_lean'`)
+
+		if _, err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		verifyOK(t, s, key.VerifierKey())
+		var unlinked int
+		if err := s.DB().Get(&unlinked, `SELECT COUNT(*) FROM activity_log WHERE log_idx IS NULL`); err != nil || unlinked != 0 {
+			t.Fatalf("%d rows without their latest event, %v", unlinked, err)
+		}
+		cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var full bytes.Buffer
+		if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := integrity.Verify(&full, key.VerifierKey(), nil)
+		if err != nil || sum.Withheld != 1 || sum.Updates != 1 || sum.Deletions != 1 || sum.Purges != 1 {
+			t.Fatalf("bundle after the upgrade: %+v, %v", sum, err)
+		}
+		// Writes go on in the new layout: a change stores the content the row held.
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("106", t0.Add(6*time.Minute), "renamed")}); err != nil {
+			t.Fatal(err)
+		}
+		verifyOK(t, s, key.VerifierKey())
 	})
 }

@@ -2,10 +2,12 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,6 +111,9 @@ type eventRow struct {
 	RecordID int64  `db:"record_id"`
 	Body     []byte `db:"body"`
 	Leaf     []byte `db:"leaf_hash"`
+	// InRow: body is NULL, a record event whose content is its live row.
+	// (An empty body is content withheld by a purge.)
+	InRow bool `db:"in_row"`
 }
 
 func (e eventRow) leaf() tlog.Hash {
@@ -117,7 +122,7 @@ func (e eventRow) leaf() tlog.Hash {
 	return h
 }
 
-const eventColumns = `idx, kind, record_id, body, leaf_hash`
+const eventColumns = `idx, kind, record_id, body, leaf_hash, body IS NULL AS in_row`
 
 // verifyLog checks events [o.From, head.Size), their stored hashes, the head
 // and the checkpoints in that range.
@@ -184,6 +189,9 @@ func (s *Store) verifyLog(ctx context.Context, o VerifyOptions, head LogHead, re
 		for ; next < hi; next++ {
 			rep.add(Problem{Kind: ProblemEvent, Event: at(next), Detail: fmt.Sprintf("event %d is missing from integrity_event", next)})
 		}
+		if err := s.checkHeldRows(ctx, events, rep); err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -225,8 +233,14 @@ func checkEventRow(e eventRow, rep *VerifyReport) {
 		rep.add(Problem{Kind: ProblemEvent, Event: at(e.Idx), RecordID: e.RecordID, Detail: fmt.Sprintf("event %d has a leaf hash of %d bytes", e.Idx, len(e.Leaf))})
 		return
 	}
-	if e.Body == nil {
-		return // purged: only the leaf hash is left
+	if e.InRow {
+		if e.Kind != string(integrity.KindRecord) {
+			rep.add(Problem{Kind: ProblemEvent, Event: at(e.Idx), RecordID: e.RecordID, Detail: fmt.Sprintf("event %d (%s of record %d) has no content: it was removed behind the service's back", e.Idx, e.Kind, e.RecordID)})
+		}
+		return // a record event whose row holds its content: checkHeldRows and verifyRows compare them
+	}
+	if len(e.Body) == 0 {
+		return // withheld by a purge: only the leaf hash is left
 	}
 	if integrity.LeafHash(e.Body) != e.leaf() {
 		rep.add(Problem{Kind: ProblemEvent, Event: at(e.Idx), RecordID: e.RecordID, Detail: fmt.Sprintf("event %d (%s of record %d): its content does not hash to its leaf hash: one of them was altered", e.Idx, e.Kind, e.RecordID)})
@@ -240,6 +254,46 @@ func checkEventRow(e eventRow, rep *VerifyReport) {
 	if string(ev.Kind) != e.Kind || ev.Subject() != e.RecordID {
 		rep.add(Problem{Kind: ProblemEvent, Event: at(e.Idx), RecordID: e.RecordID, Detail: fmt.Sprintf("event %d: its columns say %s of record %d, its content %s of record %d", e.Idx, e.Kind, e.RecordID, ev.Kind, ev.Subject())})
 	}
+}
+
+// checkHeldRows checks that each record event among events whose content
+// its row holds (body NULL) still has that row, pointing back at it: the
+// only trace of a row deleted by SQL whose record never changed. Events and
+// rows are read again in one statement (one snapshot): writes go on.
+func (s *Store) checkHeldRows(ctx context.Context, events []eventRow, rep *VerifyReport) error {
+	var idx []int64
+	for _, e := range events {
+		if e.InRow && e.Kind == string(integrity.KindRecord) {
+			idx = append(idx, e.Idx)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	q, args, err := s.int64In(`SELECT e.idx, e.record_id, a.id AS row_id, a.log_idx FROM integrity_event AS e
+		LEFT JOIN activity_log AS a ON a.id = e.record_id
+		WHERE e.body IS NULL AND e.kind = 'record' AND e.idx`, idx)
+	if err != nil {
+		return err
+	}
+	var held []struct {
+		Idx      int64  `db:"idx"`
+		RecordID int64  `db:"record_id"`
+		RowID    *int64 `db:"row_id"`
+		LogIdx   *int64 `db:"log_idx"`
+	}
+	if err := s.db.SelectContext(ctx, &held, q, args...); err != nil {
+		return fmt.Errorf("reading the rows that hold events: %w", err)
+	}
+	for _, h := range held {
+		switch {
+		case h.RowID == nil:
+			rep.add(Problem{Kind: ProblemRemoved, RecordID: h.RecordID, Event: at(h.Idx), Detail: fmt.Sprintf("record %d is missing from the table, but its record event %d says it exists (and the row held its only copy): it was removed behind the service's back", h.RecordID, h.Idx)})
+		case h.LogIdx == nil || *h.LogIdx != h.Idx:
+			rep.add(Problem{Kind: ProblemChanged, RecordID: h.RecordID, Event: at(h.Idx), Detail: fmt.Sprintf("record %d no longer points at its record event %d (log_idx): it was changed behind the service's back", h.RecordID, h.Idx)})
+		}
+	}
+	return nil
 }
 
 // storedHashes reads the stored hashes [lo, hi) from integrity_hash's runs.
@@ -276,7 +330,7 @@ func (s *Store) verifyRows(ctx context.Context, from, size int64, rep *VerifyRep
 	if from == 0 {
 		var maxID int64
 		if err := s.db.GetContext(ctx, &maxID, `SELECT MAX(m) FROM (SELECT COALESCE(MAX(id), 0) AS m FROM activity_log
-			UNION ALL SELECT COALESCE(MAX(record_id), 0) FROM integrity_event) AS ids`); err != nil {
+			UNION ALL SELECT COALESCE(MAX(record_id), 0) FROM integrity_event WHERE body IS NOT NULL) AS ids`); err != nil {
 			return fmt.Errorf("reading the largest record id: %w", err)
 		}
 		for lo := int64(1); lo <= maxID; lo += verifyChunk {
@@ -314,17 +368,39 @@ func (s *Store) compareRecords(ctx context.Context, rowsCond, eventsCond string,
 	latest := map[int64]eventRow{}
 	var order []int64
 	err := s.readTx(ctx, s.db, func(tx *sqlx.Tx) error {
-		if err := eachActivity(ctx, tx, s.rebind(`SELECT `+activityColumns+` FROM activity_log WHERE `+rowsCond), args, func(a Activity) error {
+		if err := eachActivity(ctx, tx, s.rebind(`SELECT `+loggedActivityColumns+` FROM activity_log WHERE `+rowsCond), args, func(a Activity) error {
 			rows[a.ID] = a
 			return nil
 		}); err != nil {
 			return fmt.Errorf("reading records: %w", err)
 		}
 		var events []eventRow
-		if err := tx.SelectContext(ctx, &events, s.rebind(`SELECT `+eventColumns+` FROM integrity_event WHERE `+eventsCond+
-			` ORDER BY record_id, idx`), args...); err != nil {
+		// Events with stored content, found by record; and the event each
+		// row holds itself (log_idx), which only the row points at.
+		if err := tx.SelectContext(ctx, &events, s.rebind(`SELECT `+eventColumns+` FROM integrity_event
+			WHERE body IS NOT NULL AND `+eventsCond), args...); err != nil {
 			return fmt.Errorf("reading records' events: %w", err)
 		}
+		var held []int64
+		for _, a := range rows {
+			if a.logIdx != nil {
+				held = append(held, *a.logIdx)
+			}
+		}
+		if len(held) > 0 {
+			q, hargs, err := s.int64In(`SELECT `+eventColumns+` FROM integrity_event WHERE idx`, held)
+			if err != nil {
+				return err
+			}
+			var more []eventRow
+			if err := tx.SelectContext(ctx, &more, q, hargs...); err != nil {
+				return fmt.Errorf("reading the events rows hold: %w", err)
+			}
+			events = append(events, more...)
+		}
+		slices.SortFunc(events, func(a, b eventRow) int {
+			return cmp.Or(cmp.Compare(a.RecordID, b.RecordID), cmp.Compare(a.Idx, b.Idx))
+		})
 		for _, e := range events {
 			if e.RecordID <= 0 {
 				continue

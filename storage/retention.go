@@ -58,6 +58,9 @@ func (s *Store) Purge(ctx context.Context, source string, cutoff time.Time, poli
 func (s *Store) purgeChunk(ctx context.Context, source string, cutoff time.Time, policy string) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, "purging a chunk", func(tx *sqlx.Tx) error {
+		if _, err := s.lockFirst(ctx, tx); err != nil {
+			return err
+		}
 		holds, err := s.activeHolds(ctx, tx)
 		if err != nil {
 			return err
@@ -70,7 +73,7 @@ func (s *Store) purgeChunk(ctx context.Context, source string, cutoff time.Time,
 		}
 		var removed []Activity
 		if err := eachActivity(ctx, tx, s.rebind(`DELETE FROM activity_log WHERE id IN
-			(SELECT id FROM activity_log WHERE `+cond+` ORDER BY id LIMIT ?) RETURNING `+activityColumns),
+			(SELECT id FROM activity_log WHERE `+cond+` ORDER BY id LIMIT ?) RETURNING `+loggedActivityColumns),
 			append(args, purgeChunk), func(a Activity) error {
 				removed = append(removed, a)
 				return nil
@@ -95,17 +98,13 @@ func (s *Store) purgeChunk(ctx context.Context, source string, cutoff time.Time,
 		if _, err := tx.ExecContext(ctx, q, qargs...); err != nil {
 			return fmt.Errorf("dropping earlier versions: %w", err)
 		}
-		q, qargs, err = s.int64In(`UPDATE integrity_event SET body = NULL WHERE kind IN ('record', 'update') AND record_id`, ids)
-		if err != nil {
+		if err := s.withholdContent(ctx, tx, removed); err != nil {
 			return err
-		}
-		if _, err := tx.ExecContext(ctx, q, qargs...); err != nil {
-			return fmt.Errorf("withholding purged content: %w", err)
 		}
 		if err := s.countRemoved(ctx, tx, removed); err != nil {
 			return err
 		}
-		events, err := s.removalEvents(ctx, tx, removed, func(a Activity, prev int64) integrity.Event {
+		events, err := s.removalEvents(ctx, tx, removed, false, func(a Activity, prev int64) integrity.Event {
 			return integrity.PurgeEvent(a.ID, prev, policy, now)
 		})
 		if err != nil {
@@ -149,6 +148,38 @@ func (s *Store) insertTombstones(ctx context.Context, tx *sqlx.Tx, removed []Act
 			strings.Repeat("(?, ?, ?),", end-start-1)+`(?, ?, ?) ON CONFLICT DO NOTHING`, args...); err != nil {
 			return fmt.Errorf("writing tombstones: %w", err)
 		}
+	}
+	return nil
+}
+
+// withholdContent empties the content of the removed records' record and
+// update events (their leaf hashes stay): the stored ones, found by record
+// id, and the one each row held itself (its log_idx, body NULL).
+func (s *Store) withholdContent(ctx context.Context, tx *sqlx.Tx, removed []Activity) error {
+	ids, live := make([]int64, 0, len(removed)), make([]int64, 0, len(removed))
+	for _, a := range removed {
+		ids = append(ids, a.ID)
+		if a.logIdx != nil {
+			live = append(live, *a.logIdx)
+		}
+	}
+	stored, args, err := s.int64In(`UPDATE integrity_event SET body = `+s.emptyBody()+`
+		WHERE kind IN ('record', 'update') AND body IS NOT NULL AND record_id`, ids)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, stored, args...); err != nil {
+		return fmt.Errorf("withholding purged content: %w", err)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	held, args, err := s.int64In(`UPDATE integrity_event SET body = `+s.emptyBody()+` WHERE body IS NULL AND idx`, live)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, held, args...); err != nil {
+		return fmt.Errorf("withholding purged content: %w", err)
 	}
 	return nil
 }

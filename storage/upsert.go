@@ -67,11 +67,16 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 				return err
 			}
 		}
+		head, err := s.lockFirst(ctx, tx)
+		if err != nil {
+			return err
+		}
 		now := nowSecond()
 		var events []integrity.Event
 		counts := countDeltas{}
 		for start := 0; start < len(batch); start += upsertChunk {
-			r, ev, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))], tryCopy, now, counts)
+			next := head.Size + int64(len(events)) // the index of the chunk's first event
+			r, ev, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))], tryCopy, now, counts, next)
 			if err != nil {
 				return err
 			}
@@ -81,15 +86,21 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 		if err := s.applyCounts(ctx, tx, counts); err != nil {
 			return err
 		}
+		if len(events) == 0 || !s.logging() {
+			return nil
+		}
 		// The whole batch is one append to the integrity log.
-		return s.logEvents(ctx, tx, events, nil)
+		_, err = s.appendLocked(ctx, tx, head, events)
+		return err
 	})
 	return total, err
 }
 
 // upsertChunk stores one chunk and returns what it did and the events that
-// log it: a record event per inserted row, an update event per changed one.
-func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, tryCopy bool, now time.Time, counts countDeltas) (UpsertResult, []integrity.Event, error) {
+// log it, which the log will number from next on: an update event per
+// changed row, then a record event per inserted row. Each row keeps the
+// index of its event (log_idx).
+func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, tryCopy bool, now time.Time, counts countDeltas, next int64) (UpsertResult, []integrity.Event, error) {
 	var res UpsertResult
 	// Last copy of a record in the chunk wins; earlier copies count as unchanged.
 	fresh := make(map[string]Activity, len(chunk))
@@ -127,7 +138,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	}
 	if tryCopy && s.dialect == config.Postgres {
 		// Fast path for backfills: assume every record is new and COPY them in.
-		ok, events, err := s.copyNew(ctx, tx, candidates, now)
+		ok, events, err := s.copyNew(ctx, tx, candidates, now, next)
 		if err != nil {
 			return res, nil, fmt.Errorf("copying %d records: %w", len(candidates), err)
 		}
@@ -143,7 +154,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	if err != nil {
 		return res, nil, err
 	}
-	var newRows []Activity
+	var newRows, olds []Activity
 	var changed [][2]Activity // stored version, fresh version
 	for _, a := range candidates {
 		old, exists := stored[a.SourceID]
@@ -153,71 +164,70 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 		case sameContent(old, a):
 			res.Unchanged++
 		default:
-			if err := s.updateMirrored(ctx, tx, old, a, now); err != nil {
-				return res, nil, err
-			}
 			changed = append(changed, [2]Activity{old, a})
-			counts.add(s, old, -1)
-			counts.add(s, a, 1)
-			res.Updated++
+			olds = append(olds, old)
 		}
 	}
-	events, err := s.updateEvents(ctx, tx, changed, now)
+	events, err := s.updateEvents(changed, now)
 	if err != nil {
 		return res, nil, err
+	}
+	if s.logging() {
+		if err := s.keepContent(ctx, tx, olds); err != nil {
+			return res, nil, err
+		}
+	}
+	for i, c := range changed {
+		if err := s.updateMirrored(ctx, tx, c[0], c[1], now, s.logIdxArg(next+int64(i))); err != nil {
+			return res, nil, err
+		}
+		counts.add(s, c[0], -1)
+		counts.add(s, c[1], 1)
+		res.Updated++
 	}
 	if len(newRows) == 0 {
 		return res, events, nil
 	}
-	ids, inserted, err := s.insertValues(ctx, tx, s.insertArgs(newRows, now))
+	ids, inserted, err := s.insertValues(ctx, tx, s.insertArgs(newRows, now, next+int64(len(events))))
 	if err != nil {
 		return res, nil, fmt.Errorf("inserting %d records: %w", len(newRows), err)
 	}
-	if !s.logging() {
-		res.Inserted += inserted
-		res.Unchanged += len(newRows) - inserted
-		return res, events, nil
-	}
+	res.Inserted += inserted
+	res.Unchanged += len(newRows) - inserted
 	for _, a := range newRows {
-		// Absent: another replica inserted it between our read and our write,
-		// the same record; its insert logged it.
-		if id, ok := ids[a.SourceID]; ok {
-			res.Inserted++
-			counts.add(s, a, 1)
-			events = append(events, integrity.RecordEvent(writtenRecord(a, id, now)))
-		} else {
-			res.Unchanged++
+		counts.add(s, a, 1)
+		if s.logging() {
+			events = append(events, integrity.RecordEvent(writtenRecord(a, ids[a.SourceID], now)))
 		}
 	}
 	return res, events, nil
 }
 
-// updateEvents logs changed records: each new version points at the event
-// holding the version it replaces.
-func (s *Store) updateEvents(ctx context.Context, tx *sqlx.Tx, changed [][2]Activity, now time.Time) ([]integrity.Event, error) {
+// updateEvents logs changed records (stored version, fresh version): each
+// new version points at the event holding the version it replaces.
+func (s *Store) updateEvents(changed [][2]Activity, now time.Time) ([]integrity.Event, error) {
 	if len(changed) == 0 || !s.logging() {
 		return nil, nil
-	}
-	ids := make([]int64, len(changed))
-	for i, c := range changed {
-		ids[i] = c[0].ID
-	}
-	prev, err := s.latestEvents(ctx, tx, ids)
-	if err != nil {
-		return nil, err
 	}
 	events := make([]integrity.Event, 0, len(changed))
 	for _, c := range changed {
 		old, a := c[0], c[1]
-		p, ok := prev[old.ID]
-		if !ok {
+		if old.logIdx == nil {
 			return nil, fmt.Errorf("updating record %d: %w (added behind the service's back? run tapd-mirror verify --database)", old.ID, ErrUnlogged)
 		}
 		// The row keeps its id, source, source_id and first workspace.
 		a.Source, a.SourceID, a.WorkspaceID = old.Source, old.SourceID, old.WorkspaceID
-		events = append(events, integrity.UpdateEvent(p, writtenRecord(a, old.ID, now)))
+		events = append(events, integrity.UpdateEvent(*old.logIdx, writtenRecord(a, old.ID, now)))
 	}
 	return events, nil
+}
+
+// logIdxArg is the log_idx a logged write stores: idx, or NULL without the log.
+func (s *Store) logIdxArg(idx int64) any {
+	if !s.logging() {
+		return nil
+	}
+	return idx
 }
 
 // writtenRecord is the record a write stores, as the log encodes it: a with
@@ -260,7 +270,7 @@ func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string
 	if err != nil {
 		return nil, err
 	}
-	q := `SELECT ` + activityColumns + ` FROM activity_log WHERE ` + where
+	q := `SELECT ` + loggedActivityColumns + ` FROM activity_log WHERE ` + where
 	out := make(map[string]Activity, len(keys))
 	err = eachActivity(ctx, tx, s.rebind(q), args, func(a Activity) error {
 		out[a.SourceID] = a
@@ -274,18 +284,19 @@ func (s *Store) storedBySourceID(ctx context.Context, tx *sqlx.Tx, source string
 
 // insertColumns are the columns a mirrored insert writes, in order.
 var insertColumns = []string{"platform", "serial", "action_type", "action_detail", "username", "timestamp",
-	"source", "source_id", "workspace_id", "extra", "ingested_at"}
+	"source", "source_id", "workspace_id", "extra", "ingested_at", "log_idx"}
 
 // sourceIDColumn is source_id's place in insertColumns.
 var sourceIDColumn = slices.Index(insertColumns, "source_id")
 
-// insertArgs flattens rows into insertColumns-ordered parameters.
-func (s *Store) insertArgs(rows []Activity, now time.Time) []any {
+// insertArgs flattens rows into insertColumns-ordered parameters; the rows'
+// events will be numbered from next on.
+func (s *Store) insertArgs(rows []Activity, now time.Time, next int64) []any {
 	ingested := s.timeArg(now)
 	args := make([]any, 0, len(rows)*len(insertColumns))
-	for _, a := range rows {
+	for i, a := range rows {
 		args = append(args, a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username,
-			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, a.extraText(), ingested)
+			s.timeArg(a.Timestamp), a.Source, a.SourceID, a.WorkspaceID, a.extraText(), ingested, s.logIdxArg(next+int64(i)))
 	}
 	return args
 }
@@ -339,14 +350,22 @@ func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[
 		}
 		ids[sourceID] = id
 	}
-	return ids, len(ids), rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(ids) != n {
+		// Every logged writer holds the log's lock from its first step, so
+		// rows absent when read are absent now: unless written by plain SQL.
+		return nil, 0, fmt.Errorf("inserted %d of %d new records: the table changed under the integrity log's lock", len(ids), n)
+	}
+	return ids, n, nil
 }
 
 // copyNew is the PostgreSQL fast path (dialect:) for records assumed new.
 // COPY cannot return the ids the log needs, so they are drawn from the
 // table's sequence first (one statement) and copied in with the rows.
-func (s *Store) copyNew(ctx context.Context, tx *sqlx.Tx, rows []Activity, now time.Time) (bool, []integrity.Event, error) {
-	args := s.insertArgs(rows, now)
+func (s *Store) copyNew(ctx context.Context, tx *sqlx.Tx, rows []Activity, now time.Time, next int64) (bool, []integrity.Event, error) {
+	args := s.insertArgs(rows, now, next)
 	if !s.logging() {
 		ok, err := s.copyIn(ctx, tx, insertColumns, args)
 		return ok, nil, err
@@ -409,7 +428,7 @@ func (s *Store) copyIn(ctx context.Context, tx *sqlx.Tx, columns []string, args 
 // updateMirrored replaces a mirrored record that changed at TAPD and keeps
 // the version it replaces in activity_history: nothing is silently
 // overwritten. ingested_at becomes now: when this version was stored.
-func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity, now time.Time) error {
+func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity, now time.Time, logIdx any) error {
 	previous, _ := json.Marshal(map[string]any{ // maps of strings and numbers always encode
 		"platform": old.Platform, "serial": old.Serial, "action_type": old.ActionType,
 		"action_detail": old.ActionDetail, "username": old.Username, "timestamp": old.Timestamp.Unix(),
@@ -420,9 +439,9 @@ func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity
 		return fmt.Errorf("keeping the earlier version of record %s: %w", a.SourceID, err)
 	}
 	_, err := tx.ExecContext(ctx, s.rebind(`UPDATE activity_log SET platform = ?, serial = ?, action_type = ?,
-		action_detail = ?, username = ?, timestamp = ?, extra = ?, ingested_at = ? WHERE source = ? AND source_id = ?`),
+		action_detail = ?, username = ?, timestamp = ?, extra = ?, ingested_at = ?, log_idx = ? WHERE source = ? AND source_id = ?`),
 		a.Platform, a.Serial, a.ActionType, a.ActionDetail, a.Username, s.timeArg(a.Timestamp),
-		a.extraText(), s.timeArg(now), a.Source, a.SourceID)
+		a.extraText(), s.timeArg(now), logIdx, a.Source, a.SourceID)
 	if err != nil {
 		return fmt.Errorf("updating record %s: %w", a.SourceID, err)
 	}
