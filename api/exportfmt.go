@@ -7,6 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/tapd-mirror/tapd-mirror/internal/jsontext"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
@@ -68,67 +69,13 @@ func appendNDJSONRow(b []byte, r *storage.ExportRow) []byte {
 		key string
 		val []byte
 	}{{"platform", r.Platform}, {"serial", r.Serial}, {"action_type", r.ActionType}, {"action_detail", r.ActionDetail}, {"username", r.Username}} {
-		b = appendJSONString(append(append(append(b, `,"`...), kv.key...), `":`...), kv.val)
+		b = jsontext.AppendString(append(append(append(b, `,"`...), kv.key...), `":`...), kv.val)
 	}
 	b = strconv.AppendInt(append(b, `,"timestamp":`...), r.Unix, 10)
-	b = appendJSONString(append(b, `,"source":`...), r.Source)
-	b = appendJSONString(append(b, `,"source_id":`...), r.SourceID)
-	b = appendJSONString(append(b, `,"workspace_id":`...), r.WorkspaceID)
+	b = jsontext.AppendString(append(b, `,"source":`...), r.Source)
+	b = jsontext.AppendString(append(b, `,"source_id":`...), r.SourceID)
+	b = jsontext.AppendString(append(b, `,"workspace_id":`...), r.WorkspaceID)
 	b = storage.AppendCompactJSON(append(b, `,"extra":`...), r.Extra)
 	b = strconv.AppendInt(append(b, `,"ingested_at":`...), r.IngestedUnix, 10)
 	return append(b, "}\n"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s quoted as encoding/json does without HTML
-// escaping: \" \\ \n \r \t, other controls and U+2028/U+2029 as \u00XX,
-// invalid UTF-8 as \ufffd.
-func appendJSONString(b, s []byte) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(append(b, s[start:i]...), `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(append(b, s[start:i]...), '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(append(b, s[start:]...), '"')
 }

@@ -344,21 +344,26 @@ func (s *Store) mergeCoverage(ctx context.Context, tx *sqlx.Tx, workspace string
 	return nil
 }
 
+// Membership (which targets reported a record, recordMembership) is the
+// live mirrored rows' workspace_id plus activity_target: each query below
+// reads both.
+
 // CountReported counts the records a target reported (membership), with
 // since/until bounds when non-zero.
 func (s *Store) CountReported(ctx context.Context, target string, since, until time.Time) (int, error) {
-	q := `SELECT COUNT(*) FROM activity_target WHERE target = ?`
-	args := []any{target}
+	bounds, args := "", []any{}
 	if !since.IsZero() {
-		q += ` AND timestamp >= ?`
+		bounds += ` AND timestamp >= ?`
 		args = append(args, s.timeArg(since))
 	}
 	if !until.IsZero() {
-		q += ` AND timestamp < ?`
+		bounds += ` AND timestamp < ?`
 		args = append(args, s.timeArg(until))
 	}
+	q := `SELECT (SELECT COUNT(*) FROM activity_target WHERE target = ?` + bounds + `)
+		+ (SELECT COUNT(*) FROM activity_log WHERE workspace_id = ? AND source = 'tapd'` + bounds + `)`
 	var n int
-	if err := s.db.GetContext(ctx, &n, s.rebind(q), args...); err != nil {
+	if err := s.db.GetContext(ctx, &n, s.rebind(q), append(append([]any{target}, args...), append([]any{target}, args...)...)...); err != nil {
 		return 0, fmt.Errorf("counting records reported by %s: %w", target, err)
 	}
 	return n, nil
@@ -370,12 +375,13 @@ func (s *Store) ReportedCounts(ctx context.Context) (map[string]int64, error) {
 		Target string `db:"target"`
 		N      int64  `db:"n"`
 	}
-	if err := s.db.SelectContext(ctx, &rows, `SELECT target, COUNT(*) AS n FROM activity_target GROUP BY target`); err != nil {
+	if err := s.db.SelectContext(ctx, &rows, `SELECT target, COUNT(*) AS n FROM activity_target GROUP BY target
+		UNION ALL SELECT workspace_id, COUNT(*) FROM activity_log WHERE source = 'tapd' GROUP BY workspace_id`); err != nil {
 		return nil, fmt.Errorf("counting records per target: %w", err)
 	}
 	out := make(map[string]int64, len(rows))
 	for _, r := range rows {
-		out[r.Target] = r.N
+		out[r.Target] += r.N
 	}
 	return out, nil
 }
@@ -383,14 +389,23 @@ func (s *Store) ReportedCounts(ctx context.Context) (map[string]int64, error) {
 // WorkspaceSpan returns the oldest and newest record timestamps reported by a
 // workspace (zero times when it has none).
 func (s *Store) WorkspaceSpan(ctx context.Context, workspace string) (oldest, newest time.Time, err error) {
-	var row struct {
+	var rows []struct {
 		Oldest dbTime `db:"oldest"`
 		Newest dbTime `db:"newest"`
 	}
-	err = s.db.GetContext(ctx, &row, s.rebind(`SELECT MIN(timestamp) AS oldest, MAX(timestamp) AS newest
-		FROM activity_target WHERE target = ?`), workspace)
+	err = s.db.SelectContext(ctx, &rows, s.rebind(`SELECT MIN(timestamp) AS oldest, MAX(timestamp) AS newest
+		FROM activity_target WHERE target = ?
+		UNION ALL SELECT MIN(timestamp), MAX(timestamp) FROM activity_log WHERE workspace_id = ? AND source = 'tapd'`), workspace, workspace)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("reading record span of %s: %w", workspace, err)
 	}
-	return row.Oldest.Time, row.Newest.Time, nil
+	for _, r := range rows {
+		if !r.Oldest.IsZero() && (oldest.IsZero() || r.Oldest.Before(oldest)) {
+			oldest = r.Oldest.Time
+		}
+		if r.Newest.After(newest) {
+			newest = r.Newest.Time
+		}
+	}
+	return oldest, newest, nil
 }

@@ -104,6 +104,9 @@ func (s *Store) purgeChunk(ctx context.Context, source string, cutoff time.Time,
 		if err := s.countRemoved(ctx, tx, removed); err != nil {
 			return err
 		}
+		if err := s.keepMembership(ctx, tx, removed); err != nil {
+			return err
+		}
 		events, err := s.removalEvents(ctx, tx, removed, false, func(a Activity, prev int64) integrity.Event {
 			return integrity.PurgeEvent(a.ID, prev, policy, now)
 		})

@@ -63,6 +63,33 @@ func TestMembershipCountsEveryTargetThatReportedARecord(t *testing.T) {
 		if n, _ := s.CountActivities(ctx, storage.Filter{}); n != 2 {
 			t.Fatalf("%d rows for 2 records", n)
 		}
+		// A new record's membership is its row: only the second target's is a row of its own.
+		var explicit int
+		if err := s.DB().GetContext(ctx, &explicit, `SELECT COUNT(*) FROM activity_target`); err != nil || explicit != 1 {
+			t.Fatalf("%d membership rows, %v", explicit, err)
+		}
+		// Deleted, the record stays reported by both targets (TAPD did report it).
+		if _, err := s.DeleteActivity(ctx, idBySourceID(t, s, "5")); err != nil {
+			t.Fatal(err)
+		}
+		counts, _ = s.ReportedCounts(ctx)
+		if counts["10074561"] != 2 || counts["company-wide"] != 1 {
+			t.Fatalf("reported counts after a delete %v", counts)
+		}
+		oldest, newest, err := s.WorkspaceSpan(ctx, "10074561")
+		if err != nil || !oldest.Equal(t0) || !newest.Equal(t0.Add(time.Hour)) {
+			t.Fatalf("span %v–%v, %v", oldest, newest, err)
+		}
+		// Reported again after the delete (tombstoned): counted once.
+		if _, err := s.UpsertReread(ctx, []storage.Activity{viaProject, viaCompany}); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := s.CountReported(ctx, "10074561", t0, t0.Add(time.Minute)); n != 1 {
+			t.Fatalf("reported in the first minute after the delete: %d", n)
+		}
+		if n, _ := s.CountReported(ctx, "company-wide", time.Time{}, time.Time{}); n != 1 {
+			t.Fatalf("reported by the company stream after the delete: %d", n)
+		}
 	})
 }
 
@@ -112,6 +139,35 @@ func TestRunHistoryIsPrunedAndLatestRunsAreOneQuery(t *testing.T) {
 		latest, err := s.LatestRuns(ctx, storage.OutcomeSuccess, storage.OutcomePartial)
 		if err != nil || latest["1"].ID != recent.ID {
 			t.Fatalf("latest %+v, %v", latest, err)
+		}
+	})
+}
+
+// TestUpgradeDropsImpliedMembership: before 0009 every record had its own
+// membership row; the upgrade drops those its row implies, and counts stay.
+func TestUpgradeDropsImpliedMembership(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		viaCompany := mirrored("5", t0, "x")
+		viaCompany.WorkspaceID = "company-wide"
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("5", t0, "x"), mirrored("6", t0.Add(time.Hour), "y")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpsertReread(ctx, []storage.Activity{viaCompany}); err != nil {
+			t.Fatal(err)
+		}
+		// As the earlier version wrote it: a row per record and target.
+		if _, err := s.DB().ExecContext(ctx, s.DB().Rebind(`INSERT INTO activity_target (target, source_id, timestamp)
+			SELECT workspace_id, source_id, timestamp FROM activity_log`)); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, s, `DELETE FROM schema_migrations WHERE version = '0009_membership_implied'`)
+		if _, err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		counts, err := s.ReportedCounts(ctx)
+		if err != nil || len(counts) != 2 || counts["10074561"] != 2 || counts["company-wide"] != 1 {
+			t.Fatalf("reported counts after the upgrade %v, %v", counts, err)
 		}
 	})
 }

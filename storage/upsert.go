@@ -117,21 +117,22 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 		}
 		fresh[a.SourceID] = a
 	}
-	if err := s.recordMembership(ctx, tx, chunk); err != nil {
-		return res, nil, err
-	}
-
 	tombstoned, err := s.tombstoned(ctx, tx, source, keys)
 	if err != nil {
 		return res, nil, err
 	}
 	candidates := make([]Activity, 0, len(keys))
+	var reported []Activity // membership no row of the target implies (see recordMembership)
 	for _, k := range keys {
 		if tombstoned[k] {
 			res.Suppressed++
+			reported = append(reported, fresh[k])
 		} else {
 			candidates = append(candidates, fresh[k])
 		}
+	}
+	if err := s.recordMembership(ctx, tx, reported); err != nil {
+		return res, nil, err
 	}
 	if len(candidates) == 0 {
 		return res, nil, nil
@@ -156,8 +157,12 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	}
 	var newRows, olds []Activity
 	var changed [][2]Activity // stored version, fresh version
+	reported = reported[:0]
 	for _, a := range candidates {
 		old, exists := stored[a.SourceID]
+		if exists && old.WorkspaceID != a.WorkspaceID {
+			reported = append(reported, a) // stored by another target
+		}
 		switch {
 		case !exists:
 			newRows = append(newRows, a)
@@ -167,6 +172,9 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 			changed = append(changed, [2]Activity{old, a})
 			olds = append(olds, old)
 		}
+	}
+	if err := s.recordMembership(ctx, tx, reported); err != nil {
+		return res, nil, err
 	}
 	events, err := s.updateEvents(changed, now)
 	if err != nil {
@@ -449,8 +457,15 @@ func (s *Store) updateMirrored(ctx context.Context, tx *sqlx.Tx, old, a Activity
 }
 
 // recordMembership notes that each record's WorkspaceID (its sync target)
-// reported it; tombstoned and unchanged records too, since TAPD did report them.
+// reported it. A live mirrored row is its own first target's membership
+// (workspace_id): activity_target holds only what no row says — another
+// target that reported a stored record, and the targets of records no longer
+// in the table (tombstoned: TAPD did report them) — so the common case, a
+// new record, writes nothing here. reportedBy* count both.
 func (s *Store) recordMembership(ctx context.Context, tx *sqlx.Tx, chunk []Activity) error {
+	if len(chunk) == 0 {
+		return nil
+	}
 	if s.dialect == config.Postgres {
 		// dialect: three array parameters instead of 3×N scalars.
 		targets, ids, stamps := make([]string, len(chunk)), make([]string, len(chunk)), make([]int64, len(chunk))
@@ -471,6 +486,23 @@ func (s *Store) recordMembership(ctx context.Context, tx *sqlx.Tx, chunk []Activ
 	if _, err := tx.ExecContext(ctx, `INSERT INTO activity_target (target, source_id, timestamp) VALUES `+
 		strings.Repeat("(?, ?, ?),", len(chunk)-1)+`(?, ?, ?) ON CONFLICT DO NOTHING`, args...); err != nil {
 		return fmt.Errorf("recording which target reported each record: %w", err)
+	}
+	return nil
+}
+
+// keepMembership records, for mirrored rows about to leave the table, the
+// membership their rows implied (recordMembership).
+func (s *Store) keepMembership(ctx context.Context, tx *sqlx.Tx, removed []Activity) error {
+	var mirrored []Activity
+	for _, a := range removed {
+		if a.Source == SourceTAPD && a.SourceID != "" {
+			mirrored = append(mirrored, a)
+		}
+	}
+	for start := 0; start < len(mirrored); start += upsertChunk {
+		if err := s.recordMembership(ctx, tx, mirrored[start:min(start+upsertChunk, len(mirrored))]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

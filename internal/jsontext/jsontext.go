@@ -1,0 +1,84 @@
+// Package jsontext writes JSON text by hand where encoding/json's
+// reflection costs too much per row (exports, every stored record's extra).
+package jsontext
+
+import (
+	"slices"
+	"unicode/utf8"
+)
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s quoted as encoding/json does without HTML
+// escaping: \" \\ \n \r \t, other controls and U+2028/U+2029 as \u00XX,
+// invalid UTF-8 as \ufffd.
+func AppendString(b, s []byte) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(append(b, s[start:i]...), `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(append(b, s[start:i]...), '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(append(b, s[start:]...), '"')
+}
+
+// AppendStringMap appends m as a JSON object, keys sorted by their bytes as
+// encoding/json sorts them, strings quoted as AppendString does.
+func AppendStringMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	var scratch []byte
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		scratch = append(scratch[:0], k...)
+		b = append(AppendString(b, scratch), ':')
+		scratch = append(scratch[:0], m[k]...)
+		b = AppendString(b, scratch)
+	}
+	return append(b, '}')
+}
