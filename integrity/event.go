@@ -149,7 +149,7 @@ func LeafHash(encoded []byte) tlog.Hash { return tlog.RecordHash(encoded) }
 // field, a zero time, a non-positive id, a negative event index or text that
 // is not valid UTF-8.
 func EncodeEvent(e Event) ([]byte, error) {
-	enc := encoder{b: make([]byte, 0, 256)}
+	enc := encoder{b: make([]byte, 0, 512)} // a typical record event is 300–500 bytes
 	if err := e.check(); err != nil {
 		return nil, fmt.Errorf("encoding %s event: %w", e.Kind, err)
 	}
