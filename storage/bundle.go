@@ -60,8 +60,10 @@ func (s *Store) WriteBundle(ctx context.Context, w io.Writer, req BundleRequest)
 		where, args := s.where(*req.Filter)
 		// A record's events: those with stored content (indexed by record),
 		// and the one its row holds (log_idx).
-		cond := `((e.body IS NOT NULL AND e.record_id IN (SELECT id FROM activity_log` + where + `))
-			OR e.idx IN (SELECT log_idx FROM activity_log` + where + `)) AND e.idx < ?`
+		// One IN over a UNION of the two index paths: an OR of the two would
+		// scan the whole log on PostgreSQL.
+		cond := `e.idx IN (SELECT x.idx FROM integrity_event AS x WHERE x.body IS NOT NULL AND x.record_id IN (SELECT id FROM activity_log` + where + `)
+			UNION SELECT log_idx FROM activity_log` + where + `) AND e.idx < ?`
 		if err := s.eachEvent(ctx, s.exports, cond, append(append(args, args...), size), add); err != nil {
 			return n, fmt.Errorf("reading the matching records' events: %w", err)
 		}
@@ -166,7 +168,7 @@ const eventsWithContent = `SELECT e.idx, e.kind, e.record_id, e.body, e.leaf_has
 	COALESCE(a.username, ''), a.timestamp, COALESCE(a.source, ''), a.source_id, COALESCE(a.workspace_id, ''),
 	COALESCE(a.extra, '{}'), a.ingested_at
 	FROM integrity_event AS e
-	LEFT JOIN activity_log AS a ON e.body IS NULL AND e.kind = 'record' AND a.id = e.record_id`
+	LEFT JOIN activity_log AS a ON e.body IS NULL AND e.kind = 'record' AND a.id = e.record_id AND a.log_idx = e.idx`
 
 // eachEvent calls fn with the events cond selects (conditions on e, the
 // event), in index order, each with its content: stored, or encoded from
@@ -197,8 +199,8 @@ func (s *Store) eachEvent(ctx context.Context, q sqlx.QueryerContext, cond strin
 				e.Body = nil // withheld
 			}
 		case rowID == nil:
-			return fmt.Errorf("event %d (%s of record %d): its content is neither stored nor in the table, and no delete or purge "+
-				"event removed the record: it was removed behind the service's back (run tapd-mirror verify --database)", e.Idx, e.Kind, e.RecordID)
+			return fmt.Errorf("event %d (%s of record %d): its content is neither stored nor in the table (no row points at it), and no "+
+				"delete or purge event removed the record: it was removed or changed behind the service's back (run tapd-mirror verify --database)", e.Idx, e.Kind, e.RecordID)
 		default:
 			r.ID = *rowID
 			// A row changed behind the service's back encodes to content

@@ -398,6 +398,51 @@ func nowSecond() time.Time { return time.Unix(time.Now().Unix(), 0).UTC() }
 // idBatch bounds the ids of one IN query (SQLite's parameter limit).
 const idBatch = 5000
 
+// resolveLogIdx fills in the latest event of rows logged before rows kept
+// it (log_idx NULL; migration 0008 leaves them so, not to rewrite a big
+// table): their events all store their content, so the record index finds
+// them. A row still without one was never logged (ErrUnlogged, later).
+func (s *Store) resolveLogIdx(ctx context.Context, tx *sqlx.Tx, rows []Activity) error {
+	var ids []int64
+	for _, a := range rows {
+		if a.logIdx == nil {
+			ids = append(ids, a.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	latest := make(map[int64]int64, len(ids))
+	for start := 0; start < len(ids); start += idBatch {
+		q, args, err := s.int64In(`SELECT record_id, MAX(idx) FROM integrity_event WHERE body IS NOT NULL AND record_id`, ids[start:min(start+idBatch, len(ids))])
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryxContext(ctx, q+` GROUP BY record_id`, args...)
+		if err != nil {
+			return fmt.Errorf("reading records' latest events: %w", err)
+		}
+		for rows.Next() {
+			var id, idx int64
+			if err := rows.Scan(&id, &idx); err != nil {
+				rows.Close()
+				return err
+			}
+			latest[id] = idx
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading records' latest events: %w", err)
+		}
+	}
+	for i := range rows {
+		if idx, ok := latest[rows[i].ID]; ok && rows[i].logIdx == nil {
+			rows[i].logIdx = &idx
+		}
+	}
+	return nil
+}
+
 // ErrUnlogged means a record has no event in the integrity log: it was
 // written behind the service's back (or by an older version still running).
 var ErrUnlogged = errors.New("record is not in the integrity log")
@@ -449,6 +494,9 @@ func (s *Store) keepContent(ctx context.Context, tx *sqlx.Tx, rows []Activity) e
 func (s *Store) removalEvents(ctx context.Context, tx *sqlx.Tx, removed []Activity, keep bool, mk func(a Activity, prev int64) integrity.Event) ([]integrity.Event, error) {
 	if !s.logging() || len(removed) == 0 {
 		return nil, nil
+	}
+	if err := s.resolveLogIdx(ctx, tx, removed); err != nil {
+		return nil, err
 	}
 	events := make([]integrity.Event, len(removed))
 	for i, a := range removed {

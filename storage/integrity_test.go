@@ -660,7 +660,7 @@ func TestBundleNamesARowRemovedBySQL(t *testing.T) {
 		cp, _ := s.LatestCheckpoint(ctx)
 		_, err := s.WriteBundle(ctx, io.Discard, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()})
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("event 2 (record of record %d)", ids["102"])) ||
-			!strings.Contains(err.Error(), "removed behind the service's back") {
+			!strings.Contains(err.Error(), "removed or changed behind the service's back") {
 			t.Fatalf("bundle of a database missing a row: %v", err)
 		}
 		if _, err := s.RecordProofs(ctx, ids["103"], cp.Size); err != nil {
@@ -711,9 +711,9 @@ func TestUpgradeToLeanLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		verifyOK(t, s, key.VerifierKey())
-		var unlinked int
-		if err := s.DB().Get(&unlinked, `SELECT COUNT(*) FROM activity_log WHERE log_idx IS NULL`); err != nil || unlinked != 0 {
-			t.Fatalf("%d rows without their latest event, %v", unlinked, err)
+		var legacy int
+		if err := s.DB().Get(&legacy, `SELECT COUNT(*) FROM activity_log WHERE log_idx IS NULL`); err != nil || legacy != 7 {
+			t.Fatalf("%d rows left as they were (want all 7), %v", legacy, err)
 		}
 		cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
 		if err != nil {
@@ -727,10 +727,63 @@ func TestUpgradeToLeanLog(t *testing.T) {
 		if err != nil || sum.Withheld != 1 || sum.Updates != 1 || sum.Deletions != 1 || sum.Purges != 1 {
 			t.Fatalf("bundle after the upgrade: %+v, %v", sum, err)
 		}
-		// Writes go on in the new layout: a change stores the content the row held.
-		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("106", t0.Add(6*time.Minute), "renamed")}); err != nil {
+		// Writes go on: rows logged before are changed and deleted through
+		// the record index; new rows keep their event.
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("106", t0.Add(6*time.Minute), "renamed"), mirrored("200", t0, "new")}); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := s.DeleteActivity(ctx, ids["107"]); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Purge(ctx, storage.SourceTAPD, t0.Add(2*time.Minute+time.Second), "retention.tapd=test"); err != nil || r.Purged != 4 {
+			t.Fatalf("purge of rows logged before = %+v, %v", r, err)
+		}
 		verifyOK(t, s, key.VerifierKey())
+		cp, _, err = s.SignCheckpoint(ctx, key, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		full.Reset()
+		if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
+			t.Fatal(err)
+		}
+		if sum, err := integrity.Verify(&full, key.VerifierKey(), nil); err != nil || sum.Withheld != 5 || sum.Updates != 2 {
+			t.Fatalf("bundle after writes on the upgraded log: %+v, %v", sum, err)
+		}
+	})
+}
+
+// TestBatchWithARecordTwiceLogsOneVersion: a record read twice in one batch,
+// changed at TAPD between the two pages and in different chunks of the
+// transaction, is stored once (its last copy) with an event that holds it.
+func TestBatchWithARecordTwiceLogsOneVersion(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		key := testKey(t, "mirror.test")
+		var batch []storage.Activity
+		for i := range 600 {
+			batch = append(batch, mirrored(fmt.Sprint(i), t0.Add(time.Duration(i)*time.Second), "t"))
+		}
+		batch[550] = mirrored("0", t0, "renamed between pages")
+		res, err := s.UpsertMirrored(ctx, batch)
+		if err != nil || res.Inserted != 599 || res.Unchanged != 1 || res.Updated != 0 {
+			t.Fatalf("upsert = %+v, %v", res, err)
+		}
+		got, _ := s.ListActivities(ctx, storage.Filter{Source: storage.SourceTAPD, Until: t0.Add(time.Second)}, 10, 0)
+		if len(got) != 1 || got[0].ActionDetail != "迭代: renamed between pages" {
+			t.Fatalf("stored %+v", got)
+		}
+		verifyOK(t, s, "")
+		cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var full bytes.Buffer
+		if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
+			t.Fatal(err)
+		}
+		if sum, err := integrity.Verify(&full, key.VerifierKey(), nil); err != nil || sum.Records != 599 {
+			t.Fatalf("bundle: %+v, %v", sum, err)
+		}
 	})
 }

@@ -56,8 +56,9 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 	if len(batch) == 0 {
 		return total, nil
 	}
+	batch, dropped := lastCopies(batch)
 	err := s.inTx(ctx, fmt.Sprintf("upserting %d mirrored records", len(batch)), func(tx *sqlx.Tx) error {
-		total = UpsertResult{}
+		total = UpsertResult{Unchanged: dropped}
 		if s.dialect == config.Postgres {
 			// dialect: no fsync wait for record batches. WAL is flushed in order,
 			// so the synchronous commit of the window's checkpoint (CommitWindow)
@@ -94,6 +95,25 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 		return err
 	})
 	return total, err
+}
+
+// lastCopies keeps the last copy of each record in batch, in the order of
+// first appearance, and says how many earlier copies it dropped: a record
+// read twice in one batch (changed at TAPD between two pages) is written
+// once, so its row changes at most once per transaction — the change must
+// find the event of the version it replaces already in the log.
+func lastCopies(batch []Activity) ([]Activity, int) {
+	at := make(map[string]int, len(batch))
+	out := make([]Activity, 0, len(batch))
+	for _, a := range batch {
+		if i, seen := at[a.SourceID]; seen && a.SourceID != "" {
+			out[i] = a
+			continue
+		}
+		at[a.SourceID] = len(out)
+		out = append(out, a)
+	}
+	return out, len(batch) - len(out)
 }
 
 // upsertChunk stores one chunk and returns what it did and the events that
@@ -175,6 +195,14 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	}
 	if err := s.recordMembership(ctx, tx, reported); err != nil {
 		return res, nil, err
+	}
+	if s.logging() {
+		if err := s.resolveLogIdx(ctx, tx, olds); err != nil {
+			return res, nil, err
+		}
+		for i := range changed {
+			changed[i][0] = olds[i]
+		}
 	}
 	events, err := s.updateEvents(changed, now)
 	if err != nil {
