@@ -474,14 +474,24 @@ func (s *Store) keepContent(ctx context.Context, tx *sqlx.Tx, rows []Activity) e
 		}
 		return nil
 	}
-	stmt, err := tx.PreparexContext(ctx, `UPDATE integrity_event SET body = ? WHERE idx = ? AND kind = 'record' AND body IS NULL`)
+	if err := execRows(ctx, tx, `UPDATE integrity_event SET body = ? WHERE idx = ? AND kind = 'record' AND body IS NULL`,
+		len(idx), func(i int) []any { return []any{bodies[i], idx[i]} }); err != nil {
+		return fmt.Errorf("keeping the logged content of record events: %w", err)
+	}
+	return nil
+}
+
+// execRows runs q once per row i < n with args(i), prepared once: how
+// SQLite (dialect:) does what PostgreSQL does with array parameters.
+func execRows(ctx context.Context, tx *sqlx.Tx, q string, n int, args func(i int) []any) error {
+	stmt, err := tx.PreparexContext(ctx, q)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
-	for i := range idx {
-		if _, err := stmt.ExecContext(ctx, bodies[i], idx[i]); err != nil {
-			return fmt.Errorf("keeping the logged content of record events: %w", err)
+	for i := range n {
+		if _, err := stmt.ExecContext(ctx, args(i)...); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -586,15 +596,9 @@ func (s *Store) setLogIdx(ctx context.Context, tx *sqlx.Tx, ids, logIdx []int64)
 		}
 		return nil
 	}
-	stmt, err := tx.PreparexContext(ctx, `UPDATE activity_log SET log_idx = ? WHERE id = ?`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for i := range ids {
-		if _, err := stmt.ExecContext(ctx, logIdx[i], ids[i]); err != nil {
-			return fmt.Errorf("recording the rows' events: %w", err)
-		}
+	if err := execRows(ctx, tx, `UPDATE activity_log SET log_idx = ? WHERE id = ?`,
+		len(ids), func(i int) []any { return []any{logIdx[i], ids[i]} }); err != nil {
+		return fmt.Errorf("recording the rows' events: %w", err)
 	}
 	return nil
 }

@@ -671,8 +671,10 @@ func TestBundleNamesARowRemovedBySQL(t *testing.T) {
 
 // TestUpgradeToLeanLog: a log written before record events kept their
 // content in the row (every body stored, purged ones NULL, no log_idx)
-// upgrades in place: rows learn their latest event, purged content stays
-// withheld, and the database and a full bundle verify.
+// upgrades in place without rewriting activity_log: purged content stays
+// withheld, the database and a full bundle verify, and the rows logged
+// before (log_idx NULL) are changed, deleted and purged through the record
+// index beside new ones.
 func TestUpgradeToLeanLog(t *testing.T) {
 	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
 		ctx := context.Background()
