@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -251,19 +252,79 @@ const hashRunSize = 1024
 // head, and returns the new head. It reads nothing: the head's edge is all
 // the tree needs to grow.
 func (s *Store) appendLocked(ctx context.Context, tx *sqlx.Tx, head LogHead, events []integrity.Event) (LogHead, error) {
+	enc, err := encodeEvents(events)
+	if err != nil {
+		return head, err
+	}
+	return s.appendEncoded(ctx, tx, head, enc)
+}
+
+// encodedEvents are events with their canonical encodings and leaf hashes.
+type encodedEvents struct {
+	events []integrity.Event
+	bodies [][]byte
+	leaves []tlog.Hash
+	err    error
+}
+
+func encodeEvents(events []integrity.Event) (encodedEvents, error) {
+	enc := encodedEvents{events: events, bodies: make([][]byte, len(events)), leaves: make([]tlog.Hash, len(events))}
+	for i, e := range events {
+		b, err := integrity.EncodeEvent(e)
+		if err != nil {
+			return enc, fmt.Errorf("logging a change of record %d: %w", e.Subject(), err)
+		}
+		enc.bodies[i], enc.leaves[i] = b, integrity.LeafHash(b)
+	}
+	return enc, nil
+}
+
+// logEncoder encodes a transaction's events part by part in the background
+// while the transaction goes on writing rows: encoding and hashing overlap
+// the database's work instead of following it.
+type logEncoder struct {
+	wg    sync.WaitGroup
+	parts []*encodedEvents
+}
+
+// add starts encoding events, which must not change afterwards.
+func (l *logEncoder) add(events []integrity.Event) {
+	if len(events) == 0 {
+		return
+	}
+	part := &encodedEvents{}
+	l.parts = append(l.parts, part)
+	l.wg.Go(func() {
+		enc, err := encodeEvents(events)
+		*part = enc
+		part.err = err
+	})
+}
+
+// wait returns every part's events, encodings and leaves, in order.
+func (l *logEncoder) wait() (encodedEvents, error) {
+	l.wg.Wait()
+	var all encodedEvents
+	for _, p := range l.parts {
+		if p.err != nil {
+			return all, p.err
+		}
+		all.events = append(all.events, p.events...)
+		all.bodies = append(all.bodies, p.bodies...)
+		all.leaves = append(all.leaves, p.leaves...)
+	}
+	return all, nil
+}
+
+// appendEncoded is appendLocked for events already encoded.
+func (s *Store) appendEncoded(ctx context.Context, tx *sqlx.Tx, head LogHead, enc encodedEvents) (LogHead, error) {
+	events, bodies, leaves := enc.events, enc.bodies, enc.leaves
 	f, err := head.frontier()
 	if err != nil {
 		return head, err
 	}
-	bodies := make([][]byte, len(events))
-	leaves := make([]tlog.Hash, len(events))
 	hashes := make([]byte, 0, 2*len(events)*tlog.HashSize)
-	for i, e := range events {
-		b, err := integrity.EncodeEvent(e)
-		if err != nil {
-			return head, fmt.Errorf("logging a change of record %d: %w", e.Subject(), err)
-		}
-		bodies[i], leaves[i] = b, integrity.LeafHash(b)
+	for i := range events {
 		hs, err := f.Append(leaves[i])
 		if err != nil {
 			return head, fmt.Errorf("appending to the integrity log: %w", err)

@@ -73,25 +73,31 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 			return err
 		}
 		now := nowSecond()
-		var events []integrity.Event
+		var logged int64
+		var encoder logEncoder
 		counts := countDeltas{}
 		for start := 0; start < len(batch); start += upsertChunk {
-			next := head.Size + int64(len(events)) // the index of the chunk's first event
+			next := head.Size + logged // the index of the chunk's first event
 			r, ev, err := s.upsertChunk(ctx, tx, batch[start:min(start+upsertChunk, len(batch))], tryCopy, now, counts, next)
 			if err != nil {
 				return err
 			}
 			total.Add(r)
-			events = append(events, ev...)
+			logged += int64(len(ev))
+			encoder.add(ev)
 		}
 		if err := s.applyCounts(ctx, tx, counts); err != nil {
 			return err
 		}
-		if len(events) == 0 || !s.logging() {
+		if logged == 0 || !s.logging() {
 			return nil
 		}
 		// The whole batch is one append to the integrity log.
-		_, err = s.appendLocked(ctx, tx, head, events)
+		enc, err := encoder.wait()
+		if err != nil {
+			return err
+		}
+		_, err = s.appendEncoded(ctx, tx, head, enc)
 		return err
 	})
 	return total, err
@@ -406,17 +412,22 @@ func (s *Store) copyNew(ctx context.Context, tx *sqlx.Tx, rows []Activity, now t
 		ok, err := s.copyIn(ctx, tx, insertColumns, args)
 		return ok, nil, err
 	}
-	var ids []int64
-	if err := tx.SelectContext(ctx, &ids, `SELECT nextval(pg_get_serial_sequence('activity_log', 'id')) FROM generate_series(1, $1)`,
-		len(rows)); err != nil {
+	// One block of len(rows) ids in one statement: every writer that draws
+	// ids holds the log's lock (lockFirst), so none draws between nextval
+	// and setval. (One that did, by plain SQL, would make the COPY collide
+	// and the rows take the compare-and-insert path.)
+	var first int64
+	if err := tx.GetContext(ctx, &first, `SELECT setval(seq, nextval(seq) + $1 - 1) - $1 + 1
+		FROM (SELECT pg_get_serial_sequence('activity_log', 'id') AS seq) AS q`, len(rows)); err != nil {
 		return false, nil, fmt.Errorf("drawing %d record ids: %w", len(rows), err)
 	}
 	width := len(insertColumns)
 	withIDs := make([]any, 0, len(rows)*(width+1))
 	events := make([]integrity.Event, len(rows))
 	for i, a := range rows {
-		withIDs = append(append(withIDs, ids[i]), args[i*width:(i+1)*width]...)
-		events[i] = integrity.RecordEvent(writtenRecord(a, ids[i], now))
+		id := first + int64(i)
+		withIDs = append(append(withIDs, id), args[i*width:(i+1)*width]...)
+		events[i] = integrity.RecordEvent(writtenRecord(a, id, now))
 	}
 	ok, err := s.copyIn(ctx, tx, append([]string{"id"}, insertColumns...), withIDs)
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,65 +59,36 @@ func (b *bench) ingest(ctx context.Context) error {
 	n := b.n(200_000)
 	fake := newFake(n)
 	defer fake.Close()
-	user, pw := fake.Credentials()
 	var rows [][]string
 	var eff [][]string
 	for _, dialect := range []string{config.Postgres, config.SQLite} {
-		st, _, closeStore, err := b.freshStore(ctx, dialect, "ingest")
-		if err != nil {
-			return err
+		var best, baseBest float64
+		var inserted int
+		var syncTook time.Duration
+		var baseName string
+		for round := range ingestRounds {
+			r, err := b.ingestRound(ctx, fake, dialect, round == 0)
+			if err != nil {
+				return err
+			}
+			if rate := float64(r.run.Inserted) / r.took.Seconds(); rate > best {
+				best, inserted, syncTook = rate, r.run.Inserted, r.took
+			}
+			baseBest, baseName = max(baseBest, r.baseRate), r.baseName
+			if round == 0 && dialect == config.Postgres {
+				floor := requestFloor(fake, r.run)
+				eff = append(eff,
+					[]string{"backfill", fmt.Sprint(r.backfillCalls), fmt.Sprint(floor), ratio(float64(r.backfillCalls), float64(floor)), "≤ 1.10", passFail(float64(r.backfillCalls) <= 1.1*float64(floor))},
+					[]string{"steady state, no new records", fmt.Sprint(r.steady), "1", ratio(float64(r.steady), 1), "≤ 1 per workspace", passFail(r.steady <= 1)})
+			}
 		}
-		client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1, Logger: b.log})
-		if err != nil {
-			return err
-		}
-		counted := &countingTAPD{TAPD: client}
-		ws, _ := config.ParseWorkspace(fake.Projects()[0].ID)
-		s := syncer.New(syncer.Options{Store: st, TAPD: counted, Workspaces: []config.Workspace{ws},
-			Now: fake.Now, Logger: b.log})
-		start := time.Now()
-		runs, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI, Full: true}, "")
-		if err != nil {
-			closeStore()
-			return err
-		}
-		syncTook := time.Since(start)
-		run := runs[0]
-		backfillCalls := counted.calls.Load()
-
-		// Steady state: ten quiet minutes later, one more run.
-		fake.Advance(10 * time.Minute)
-		before := counted.calls.Load()
-		if _, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI}, ""); err != nil {
-			closeStore()
-			return err
-		}
-		steady := counted.calls.Load() - before
-		fake.Advance(-10 * time.Minute)
-
-		normalized, err := st.ListActivities(ctx, storage.Filter{Source: storage.SourceTAPD}, math.MaxInt32, 0)
-		closeStore()
-		if err != nil {
-			return err
-		}
-		baseName, baseTook, err := b.baselineLoad(ctx, dialect, normalized)
-		if err != nil {
-			return err
-		}
-		syncRate := float64(run.Inserted) / syncTook.Seconds()
-		baseRate := float64(len(normalized)) / baseTook.Seconds()
-		rows = append(rows, []string{dialect, fmt.Sprint(run.Inserted), fmt.Sprintf("%.1f s", syncTook.Seconds()),
-			fmt.Sprintf("%.0f", syncRate), baseName, fmt.Sprintf("%.0f", baseRate), ratio(syncRate, baseRate),
-			"≥ 0.50", passFail(syncRate >= 0.5*baseRate)})
-		if dialect == config.Postgres {
-			floor := requestFloor(fake, run)
-			eff = append(eff,
-				[]string{"backfill", fmt.Sprint(backfillCalls), fmt.Sprint(floor), ratio(float64(backfillCalls), float64(floor)), "≤ 1.10", passFail(float64(backfillCalls) <= 1.1*float64(floor))},
-				[]string{"steady state, no new records", fmt.Sprint(steady), "1", ratio(float64(steady), 1), "≤ 1 per workspace", passFail(steady <= 1)})
-		}
+		rows = append(rows, []string{dialect, fmt.Sprint(inserted), fmt.Sprintf("%.1f s", syncTook.Seconds()),
+			fmt.Sprintf("%.0f", best), baseName, fmt.Sprintf("%.0f", baseBest), ratio(best, baseBest),
+			"≥ 0.50", passFail(best >= 0.5*baseBest)})
 	}
 	fmt.Fprintf(b.out, "### 1. End-to-end sync ingest (%d records, loopback fake TAPD, page size 200, no quota)\n\n", n)
-	fmt.Fprintln(b.out, "Sync = `syncer.RunAll --full` into an empty, migrated store (fetch, decode, normalize, upsert, reconcile, checkpoint).\nBaseline = the same normalized rows loaded into the same table: PostgreSQL `COPY` (lib/pq `pq.CopyIn`), SQLite one transaction of prepared `INSERT`s.")
+	fmt.Fprintf(b.out, "Sync = `syncer.RunAll --full` into an empty, migrated store (fetch, decode, normalize, upsert, reconcile, checkpoint).\nBaseline = the same normalized rows loaded into the same table: PostgreSQL `COPY` (lib/pq `pq.CopyIn`), SQLite one transaction of prepared `INSERT`s.\n"+
+		"%d rounds of each, alternating, fresh databases, on PostgreSQL a `CHECKPOINT` before each; the best rate of each side counts (the machine is shared: the best is the least disturbed).\n", ingestRounds)
 	fmt.Fprintln(b.out)
 	b.table([]string{"store", "records", "sync time", "sync rec/s", "baseline", "baseline rec/s", "ratio", "target", "result"}, rows)
 	fmt.Fprintln(b.out, "### 2. TAPD request efficiency (same PostgreSQL run)")
@@ -125,6 +97,71 @@ func (b *bench) ingest(ctx context.Context) error {
 	fmt.Fprintln(b.out)
 	b.table([]string{"case", "requests", "floor", "ratio", "target", "result"}, eff)
 	return nil
+}
+
+// ingestRounds is how many times each side of the ingest ratio is measured.
+const ingestRounds = 3
+
+// ingestResult is one round of the ingest step on one database.
+type ingestResult struct {
+	run           storage.SyncRun
+	took          time.Duration
+	backfillCalls int64
+	steady        int64 // requests of a quiet run ten minutes later
+	baseName      string
+	baseRate      float64 // rows/s of the baseline load of the same rows
+}
+
+// ingestRound syncs the fake's project into a fresh store, then (first
+// round) measures a quiet run's requests, then loads the same normalized
+// rows the baseline's way into another fresh store.
+func (b *bench) ingestRound(ctx context.Context, fake *tapdtest.Server, dialect string, first bool) (ingestResult, error) {
+	var r ingestResult
+	st, _, closeStore, err := b.freshStore(ctx, dialect, "ingest")
+	if err != nil {
+		return r, err
+	}
+	closeStore = sync.OnceFunc(closeStore)
+	defer closeStore()
+	user, pw := fake.Credentials()
+	client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1, Logger: b.log})
+	if err != nil {
+		return r, err
+	}
+	counted := &countingTAPD{TAPD: client}
+	ws, _ := config.ParseWorkspace(fake.Projects()[0].ID)
+	s := syncer.New(syncer.Options{Store: st, TAPD: counted, Workspaces: []config.Workspace{ws}, Now: fake.Now, Logger: b.log})
+	if err := settle(ctx, st); err != nil {
+		return r, err
+	}
+	start := time.Now()
+	runs, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI, Full: true}, "")
+	if err != nil {
+		return r, err
+	}
+	r.took, r.run, r.backfillCalls = time.Since(start), runs[0], counted.calls.Load()
+	if first {
+		// Steady state: ten quiet minutes later, one more run.
+		fake.Advance(10 * time.Minute)
+		before := counted.calls.Load()
+		_, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
+		fake.Advance(-10 * time.Minute)
+		if err != nil {
+			return r, err
+		}
+		r.steady = counted.calls.Load() - before
+	}
+	normalized, err := st.ListActivities(ctx, storage.Filter{Source: storage.SourceTAPD}, math.MaxInt32, 0)
+	if err != nil {
+		return r, err
+	}
+	closeStore()
+	name, took, err := b.baselineLoad(ctx, dialect, normalized)
+	if err != nil {
+		return r, err
+	}
+	r.baseName, r.baseRate = name, float64(len(normalized))/took.Seconds()
+	return r, nil
 }
 
 // requestFloor counts the minimum requests for run's span: one page per 200
@@ -159,6 +196,9 @@ func (b *bench) baselineLoad(ctx context.Context, dialect string, rows []storage
 	}
 	defer closeStore()
 	db := st.DB()
+	if err := settle(ctx, st); err != nil {
+		return "", 0, err
+	}
 	start := time.Now()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
