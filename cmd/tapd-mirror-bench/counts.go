@@ -14,10 +14,14 @@ import (
 // counts measures every contract count at 1M, 10M and 30M rows (scaled)
 // through the API, next to raw COUNT(*) of the same question in the same
 // run, and what a million records take on disk.
+// countIters is how many times each API count is timed: single-digit
+// milliseconds need many samples for a steady p50.
+const countIters = 31
+
 func (b *bench) counts(ctx context.Context) error {
 	fmt.Fprintln(b.out, "### 7. Counts at the scale of years (PostgreSQL)")
 	fmt.Fprintln(b.out)
-	fmt.Fprintln(b.out, "API = HTTP round trip to the real handler, answered from the daily counts (whole days) plus index range counts of the partial days at the edges; raw = `SELECT COUNT(*)` of the same question on the same pool. p50 over 9 iterations (raw: 3 at 30M). Since/until: 2024-03-10 13:17 to 2025-06-02 08:05 UTC (not on day boundaries).")
+	fmt.Fprintln(b.out, "API = HTTP round trip to the real handler, answered from the daily counts (whole days) plus index range counts of the partial days at the edges; raw = `SELECT COUNT(*)` of the same question on the same pool. API p50 over 31 iterations, every query's before any raw scan, after a `CHECKPOINT`; raw p50 over 9 (3 at 30M). Since/until: 2024-03-10 13:17 to 2025-06-02 08:05 UTC (not on day boundaries).")
 	fmt.Fprintln(b.out)
 	since := time.Date(2024, 3, 10, 13, 17, 0, 0, time.UTC)
 	until := time.Date(2025, 6, 2, 8, 5, 0, 0, time.UTC)
@@ -55,13 +59,24 @@ func (b *bench) counts(ctx context.Context) error {
 		disk = append(disk, fmt.Sprintf("%d rows: %.0f MiB on disk (table + indexes), %.0f MiB per million records", n,
 			float64(bytes)/(1<<20), float64(bytes)/(1<<20)/(float64(n)/1e6)))
 		srv := httptest.NewServer(api.New(api.Options{Store: st, Logger: b.log}).Handler())
-		for _, q := range qs {
-			apiLat, err := measure(9, func() error { return httpGet(ctx, srv.URL+"/api/v1/activity_log/count?"+q.path) })
+		// Every API count first, on a settled database (no checkpoint of the
+		// load pending), then the raw scans, whose reads would disturb them.
+		apiP50 := make([]time.Duration, len(qs))
+		err = settle(ctx, st)
+		for i, q := range qs {
 			if err != nil {
-				srv.Close()
-				closeStore()
-				return fmt.Errorf("%s: %w", q.name, err)
+				break
 			}
+			var l latencies
+			l, err = measure(countIters, func() error { return httpGet(ctx, srv.URL+"/api/v1/activity_log/count?"+q.path) })
+			apiP50[i] = l.p50
+		}
+		if err != nil {
+			srv.Close()
+			closeStore()
+			return fmt.Errorf("counts at %d rows: %w", n, err)
+		}
+		for i, q := range qs {
 			rawIters := 9
 			if n >= 20_000_000 {
 				rawIters = 3
@@ -78,9 +93,9 @@ func (b *bench) counts(ctx context.Context) error {
 				closeStore()
 				return fmt.Errorf("%s: daily counts say %d, COUNT(*) %d (%v)", q.name, fast, raw, err)
 			}
-			p50At[q.name] = append(p50At[q.name], apiLat.p50)
-			rows = append(rows, []string{fmt.Sprint(n), q.name, ms(apiLat.p50), ms(rawLat.p50),
-				ratio(float64(apiLat.p50), float64(rawLat.p50)), "≤ 20 ms", passFail(apiLat.p50 <= 20*time.Millisecond)})
+			p50At[q.name] = append(p50At[q.name], apiP50[i])
+			rows = append(rows, []string{fmt.Sprint(n), q.name, ms(apiP50[i]), ms(rawLat.p50),
+				ratio(float64(apiP50[i]), float64(rawLat.p50)), "≤ 20 ms", passFail(apiP50[i] <= 20*time.Millisecond)})
 		}
 		srv.Close()
 		closeStore()

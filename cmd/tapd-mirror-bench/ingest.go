@@ -67,7 +67,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		var syncTook time.Duration
 		var baseName string
 		for round := range ingestRounds {
-			r, err := b.ingestRound(ctx, fake, dialect, round == 0)
+			r, err := b.ingestRound(ctx, fake, dialect, round)
 			if err != nil {
 				return err
 			}
@@ -115,9 +115,9 @@ type ingestResult struct {
 // ingestRound syncs the fake's project into a fresh store, then (first
 // round) measures a quiet run's requests, then loads the same normalized
 // rows the baseline's way into another fresh store.
-func (b *bench) ingestRound(ctx context.Context, fake *tapdtest.Server, dialect string, first bool) (ingestResult, error) {
+func (b *bench) ingestRound(ctx context.Context, fake *tapdtest.Server, dialect string, round int) (ingestResult, error) {
 	var r ingestResult
-	st, _, closeStore, err := b.freshStore(ctx, dialect, "ingest")
+	st, _, closeStore, err := b.freshStore(ctx, dialect, fmt.Sprint("ingest-", round))
 	if err != nil {
 		return r, err
 	}
@@ -140,7 +140,7 @@ func (b *bench) ingestRound(ctx context.Context, fake *tapdtest.Server, dialect 
 		return r, err
 	}
 	r.took, r.run, r.backfillCalls = time.Since(start), runs[0], counted.calls.Load()
-	if first {
+	if round == 0 {
 		// Steady state: ten quiet minutes later, one more run.
 		fake.Advance(10 * time.Minute)
 		before := counted.calls.Load()
@@ -156,7 +156,7 @@ func (b *bench) ingestRound(ctx context.Context, fake *tapdtest.Server, dialect 
 		return r, err
 	}
 	closeStore()
-	name, took, err := b.baselineLoad(ctx, dialect, normalized)
+	name, took, err := b.baselineLoad(ctx, dialect, fmt.Sprint("baseline-", round), normalized)
 	if err != nil {
 		return r, err
 	}
@@ -189,8 +189,8 @@ func requestFloor(fake *tapdtest.Server, run storage.SyncRun) int {
 
 // baselineLoad loads rows into a fresh table the fastest plain way the
 // database offers and returns what it used and how long it took.
-func (b *bench) baselineLoad(ctx context.Context, dialect string, rows []storage.Activity) (string, time.Duration, error) {
-	st, _, closeStore, err := b.freshStore(ctx, dialect, "baseline")
+func (b *bench) baselineLoad(ctx context.Context, dialect, store string, rows []storage.Activity) (string, time.Duration, error) {
+	st, _, closeStore, err := b.freshStore(ctx, dialect, store)
 	if err != nil {
 		return "", 0, err
 	}
