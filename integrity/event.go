@@ -11,6 +11,7 @@
 package integrity
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -149,7 +150,25 @@ func LeafHash(encoded []byte) tlog.Hash { return tlog.RecordHash(encoded) }
 // field, a zero time, a non-positive id, a negative event index or text that
 // is not valid UTF-8.
 func EncodeEvent(e Event) ([]byte, error) {
-	enc := encoder{b: make([]byte, 0, 512)} // a typical record event is 300–500 bytes
+	return AppendEncoding(make([]byte, 0, 512), e) // a typical record event is 300–500 bytes
+}
+
+// AppendLeaf appends 0x00 and the canonical encoding of e to scratch and
+// returns the grown buffer, the encoding within it (valid until scratch is
+// reused) and its leaf hash: EncodeEvent and LeafHash without allocating,
+// for ingest, which hashes every record.
+func AppendLeaf(scratch []byte, e Event) (buf, encoded []byte, leaf tlog.Hash, err error) {
+	start := len(scratch)
+	buf, err = AppendEncoding(append(scratch, 0), e)
+	if err != nil {
+		return scratch, nil, leaf, err
+	}
+	return buf, buf[start+1:], sha256.Sum256(buf[start:]), nil
+}
+
+// AppendEncoding appends the canonical encoding of e to dst (EncodeEvent).
+func AppendEncoding(dst []byte, e Event) ([]byte, error) {
+	enc := encoder{b: dst}
 	if err := e.check(); err != nil {
 		return nil, fmt.Errorf("encoding %s event: %w", e.Kind, err)
 	}
@@ -283,7 +302,8 @@ func (c *encoder) record(r *Record) {
 	c.str(r.SourceID)
 	c.str(r.WorkspaceID)
 	// Sorted by key bytes so that map order never reaches the hash.
-	keys := make([]string, 0, len(r.Extra))
+	var fixed [32]string // TAPD sends about a dozen fields: no allocation
+	keys := fixed[:0]
 	for k := range r.Extra {
 		keys = append(keys, k)
 	}

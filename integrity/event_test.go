@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // vectorRecord is the record of the test vectors in SPEC.md.
@@ -259,5 +261,30 @@ func TestDecodeEventRejectsNonCanonical(t *testing.T) {
 		if _, err := DecodeEvent(b); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
+	}
+}
+
+// TestAppendLeafIsEncodeEventAndLeafHash: the allocation-free path ingest
+// uses gives the same bytes and leaf as the reference one, also after the
+// buffer has held a longer event.
+func TestAppendLeafIsEncodeEventAndLeafHash(t *testing.T) {
+	long := RecordEvent(Record{ID: 1, Platform: "tapd", ActionDetail: strings.Repeat("长", 300), Timestamp: time.Unix(1767225600, 0),
+		Source: "tapd", SourceID: "1", Extra: map[string]string{"ip": "1.1.1.1"}, IngestedAt: time.Unix(1767225601, 0)})
+	short := DeleteEvent(7, 3, "ops", time.Unix(1767225602, 0))
+	var scratch []byte
+	for _, e := range []Event{long, short, long} {
+		want, err := EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		var leaf tlog.Hash
+		scratch, got, leaf, err = AppendLeaf(scratch[:0], e)
+		if err != nil || !bytes.Equal(got, want) || leaf != LeafHash(want) {
+			t.Fatalf("AppendLeaf(%s) = %x, %s, %v; want %x, %s", e.Kind, got, leaf, err, want, LeafHash(want))
+		}
+	}
+	if _, _, _, err := AppendLeaf(nil, Event{Kind: KindRecord}); err == nil {
+		t.Fatal("AppendLeaf encoded an event without its record")
 	}
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -267,14 +268,19 @@ type encodedEvents struct {
 	err    error
 }
 
+// encodeEvents encodes and hashes events. A record event's encoding is only
+// hashed, not kept: its row holds the content (insertEvents).
 func encodeEvents(events []integrity.Event) (encodedEvents, error) {
 	enc := encodedEvents{events: events, bodies: make([][]byte, len(events)), leaves: make([]tlog.Hash, len(events))}
+	var scratch, b []byte
+	var err error
 	for i, e := range events {
-		b, err := integrity.EncodeEvent(e)
-		if err != nil {
+		if scratch, b, enc.leaves[i], err = integrity.AppendLeaf(scratch[:0], e); err != nil {
 			return enc, fmt.Errorf("logging a change of record %d: %w", e.Subject(), err)
 		}
-		enc.bodies[i], enc.leaves[i] = b, integrity.LeafHash(b)
+		if e.Kind != integrity.KindRecord {
+			enc.bodies[i] = bytes.Clone(b)
+		}
 	}
 	return enc, nil
 }
@@ -364,14 +370,11 @@ const sqliteRowsPerInsert = 500
 func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, events []integrity.Event, bodies [][]byte, leaves []tlog.Hash) error {
 	n := len(events)
 	idx, kinds, ids, hashes := make([]int64, n), make([]string, n), make([]int64, n), make([][]byte, n)
-	stored := make([][]byte, n)
+	// bodies[i] is nil for a record event: its content is the row written
+	// beside it, stored (keepContent) only when that row changes or goes.
+	stored := bodies
 	for i, e := range events {
 		idx[i], kinds[i], ids[i], hashes[i] = first+int64(i), string(e.Kind), e.Subject(), leaves[i][:]
-		if e.Kind != integrity.KindRecord {
-			// A record event's content is the row written beside it; it is
-			// stored (keepContent) only when that row changes or goes.
-			stored[i] = bodies[i]
-		}
 	}
 	if s.dialect == config.Postgres {
 		// dialect: five array parameters, one round trip whatever the batch.
