@@ -74,11 +74,14 @@ func TestSyncBesideServeOnOneSQLiteFile(t *testing.T) {
 	env["TAPD_MIRROR_SYNC_MAX_CONCURRENT"] = "2"
 	serve, serveOut := program(t, env, "serve", "--log-format", "text")
 	time.Sleep(300 * time.Millisecond)
-	for i := range 2 {
+	// At least twice; on a loaded machine serve may hold every target each
+	// time, so go on (up to 8) until one sync ran a target itself.
+	for i, synced := 0, false; i < 2 || (!synced && i < 8); i++ {
 		sync, syncOut := program(t, env, "sync", "--log-format", "text", "--full")
 		if err := sync.Wait(); err != nil {
 			t.Fatalf("sync %d: %v\n%s", i, err, syncOut)
 		}
+		synced = synced || strings.Contains(syncOut.String(), "trigger=cli")
 		if i == 0 && !strings.Contains(syncOut.String(), "already being synced") {
 			t.Logf("the first sync met no target held by serve (timing); the overlap check still applies:\n%s", syncOut)
 		}
