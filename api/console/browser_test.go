@@ -275,15 +275,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		if flash := b.text(`#flash`); !strings.Contains(flash, "Queued:") {
 			t.Fatalf("after resync: %q", flash)
 		}
+		// Until every workspace shows its new run finished and its gap: the
+		// page reads runs and coverage apart, so one load can show a run
+		// finished before the coverage it committed.
 		deadline := time.Now().Add(90 * time.Second)
 		for {
 			pending := eval[int](b, fmt.Sprintf(`[...document.querySelectorAll("section.workspace")].filter(s => {
 				const r = s.querySelector("tr.run"); return !r || Number(r.dataset.run) <= %d || r.dataset.outcome === "running" }).length`, before))
-			if pending == 0 {
+			drawn := eval[int](b, `document.querySelectorAll("svg.axis rect.gap").length`)
+			if pending == 0 && drawn >= 3 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d workspaces show no finished new run", pending)
+				t.Fatalf("%d workspaces show no finished new run, %d gaps drawn", pending, drawn)
 			}
 			time.Sleep(300 * time.Millisecond)
 			b.open(m.url + "/coverage")
