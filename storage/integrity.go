@@ -372,7 +372,6 @@ func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, even
 	idx, kinds, ids, hashes := make([]int64, n), make([]string, n), make([]int64, n), make([][]byte, n)
 	// bodies[i] is nil for a record event: its content is the row written
 	// beside it, stored (keepContent) only when that row changes or goes.
-	stored := bodies
 	for i, e := range events {
 		idx[i], kinds[i], ids[i], hashes[i] = first+int64(i), string(e.Kind), e.Subject(), leaves[i][:]
 	}
@@ -381,7 +380,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, even
 		// An empty body in the array is none (an encoding is never empty).
 		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash)
 			SELECT i, k, r, NULLIF(b, ''::bytea), l FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[]) AS u(i, k, r, b, l)`,
-			pq.Array(idx), pq.Array(kinds), pq.Array(ids), pq.ByteaArray(stored), pq.ByteaArray(hashes)); err != nil {
+			pq.Array(idx), pq.Array(kinds), pq.Array(ids), pq.ByteaArray(bodies), pq.ByteaArray(hashes)); err != nil {
 			return fmt.Errorf("storing %d integrity events: %w", n, err)
 		}
 		return nil
@@ -391,8 +390,8 @@ func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, even
 		args := make([]any, 0, 5*(end-start))
 		for i := start; i < end; i++ {
 			var body any // NULL, not an empty blob
-			if stored[i] != nil {
-				body = stored[i]
+			if bodies[i] != nil {
+				body = bodies[i]
 			}
 			args = append(args, idx[i], kinds[i], ids[i], body, hashes[i])
 		}

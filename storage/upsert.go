@@ -128,33 +128,27 @@ func lastCopies(batch []Activity) ([]Activity, int) {
 // index of its event (log_idx).
 func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, tryCopy bool, now time.Time, counts countDeltas, next int64) (UpsertResult, []integrity.Event, error) {
 	var res UpsertResult
-	// Last copy of a record in the chunk wins; earlier copies count as unchanged.
-	fresh := make(map[string]Activity, len(chunk))
-	keys := make([]string, 0, len(chunk))
+	// Each record is in the chunk once: upsert kept its last copy (lastCopies).
+	keys := make([]string, len(chunk))
 	source := chunk[0].Source
-	for _, a := range chunk {
+	for i, a := range chunk {
 		if a.Source != source || a.SourceID == "" {
 			return res, nil, fmt.Errorf("mirrored record needs one source and a source_id (got %q/%q)", a.Source, a.SourceID)
 		}
-		if _, dup := fresh[a.SourceID]; dup {
-			res.Unchanged++
-		} else {
-			keys = append(keys, a.SourceID)
-		}
-		fresh[a.SourceID] = a
+		keys[i] = a.SourceID
 	}
 	tombstoned, err := s.tombstoned(ctx, tx, source, keys)
 	if err != nil {
 		return res, nil, err
 	}
-	candidates := make([]Activity, 0, len(keys))
+	candidates := make([]Activity, 0, len(chunk))
 	var reported []Activity // membership no row of the target implies (see recordMembership)
-	for _, k := range keys {
-		if tombstoned[k] {
+	for _, a := range chunk {
+		if tombstoned[a.SourceID] {
 			res.Suppressed++
-			reported = append(reported, fresh[k])
+			reported = append(reported, a)
 		} else {
-			candidates = append(candidates, fresh[k])
+			candidates = append(candidates, a)
 		}
 	}
 	if err := s.recordMembership(ctx, tx, reported); err != nil {
@@ -181,8 +175,7 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	if err != nil {
 		return res, nil, err
 	}
-	var newRows, olds []Activity
-	var changed [][2]Activity // stored version, fresh version
+	var newRows, olds, changed []Activity // changed[i] is the fresh version of olds[i]
 	reported = reported[:0]
 	for _, a := range candidates {
 		old, exists := stored[a.SourceID]
@@ -195,36 +188,30 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 		case sameContent(old, a):
 			res.Unchanged++
 		default:
-			changed = append(changed, [2]Activity{old, a})
-			olds = append(olds, old)
+			olds, changed = append(olds, old), append(changed, a)
 		}
 	}
 	if err := s.recordMembership(ctx, tx, reported); err != nil {
 		return res, nil, err
 	}
-	if s.logging() {
+	var events []integrity.Event
+	if s.logging() && len(olds) > 0 {
 		if err := s.resolveLogIdx(ctx, tx, olds); err != nil {
 			return res, nil, err
 		}
-		for i := range changed {
-			changed[i][0] = olds[i]
+		if events, err = updateEvents(olds, changed, now); err != nil {
+			return res, nil, err
 		}
-	}
-	events, err := s.updateEvents(changed, now)
-	if err != nil {
-		return res, nil, err
-	}
-	if s.logging() {
 		if err := s.keepContent(ctx, tx, olds); err != nil {
 			return res, nil, err
 		}
 	}
-	for i, c := range changed {
-		if err := s.updateMirrored(ctx, tx, c[0], c[1], now, s.logIdxArg(next+int64(i))); err != nil {
+	for i, a := range changed {
+		if err := s.updateMirrored(ctx, tx, olds[i], a, now, s.logIdxArg(next+int64(i))); err != nil {
 			return res, nil, err
 		}
-		counts.add(s, c[0], -1)
-		counts.add(s, c[1], 1)
+		counts.add(s, olds[i], -1)
+		counts.add(s, a, 1)
 		res.Updated++
 	}
 	if len(newRows) == 0 {
@@ -245,15 +232,12 @@ func (s *Store) upsertChunk(ctx context.Context, tx *sqlx.Tx, chunk []Activity, 
 	return res, events, nil
 }
 
-// updateEvents logs changed records (stored version, fresh version): each
-// new version points at the event holding the version it replaces.
-func (s *Store) updateEvents(changed [][2]Activity, now time.Time) ([]integrity.Event, error) {
-	if len(changed) == 0 || !s.logging() {
-		return nil, nil
-	}
+// updateEvents logs changed records, olds[i] stored and changed[i] its fresh
+// version: each new version points at the event holding the one it replaces.
+func updateEvents(olds, changed []Activity, now time.Time) ([]integrity.Event, error) {
 	events := make([]integrity.Event, 0, len(changed))
-	for _, c := range changed {
-		old, a := c[0], c[1]
+	for i, a := range changed {
+		old := olds[i]
 		if old.logIdx == nil {
 			return nil, fmt.Errorf("updating record %d: %w (added behind the service's back? run tapd-mirror verify --database)", old.ID, ErrUnlogged)
 		}
