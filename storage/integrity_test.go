@@ -436,12 +436,7 @@ func TestBundlesFromTheDatabaseVerifyOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A purged local record: its events are withheld in a full bundle.
-		if _, err := s.InsertActivity(ctx, storage.Activity{Platform: "p", ActionType: "a", Timestamp: t0.AddDate(-3, 0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if r, err := s.Purge(ctx, storage.SourceLocal, t0.AddDate(-1, 0, 0), "retention.local=365d"); err != nil || r.Purged != 1 {
-			t.Fatalf("purge = %+v, %v", r, err)
-		}
+		purgeOldLocal(t, s)
 		earlier, _ := s.LatestCheckpoint(ctx)
 		cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
 		if err != nil || cp.Size != 11 {
@@ -686,12 +681,7 @@ func TestUpgradeToLeanLog(t *testing.T) {
 		if _, err := s.DeleteActivity(ctx, ids["105"]); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.InsertActivity(ctx, storage.Activity{Platform: "p", ActionType: "a", Timestamp: t0.AddDate(-3, 0, 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if r, err := s.Purge(ctx, storage.SourceLocal, t0.AddDate(-1, 0, 0), "retention.local=365d"); err != nil || r.Purged != 1 {
-			t.Fatalf("purge = %+v, %v", r, err)
-		}
+		purgeOldLocal(t, s)
 		// Back to the earlier layout.
 		for _, e := range events(t, s) {
 			if e.Event != nil {
@@ -717,17 +707,8 @@ func TestUpgradeToLeanLog(t *testing.T) {
 		if err := s.DB().Get(&legacy, `SELECT COUNT(*) FROM activity_log WHERE log_idx IS NULL`); err != nil || legacy != 7 {
 			t.Fatalf("%d rows left as they were (want all 7), %v", legacy, err)
 		}
-		cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var full bytes.Buffer
-		if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
-			t.Fatal(err)
-		}
-		sum, err := integrity.Verify(&full, key.VerifierKey(), nil)
-		if err != nil || sum.Withheld != 1 || sum.Updates != 1 || sum.Deletions != 1 || sum.Purges != 1 {
-			t.Fatalf("bundle after the upgrade: %+v, %v", sum, err)
+		if sum := verifiedBundle(t, s, key); sum.Withheld != 1 || sum.Updates != 1 || sum.Deletions != 1 || sum.Purges != 1 {
+			t.Fatalf("bundle after the upgrade: %+v", sum)
 		}
 		// Writes go on: rows logged before are changed and deleted through
 		// the record index; new rows keep their event.
@@ -741,16 +722,8 @@ func TestUpgradeToLeanLog(t *testing.T) {
 			t.Fatalf("purge of rows logged before = %+v, %v", r, err)
 		}
 		verifyOK(t, s, key.VerifierKey())
-		cp, _, err = s.SignCheckpoint(ctx, key, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		full.Reset()
-		if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
-			t.Fatal(err)
-		}
-		if sum, err := integrity.Verify(&full, key.VerifierKey(), nil); err != nil || sum.Withheld != 5 || sum.Updates != 2 {
-			t.Fatalf("bundle after writes on the upgraded log: %+v, %v", sum, err)
+		if sum := verifiedBundle(t, s, key); sum.Withheld != 5 || sum.Updates != 2 {
+			t.Fatalf("bundle after writes on the upgraded log: %+v", sum)
 		}
 	})
 }
@@ -776,16 +749,41 @@ func TestBatchWithARecordTwiceLogsOneVersion(t *testing.T) {
 			t.Fatalf("stored %+v", got)
 		}
 		verifyOK(t, s, "")
-		cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var full bytes.Buffer
-		if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
-			t.Fatal(err)
-		}
-		if sum, err := integrity.Verify(&full, key.VerifierKey(), nil); err != nil || sum.Records != 599 {
-			t.Fatalf("bundle: %+v, %v", sum, err)
+		if sum := verifiedBundle(t, s, key); sum.Records != 599 {
+			t.Fatalf("bundle: %+v", sum)
 		}
 	})
+}
+
+// purgeOldLocal stores a local record three years old and purges it: its
+// events are withheld from then on.
+func purgeOldLocal(t *testing.T, s *storage.Store) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.InsertActivity(ctx, storage.Activity{Platform: "p", ActionType: "a", Timestamp: t0.AddDate(-3, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Purge(ctx, storage.SourceLocal, t0.AddDate(-1, 0, 0), "retention.local=365d"); err != nil || r.Purged != 1 {
+		t.Fatalf("purge = %+v, %v", r, err)
+	}
+}
+
+// verifiedBundle signs a checkpoint of the whole log, writes a full bundle
+// and verifies it offline, and returns its summary.
+func verifiedBundle(t *testing.T, s *storage.Store, key *integrity.Key) integrity.Summary {
+	t.Helper()
+	ctx := context.Background()
+	cp, _, err := s.SignCheckpoint(ctx, key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full bytes.Buffer
+	if _, err := s.WriteBundle(ctx, &full, storage.BundleRequest{Checkpoint: cp, Key: key.VerifierKey()}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := integrity.Verify(&full, key.VerifierKey(), nil)
+	if err != nil {
+		t.Fatalf("offline verification of the bundle: %v", err)
+	}
+	return sum
 }
