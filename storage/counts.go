@@ -24,9 +24,10 @@ import (
 // needs a rebuild.
 const metaCountsZone = "counts.timezone"
 
-// countKey is one row of the daily counts.
+// countKey is one record's place in the counts: its day in the zone, its
+// UTC hour, and the dimensions the counts keep.
 type countKey struct {
-	day                                  int64
+	day, hour                            int64
 	source, platform, serial, actionType string
 }
 
@@ -54,57 +55,112 @@ func (s *Store) dayStart(day int64) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, s.zone())
 }
 
+// hourOf is the UTC hour number (since 1970-01-01 00:00 UTC) t falls in.
+// Hours need no zone: the hourly counts survive a change of timezone.
+func hourOf(t time.Time) int64 {
+	u := t.Unix()
+	h := u / 3600
+	if u%3600 < 0 {
+		h-- // floor, not truncation, before 1970
+	}
+	return h
+}
+
+func hourStart(hour int64) time.Time { return time.Unix(hour*3600, 0) }
+
 // countDeltas accumulates count changes in one transaction.
 type countDeltas map[countKey]int64
 
 func (c countDeltas) add(s *Store, a Activity, n int64) {
-	c[countKey{s.dayOf(a.Timestamp), a.Source, a.Platform, a.Serial, a.ActionType}] += n
+	c[countKey{s.dayOf(a.Timestamp), hourOf(a.Timestamp), a.Source, a.Platform, a.Serial, a.ActionType}] += n
 }
 
-// sortedKeys orders keys so that every transaction locks count rows in the
-// same order: concurrent runs touching the same days never deadlock.
-func (c countDeltas) sortedKeys() []countKey {
-	keys := make([]countKey, 0, len(c))
-	for k, n := range c {
-		if n != 0 {
-			keys = append(keys, k)
+// countTable is one of the aggregates: per day or per hour, with or without
+// serial (the dimension with most values; counts that do not filter by it
+// sum the few rows a unit of a table without it). Hours are kept without
+// serial only: per project and hour, a row holds a record or two of a quiet
+// project, and such a table grew by a quarter of the log's own size in the
+// bench (BENCHMARKS.md); a project's partial edge days are an index range
+// of its own rows instead.
+type countTable struct {
+	name, unit string // unit: "day" or "hour", the first key column
+	serial     bool
+}
+
+var countTables = []countTable{
+	{"activity_daily", "day", true}, {"activity_daily_total", "day", false}, {"activity_hourly", "hour", false},
+}
+
+// tableFor is the table whose rows sum a count of f by unit, if one does.
+func tableFor(unit string, f Filter) (countTable, bool) {
+	for _, t := range countTables {
+		if t.unit == unit && t.serial == (f.Serial != "") {
+			return t, true
 		}
 	}
-	slices.SortFunc(keys, func(a, b countKey) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.source, b.source), cmp.Compare(a.platform, b.platform),
+	return countTable{}, false
+}
+
+// rowKey is a countKey rolled up to one row of t.
+type rowKey struct {
+	unit                                 int64
+	source, platform, serial, actionType string
+}
+
+// rows rolls c up into t's rows, ordered so that every transaction locks
+// count rows in the same order: concurrent runs touching the same units
+// never deadlock.
+func (c countDeltas) rows(t countTable) ([]rowKey, map[rowKey]int64) {
+	sums := map[rowKey]int64{}
+	for k, n := range c {
+		r := rowKey{k.day, k.source, k.platform, k.serial, k.actionType}
+		if t.unit == "hour" {
+			r.unit = k.hour
+		}
+		if !t.serial {
+			r.serial = ""
+		}
+		sums[r] += n
+	}
+	keys := make([]rowKey, 0, len(sums))
+	for r, n := range sums {
+		if n != 0 {
+			keys = append(keys, r)
+		}
+	}
+	slices.SortFunc(keys, func(a, b rowKey) int {
+		return cmp.Or(cmp.Compare(a.unit, b.unit), cmp.Compare(a.source, b.source), cmp.Compare(a.platform, b.platform),
 			cmp.Compare(a.serial, b.serial), cmp.Compare(a.actionType, b.actionType))
 	})
-	return keys
+	return keys, sums
 }
 
-// applyCounts writes deltas into both daily tables.
+// applyCounts writes deltas into every count table.
 func (s *Store) applyCounts(ctx context.Context, tx *sqlx.Tx, deltas countDeltas) error {
-	totals := countDeltas{}
-	var args []any
-	for _, k := range deltas.sortedKeys() {
-		n := deltas[k]
-		args = append(args, k.day, k.source, k.platform, k.serial, k.actionType, n)
-		totals[countKey{day: k.day, source: k.source, platform: k.platform, actionType: k.actionType}] += n
-	}
 	const chunk = 500 // rows per statement, far under the parameter limits
-	for start := 0; start < len(args); start += chunk * 6 {
-		part := args[start:min(start+chunk*6, len(args))]
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_daily (day, source, platform, serial, action_type, n) VALUES `+
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?),", len(part)/6), ",")+
-			` ON CONFLICT (day, source, platform, serial, action_type) DO UPDATE SET n = activity_daily.n + excluded.n`), part...); err != nil {
-			return fmt.Errorf("updating daily counts: %w", err)
+	var args []any
+	for _, t := range countTables {
+		cols := []string{t.unit, "source", "platform", "action_type", "n"}
+		if t.serial {
+			cols = slices.Insert(cols, 3, "serial")
 		}
-	}
-	args = args[:0]
-	for _, k := range totals.sortedKeys() {
-		args = append(args, k.day, k.source, k.platform, k.actionType, totals[k])
-	}
-	for start := 0; start < len(args); start += chunk * 5 {
-		part := args[start:min(start+chunk*5, len(args))]
-		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO activity_daily_total (day, source, platform, action_type, n) VALUES `+
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?),", len(part)/5), ",")+
-			` ON CONFLICT (day, source, platform, action_type) DO UPDATE SET n = activity_daily_total.n + excluded.n`), part...); err != nil {
-			return fmt.Errorf("updating daily totals: %w", err)
+		keys, sums := deltas.rows(t)
+		for start := 0; start < len(keys); start += chunk {
+			part := keys[start:min(start+chunk, len(keys))]
+			args = args[:0]
+			for _, k := range part {
+				args = append(args, k.unit, k.source, k.platform)
+				if t.serial {
+					args = append(args, k.serial)
+				}
+				args = append(args, k.actionType, sums[k])
+			}
+			row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + "),"
+			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO `+t.name+` (`+strings.Join(cols, ", ")+`) VALUES `+
+				strings.TrimSuffix(strings.Repeat(row, len(part)), ",")+
+				` ON CONFLICT (`+strings.Join(cols[:len(cols)-1], ", ")+`) DO UPDATE SET n = `+t.name+`.n + excluded.n`), args...); err != nil {
+				return fmt.Errorf("updating %s: %w", t.name, err)
+			}
 		}
 	}
 	return nil
@@ -151,24 +207,32 @@ func (s *Store) EnsureCounts(ctx context.Context) (rebuilt bool, err error) {
 	return true, s.RebuildCounts(ctx)
 }
 
-// RebuildCounts recomputes the daily counts from activity_log.
+// RebuildCounts recomputes the daily and hourly counts from activity_log.
 func (s *Store) RebuildCounts(ctx context.Context) error {
-	return s.inTx(ctx, "rebuilding daily counts", func(tx *sqlx.Tx) error {
-		for _, q := range []string{`DELETE FROM activity_daily`, `DELETE FROM activity_daily_total`} {
-			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return err
+	return s.inTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error {
+		for _, t := range countTables {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.name); err != nil {
+				return fmt.Errorf("emptying %s: %w", t.name, err)
 			}
 		}
 		if _, err := time.LoadLocation(s.zone().String()); err == nil && s.dialect == config.Postgres && s.zone().String() != "Local" {
 			// dialect: PostgreSQL knows an IANA zone itself and groups in SQL.
 			day := `((timestamp AT TIME ZONE $1)::date - DATE '1970-01-01')`
-			if _, err := tx.ExecContext(ctx, `INSERT INTO activity_daily (day, source, platform, serial, action_type, n)
-				SELECT `+day+`, source, platform, serial, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4, 5`, s.zone().String()); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO activity_daily_total (day, source, platform, action_type, n)
-				SELECT day, source, platform, action_type, SUM(n) FROM activity_daily GROUP BY day, source, platform, action_type`); err != nil {
-				return err
+			hour := `floor(extract(epoch FROM timestamp) / 3600)`
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{`INSERT INTO activity_daily (day, source, platform, serial, action_type, n)
+					SELECT ` + day + `, source, platform, serial, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4, 5`, []any{s.zone().String()}},
+				{`INSERT INTO activity_daily_total (day, source, platform, action_type, n)
+					SELECT day, source, platform, action_type, SUM(n) FROM activity_daily GROUP BY 1, 2, 3, 4`, nil},
+				{`INSERT INTO activity_hourly (hour, source, platform, action_type, n)
+					SELECT ` + hour + `, source, platform, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4`, nil},
+			} {
+				if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
+					return fmt.Errorf("rebuilding counts: %w", err)
+				}
 			}
 		} else {
 			deltas, err := s.countsOfTable(ctx, tx)
@@ -193,9 +257,14 @@ func (f Filter) countable() bool {
 	return f.Username == "" && f.After == nil && f.Before == nil && f.Object == "" && f.IP == "" && f.Query == ""
 }
 
-// countFast answers a count from whole days of the daily counts plus exact
-// counts of the partial days at the edges.
+// countFast answers a count in one statement: whole days from the daily
+// counts, whole UTC hours of the partial days at the edges from the hourly
+// counts, and the partial hours left at the edges (with half-hour zones,
+// up to two on each side) in activity_log itself — an index range of less
+// than an hour each, so the cost does not grow with the table. A count by
+// serial counts its partial edge days in the table (see countTable).
 func (s *Store) countFast(ctx context.Context, f Filter) (int64, error) {
+	var q countQuery
 	first, last := int64(-1<<30), int64(1<<30) // whole days: [first, last); within INTEGER
 	if !f.Since.IsZero() {
 		first = s.dayOf(f.Since)
@@ -206,54 +275,82 @@ func (s *Store) countFast(ctx context.Context, f Filter) (int64, error) {
 	if !f.Until.IsZero() {
 		last = s.dayOf(f.Until)
 	}
-	if first >= last { // less than a whole day: the index range is small anyway
-		return s.countRows(ctx, f)
+	if first < last {
+		q.sum("day", f, first, last)
+		if !f.Since.IsZero() {
+			s.countHours(&q, f, f.Since, s.dayStart(first))
+		}
+		if !f.Until.IsZero() {
+			s.countHours(&q, f, s.dayStart(last), f.Until)
+		}
+	} else { // less than a whole day, so both bounds are set
+		s.countHours(&q, f, f.Since, f.Until)
 	}
-	table, where, args := dailyRows(f, first, last)
+	if len(q.terms) == 0 { // since is not before until
+		return 0, nil
+	}
 	var total int64
-	if err := s.reads.GetContext(ctx, &total, s.rebind(`SELECT COALESCE(SUM(n), 0) FROM `+table+where), args...); err != nil {
-		return 0, fmt.Errorf("counting activities by day: %w", err)
-	}
-	edge := func(from, to time.Time) error {
-		if !from.Before(to) {
-			return nil
-		}
-		part := f
-		part.Since, part.Until = from, to
-		n, err := s.countRows(ctx, part)
-		total += n
-		return err
-	}
-	if !f.Since.IsZero() {
-		if err := edge(f.Since, s.dayStart(first)); err != nil {
-			return 0, err
-		}
-	}
-	if !f.Until.IsZero() {
-		if err := edge(s.dayStart(last), f.Until); err != nil {
-			return 0, err
-		}
+	if err := s.reads.GetContext(ctx, &total, s.rebind(`SELECT `+strings.Join(q.terms, " + ")), q.args...); err != nil {
+		return 0, fmt.Errorf("counting activities: %w", err)
 	}
 	return total, nil
 }
 
-// dailyRows selects the daily-count rows of whole days [first, last)
-// matching f: the table without serial unless f filters by it.
-func dailyRows(f Filter, first, last int64) (table, where string, args []any) {
-	table, conds, args := "activity_daily_total", []string{"day >= ?", "day < ?"}, []any{first, last}
+// countQuery is a sum of scalar subqueries, one round trip.
+type countQuery struct {
+	terms []string
+	args  []any
+}
+
+// sum adds the rows of the count table by unit for [first, last).
+func (q *countQuery) sum(unit string, f Filter, first, last int64) {
+	table, where, args := countRows(unit, f, first, last)
+	q.terms = append(q.terms, `(SELECT COALESCE(SUM(n), 0) FROM `+table+where+`)`)
+	q.args = append(q.args, args...)
+}
+
+// countRows selects the rows of the count table by unit (day or hour) for
+// [first, last) matching f.
+func countRows(unit string, f Filter, first, last int64) (table, where string, args []any) {
+	conds, args := []string{unit + " >= ?", unit + " < ?"}, []any{first, last}
 	eq := func(col, v string) {
 		if v != "" {
 			conds, args = append(conds, col+" = ?"), append(args, v)
 		}
 	}
-	if f.Serial != "" {
-		table = "activity_daily"
-		eq("serial", f.Serial)
-	}
+	eq("serial", f.Serial)
 	eq("platform", f.Platform)
 	eq("action_type", f.ActionType)
 	eq("source", f.Source)
-	return table, " WHERE " + strings.Join(conds, " AND "), args
+	t, _ := tableFor(unit, f)
+	return t.name, " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// countHours adds [from, to): its whole UTC hours from the hourly counts,
+// the rest in activity_log.
+func (s *Store) countHours(q *countQuery, f Filter, from, to time.Time) {
+	first, last := hourOf(from), hourOf(to) // whole hours: [first, last)
+	if !hourStart(first).Equal(from) {
+		first++
+	}
+	if _, ok := tableFor("hour", f); !ok || first >= last {
+		s.countRowsIn(q, f, from, to)
+		return
+	}
+	q.sum("hour", f, first, last)
+	s.countRowsIn(q, f, from, hourStart(first))
+	s.countRowsIn(q, f, hourStart(last), to)
+}
+
+// countRowsIn adds the rows of [from, to) matching f, counted in the table.
+func (s *Store) countRowsIn(q *countQuery, f Filter, from, to time.Time) {
+	if !from.Before(to) {
+		return
+	}
+	f.Since, f.Until = from, to
+	where, args := s.where(f)
+	q.terms = append(q.terms, `(SELECT COUNT(*) FROM activity_log`+where+`)`)
+	q.args = append(q.args, args...)
 }
 
 // CountByScan counts with COUNT(*) over activity_log, whatever the filter:

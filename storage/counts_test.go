@@ -11,12 +11,13 @@ import (
 )
 
 // assertCountsExact compares every countable filter's fast count with
-// COUNT(*) over the table, at day edges and inside days.
+// COUNT(*) over the table, at day and hour edges and inside hours.
 func assertCountsExact(t *testing.T, s *storage.Store, when string) {
 	t.Helper()
 	ctx := context.Background()
 	day := 24 * time.Hour
-	bounds := []time.Time{{}, t0.Add(-day), t0, t0.Add(90 * time.Minute), t0.Add(day), t0.Add(3*day + 7*time.Hour), t0.Add(40 * day)}
+	bounds := []time.Time{{}, t0.Add(-day), t0.Add(-day + 11*time.Hour + 45*time.Minute), t0, t0.Add(50 * time.Minute),
+		t0.Add(90 * time.Minute), t0.Add(day), t0.Add(3*day + 7*time.Hour), t0.Add(3*day + 19*time.Hour + 25*time.Minute), t0.Add(40 * day)}
 	filters := []storage.Filter{{}, {Platform: "tapd"}, {Serial: "10074561"}, {Serial: "S2"}, {ActionType: "add"}, {Source: storage.SourceLocal},
 		{Platform: "tapd", Serial: "10074561", ActionType: "add", Source: storage.SourceTAPD}}
 	for _, f := range filters {
@@ -42,6 +43,20 @@ func assertCountsExact(t *testing.T, s *storage.Store, when string) {
 	}
 }
 
+// spread is n mirrored records from t0, every apart, a third of them
+// another project's deletes.
+func spread(n int, every time.Duration) []storage.Activity {
+	var batch []storage.Activity
+	for i := range n {
+		a := mirrored(fmt.Sprint(i), t0.Add(time.Duration(i)*every), "t")
+		if i%3 == 0 {
+			a.Serial, a.ActionType = "S2", "delete"
+		}
+		batch = append(batch, a)
+	}
+	return batch
+}
+
 func TestDailyCountsStayExactAfterEveryKindOfWrite(t *testing.T) {
 	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
 		ctx := context.Background()
@@ -53,14 +68,7 @@ func TestDailyCountsStayExactAfterEveryKindOfWrite(t *testing.T) {
 		if err := s.RebuildCounts(ctx); err != nil {
 			t.Fatal(err)
 		}
-		var batch []storage.Activity
-		for i := range 3000 {
-			a := mirrored(fmt.Sprint(i), t0.Add(time.Duration(i)*17*time.Minute), "t")
-			if i%3 == 0 {
-				a.Serial, a.ActionType = "S2", "delete"
-			}
-			batch = append(batch, a)
-		}
+		batch := spread(3000, 17*time.Minute)
 		if _, err := s.UpsertMirrored(ctx, batch); err != nil { // insert (COPY on PostgreSQL)
 			t.Fatal(err)
 		}
@@ -93,9 +101,35 @@ func TestDailyCountsStayExactAfterEveryKindOfWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertCountsExact(t, s, "a rebuild")
+		kolkata, err := time.LoadLocation("Asia/Kolkata") // days start at :30 of a UTC hour
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetCountsZone(kolkata)
+		if rebuilt, err := s.EnsureCounts(ctx); err != nil || !rebuilt {
+			t.Fatalf("a change of zone rebuilt the counts: %v, %v", rebuilt, err)
+		}
+		assertCountsExact(t, s, "a change to a half-hour zone")
 		if _, err := s.DeleteAllActivities(ctx); err != nil {
 			t.Fatal(err)
 		}
 		assertCountsExact(t, s, "delete all")
+	})
+}
+
+// TestUpgradeCountsStoredRowsByHour: migration 0010 fills the hourly counts
+// from the rows already stored, so counts stay exact across the upgrade.
+func TestUpgradeCountsStoredRowsByHour(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		if _, err := s.UpsertMirrored(ctx, spread(500, 23*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, s, `DROP TABLE activity_hourly`)
+		exec(t, s, `DELETE FROM schema_migrations WHERE version = '0010_hourly_counts'`)
+		if _, err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		assertCountsExact(t, s, "the upgrade to hourly counts")
 	})
 }

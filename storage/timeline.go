@@ -91,7 +91,7 @@ func (s *Store) daysFromCounts(ctx context.Context, f Filter) ([]dayRow, error) 
 	if first >= last {
 		return s.daysByScan(ctx, f, s.zone())
 	}
-	table, where, args := dailyRows(f, first, last)
+	table, where, args := countRows("day", f, first, last)
 	head, tail := f, f
 	head.Until, tail.Since = s.dayStart(first), s.dayStart(last)
 	before, err := s.daysByScan(ctx, head, s.zone())

@@ -50,7 +50,7 @@ func commands() []command {
 		{"demo", "mirror a built-in fake TAPD into a temp SQLite file and serve it", (*Main).demo},
 		{"config", "config check: validate settings and print them, secrets masked", (*Main).configCmd},
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
-		{"maintenance", "maintenance rebuild-counts: recompute the daily counts from the table", (*Main).maintenance},
+		{"maintenance", "maintenance rebuild-counts: recompute the daily and hourly counts from the table", (*Main).maintenance},
 		{"export", "export --bundle FILE [filters]: write an archive bundle for auditors", (*Main).exportCmd},
 		{"verify", "verify BUNDLE --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},

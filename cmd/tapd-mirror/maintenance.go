@@ -7,7 +7,7 @@ import (
 )
 
 // maintenance runs repairs an operator may need; rebuild-counts recomputes
-// the daily counts from activity_log (serve rebuilds them by itself after an
+// the daily and hourly counts from activity_log (serve rebuilds them by itself after an
 // upgrade or a timezone change; this is for a table edited by hand).
 func (m *Main) maintenance(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "rebuild-counts" {
@@ -15,7 +15,7 @@ func (m *Main) maintenance(ctx context.Context, args []string) error {
 		return usageError{fmt.Errorf("maintenance: want the subcommand rebuild-counts")}
 	}
 	var c common
-	fs := m.flags("maintenance rebuild-counts", "Recompute the per-day counts that answer count queries, from activity_log, in one transaction.", &c)
+	fs := m.flags("maintenance rebuild-counts", "Recompute the per-day and per-hour counts that answer count queries, from activity_log, in one transaction.", &c)
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -32,6 +32,6 @@ func (m *Main) maintenance(ctx context.Context, args []string) error {
 	if err := st.RebuildCounts(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "daily counts rebuilt in %s (timezone %s)\n", time.Since(start).Round(time.Millisecond), cfg.Timezone)
+	fmt.Fprintf(m.Stdout, "daily and hourly counts rebuilt in %s (timezone %s)\n", time.Since(start).Round(time.Millisecond), cfg.Timezone)
 	return nil
 }
