@@ -71,6 +71,23 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	_, p.CanSince = c.o.Syncer.(sinceTrigger)
+	// Runs are read before the coverage shown: a run commits its coverage
+	// before it is marked finished, so a run shown finished has its coverage
+	// on the page too (read the other way round, a run finishing between
+	// the two reads showed finished beside the coverage from before it).
+	// The first status read only names the targets.
+	targets, err := c.o.Syncer.Status(r.Context())
+	if err != nil {
+		c.internal(w, r, v, "reading sync status", err)
+		return
+	}
+	runsOf := map[string][]storage.SyncRun{}
+	for _, st := range targets {
+		if runsOf[st.Workspace], err = c.o.Store.ListRuns(r.Context(), st.Workspace, "", runsShown, 0); err != nil {
+			c.internal(w, r, v, "listing runs", err)
+			return
+		}
+	}
 	statuses, err := c.o.Syncer.Status(r.Context())
 	if err != nil {
 		c.internal(w, r, v, "reading sync status", err)
@@ -98,10 +115,12 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 			wv.OpenGaps = wv.OpenGaps || !g.Acknowledged
 		}
 		wv.Axis = drawAxis(v, st, horizon, now)
-		runs, err := c.o.Store.ListRuns(r.Context(), st.Workspace, "", runsShown, 0)
-		if err != nil {
-			c.internal(w, r, v, "listing runs", err)
-			return
+		runs, read := runsOf[st.Workspace]
+		if !read { // a target listed between the two status reads
+			if runs, err = c.o.Store.ListRuns(r.Context(), st.Workspace, "", runsShown, 0); err != nil {
+				c.internal(w, r, v, "listing runs", err)
+				return
+			}
 		}
 		for _, run := range runs {
 			rr := runRow{SyncRun: run, Started: v.Time(run.StartedAt)}
