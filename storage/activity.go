@@ -313,9 +313,9 @@ func eachActivity(ctx context.Context, q sqlx.QueryerContext, query string, args
 }
 
 // CountActivities returns the exact number of records matching f: from the
-// daily counts plus the partial days at the edges when f filters only by
-// what they keep (platform, serial, action_type, source, since, until),
-// otherwise by COUNT(*) on the filter's index.
+// daily and hourly counts plus the partial hours at the edges when f
+// filters only by what they keep (platform, serial, action_type, source,
+// since, until; see countFast), otherwise by COUNT(*) on the filter's index.
 func (s *Store) CountActivities(ctx context.Context, f Filter) (int64, error) {
 	if f.countable() {
 		return s.countFast(ctx, f)

@@ -15,10 +15,12 @@ import (
 
 // Exact counts that do not grow with the table: activity_daily holds, per
 // day (in the configured zone) and per (source, platform, serial,
-// action_type), how many records there are, maintained in the same
-// transaction as every write. A count sums the whole days and counts the
-// partial days at the edges of since/until in activity_log itself — an
-// index range of at most a day on each side.
+// action_type), how many records there are, activity_daily_total the same
+// without serial, and activity_hourly per UTC hour without serial, all
+// maintained in the same transaction as every write. A count sums the
+// whole days, the whole hours of the partial days at the edges of
+// since/until, and counts the partial hours left in activity_log itself
+// (countFast).
 
 // metaCountsZone keeps the zone the daily counts were built in; another zone
 // needs a rebuild.
@@ -50,9 +52,19 @@ func (s *Store) dayOf(t time.Time) int64 {
 }
 
 // dayStart is the instant day begins in the zone.
-func (s *Store) dayStart(day int64) time.Time {
+func (s *Store) dayStart(day int64) time.Time { return dayStartIn(day, s.zone()) }
+
+// dayStartIn is the instant day (days since 1970-01-01) begins in loc.
+func dayStartIn(day int64, loc *time.Location) time.Time {
 	y, m, d := time.Unix(day*86400, 0).UTC().Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, s.zone())
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	if _, _, d2 := t.Date(); d2 != d {
+		// A zone whose clocks skip midnight (DST at 00:00, as in Havana or
+		// Santiago): time.Date gave an instant of the day before; the day
+		// begins when that offset ends.
+		_, t = t.ZoneBounds()
+	}
+	return t
 }
 
 // hourOf is the UTC hour number (since 1970-01-01 00:00 UTC) t falls in.
@@ -167,7 +179,7 @@ func (s *Store) applyCounts(ctx context.Context, tx *sqlx.Tx, deltas countDeltas
 }
 
 // countRemoved takes records a delete, delete-all or purge removed out of
-// the daily counts, in the same transaction.
+// the counts, in the same transaction.
 func (s *Store) countRemoved(ctx context.Context, tx *sqlx.Tx, removed []Activity) error {
 	counts := countDeltas{}
 	for _, a := range removed {
@@ -250,7 +262,7 @@ func (s *Store) RebuildCounts(ctx context.Context) error {
 	})
 }
 
-// countable reports whether the daily counts can answer f: only filters
+// countable reports whether the counts can answer f: only filters
 // they keep (and time bounds) are set. The console's filters (object, ip,
 // q) and keyset positions are not kept.
 func (f Filter) countable() bool {
@@ -283,7 +295,7 @@ func (s *Store) countFast(ctx context.Context, f Filter) (int64, error) {
 		if !f.Until.IsZero() {
 			s.countHours(&q, f, s.dayStart(last), f.Until)
 		}
-	} else { // less than a whole day, so both bounds are set
+	} else { // no whole day inside [since, until) (under two days), so both bounds are set
 		s.countHours(&q, f, f.Since, f.Until)
 	}
 	if len(q.terms) == 0 { // since is not before until

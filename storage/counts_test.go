@@ -133,3 +133,50 @@ func TestUpgradeCountsStoredRowsByHour(t *testing.T) {
 		assertCountsExact(t, s, "the upgrade to hourly counts")
 	})
 }
+
+// TestCountsWhereMidnightIsSkipped: in Havana clocks go from 23:59:59 to
+// 01:00 on 2026-03-08, so that day begins at 05:00 UTC, not at a local
+// midnight; and a time PostgreSQL would round into the next hour stays in
+// the hour the counts placed it in.
+func TestCountsWhereMidnightIsSkipped(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		havana, err := time.LoadLocation("America/Havana")
+		if err != nil {
+			t.Skip("no tzdata")
+		}
+		s.SetCountsZone(havana)
+		if err := s.RebuildCounts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		at := func(d, h, m int) time.Time { return time.Date(2026, 3, d, h, m, 0, 0, time.UTC) }
+		var batch []storage.Activity
+		for i, ts := range []time.Time{at(7, 17, 30), at(8, 4, 30), at(8, 5, 0), at(8, 6, 15), at(9, 4, 59),
+			at(8, 10, 0).Add(-400 * time.Nanosecond)} { // rounds to 10:00:00.000000
+			batch = append(batch, mirrored(fmt.Sprint("h", i), ts, "t"))
+		}
+		if _, err := s.UpsertMirrored(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		bounds := []time.Time{{}, at(1, 0, 0), at(7, 17, 0), at(8, 4, 0), at(8, 5, 0), at(8, 9, 0), at(8, 10, 0), at(8, 12, 0), at(9, 5, 0), at(20, 0, 0)}
+		for _, since := range bounds {
+			for _, until := range bounds {
+				if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+					continue
+				}
+				f := storage.Filter{Since: since, Until: until}
+				fast, err := s.CountActivities(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slow, err := s.CountByScan(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fast != slow {
+					t.Fatalf("count since %v until %v = %d from the counts, %d by COUNT(*)", since, until, fast, slow)
+				}
+			}
+		}
+	})
+}

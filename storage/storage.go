@@ -206,7 +206,10 @@ func (s *Store) timeArg(t time.Time) any {
 	if s.dialect == config.SQLite {
 		return t.Unix()
 	}
-	return t.UTC()
+	// PostgreSQL keeps microseconds and would round the rest, which can
+	// carry 10:59:59.9999996 into the next hour (and day) after the counts
+	// placed it by Go's time; truncated, it stays where it was counted.
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 // nullTimeArg is timeArg for optional times; the zero time is NULL.

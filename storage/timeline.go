@@ -50,11 +50,11 @@ func (s *Store) DailyCounts(ctx context.Context, f Filter, loc *time.Location) (
 	}
 	out := make([]DayCount, 0, len(days))
 	for _, d := range days {
-		if n := len(out); n > 0 && out[n-1].Day.Equal(dayTime(d.Day, loc)) {
+		if n := len(out); n > 0 && out[n-1].Day.Equal(dayStartIn(d.Day, loc)) {
 			out[n-1].Count += d.Count // an edge day summed with its whole-day part
 			continue
 		}
-		out = append(out, DayCount{Day: dayTime(d.Day, loc), Count: d.Count})
+		out = append(out, DayCount{Day: dayStartIn(d.Day, loc), Count: d.Count})
 	}
 	return out, nil
 }
@@ -62,11 +62,6 @@ func (s *Store) DailyCounts(ctx context.Context, f Filter, loc *time.Location) (
 type dayRow struct {
 	Day   int64 `db:"day"`
 	Count int64 `db:"n"`
-}
-
-// dayTime is the midnight in loc of a day number (days since 1970-01-01).
-func dayTime(day int64, loc *time.Location) time.Time {
-	return time.Date(1970, 1, 1+int(day), 0, 0, 0, 0, loc)
 }
 
 // daysByScan groups the matching rows of [f.Since, f.Until) by local day.
