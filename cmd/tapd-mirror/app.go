@@ -88,10 +88,27 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 // list of commands, not serve's flags.
 func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
+// wantSubcommand checks that a command group's args start with its one
+// subcommand; otherwise it prints the usage, and --help is not an error.
+func (m *Main) wantSubcommand(args []string, group, sub, flags string) error {
+	if len(args) > 0 && args[0] == sub {
+		return nil
+	}
+	fmt.Fprintf(m.Stderr, "usage: tapd-mirror %s %s %s\n", group, sub, flags)
+	if len(args) > 0 && isHelpFlag(args[0]) {
+		return errHelp
+	}
+	return usageError{fmt.Errorf("%s: want the subcommand %s", group, sub)}
+}
+
 func (m *Main) usage() {
 	fmt.Fprintln(m.Stderr, "usage: tapd-mirror [command] [flags]\n\ncommands:")
+	width := 0
 	for _, c := range commands() {
-		fmt.Fprintf(m.Stderr, "  %-9s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands() {
+		fmt.Fprintf(m.Stderr, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintln(m.Stderr, "\nrun 'tapd-mirror COMMAND --help' for a command's flags; settings come from --config FILE and TAPD_MIRROR_* env vars (see README)")
 }
@@ -227,7 +244,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 		st.Close()
 		return nil, err
 	} else if rebuilt {
-		log.Info("daily counts rebuilt (first start of this version, or timezone changed)", "timezone", cfg.Timezone,
+		log.Info("daily and hourly counts rebuilt (first start with counts, or timezone changed)", "timezone", cfg.Timezone,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 	if st.Dialect() == config.SQLite {

@@ -6,9 +6,8 @@ import (
 )
 
 func (m *Main) configCmd(_ context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(m.Stderr, "usage: tapd-mirror config check [--config FILE]")
-		return usageError{fmt.Errorf("config: want the subcommand check")}
+	if err := m.wantSubcommand(args, "config", "check", "[--config FILE]"); err != nil {
+		return err
 	}
 	var c common
 	fs := m.flags("config check", "Validate the config file and TAPD_MIRROR_* env vars and print the effective\nconfiguration with secrets masked. Exit code 1 when anything is wrong.", &c)

@@ -169,4 +169,11 @@ func TestHelpListsTheCommands(t *testing.T) {
 	if err := m.Run(context.Background(), []string{"sync", "--help"}); !errors.Is(err, errHelp) || !strings.Contains(out.String(), "-workspace") {
 		t.Fatalf("sync --help: %v\n%s", err, out.String())
 	}
+	for group, sub := range map[string]string{"config": "check", "integrity": "pubkey", "maintenance": "rebuild-counts"} {
+		out = syncBuffer{}
+		m := &Main{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}
+		if err := m.Run(context.Background(), []string{group, "--help"}); !errors.Is(err, errHelp) || !strings.Contains(out.String(), group+" "+sub) {
+			t.Fatalf("%s --help: %v\n%s", group, err, out.String())
+		}
+	}
 }

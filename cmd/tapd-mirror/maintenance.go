@@ -10,9 +10,8 @@ import (
 // the daily and hourly counts from activity_log (serve rebuilds them by itself after an
 // upgrade or a timezone change; this is for a table edited by hand).
 func (m *Main) maintenance(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "rebuild-counts" {
-		fmt.Fprintln(m.Stderr, "usage: tapd-mirror maintenance rebuild-counts [--config FILE]")
-		return usageError{fmt.Errorf("maintenance: want the subcommand rebuild-counts")}
+	if err := m.wantSubcommand(args, "maintenance", "rebuild-counts", "[--config FILE]"); err != nil {
+		return err
 	}
 	var c common
 	fs := m.flags("maintenance rebuild-counts", "Recompute the per-day and per-hour counts that answer count queries, from activity_log, in one transaction.", &c)

@@ -17,9 +17,8 @@ import (
 )
 
 func (m *Main) integrityCmd(_ context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "pubkey" {
-		fmt.Fprintln(m.Stderr, "usage: tapd-mirror integrity pubkey [--key-file FILE] [--name NAME]")
-		return usageError{fmt.Errorf("integrity: want the subcommand pubkey")}
+	if err := m.wantSubcommand(args, "integrity", "pubkey", "[--key-file FILE] [--name NAME]"); err != nil {
+		return err
 	}
 	var c common
 	fs := m.flags("integrity pubkey", "Print the verifier (public) key of the archive's checkpoint signing key, which\n"+
