@@ -194,18 +194,20 @@ func newLogger(w io.Writer, format, level string, secrets []string) (*slog.Logge
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
-	if len(secrets) > 0 {
-		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
-			switch a.Value.Kind() {
-			case slog.KindString: // the message too
+	opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+		switch a.Value.Kind() {
+		case slog.KindDuration: // "1.5s", as the text format writes it, not nanoseconds
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		case slog.KindString: // the message too
+			if len(secrets) > 0 {
 				a.Value = slog.StringValue(config.Scrub(a.Value.String(), secrets...))
-			case slog.KindAny:
-				if err, ok := a.Value.Any().(error); ok {
-					a.Value = slog.StringValue(config.Scrub(err.Error(), secrets...))
-				}
 			}
-			return a
+		case slog.KindAny:
+			if err, ok := a.Value.Any().(error); ok && len(secrets) > 0 {
+				a.Value = slog.StringValue(config.Scrub(err.Error(), secrets...))
+			}
 		}
+		return a
 	}
 	if format == "auto" {
 		format = "json"

@@ -225,7 +225,7 @@ func TestLoggerAndErrorsScrubSecrets(t *testing.T) {
 		"wrapped", &url.Error{Op: "Get", URL: "http://u:" + plantDBUserinfo + "@h", Err: io.EOF}, "took", 1500*time.Millisecond, "short", "abc")
 	got := out.String()
 	if strings.Contains(got, "PLANTED") || !strings.Contains(got, `"msg":"dsn ****"`) || !strings.Contains(got, `"attr":"x****"`) ||
-		!strings.Contains(got, `"took":1500000000`) || !strings.Contains(got, `"short":"abc"`) {
+		!strings.Contains(got, `"took":"1.5s"`) || !strings.Contains(got, `"short":"abc"`) {
 		t.Fatalf("log line = %s", got)
 	}
 	m := &Main{secrets: []string{plantTAPDPassword}}
