@@ -167,10 +167,8 @@ func (s *Store) applyCounts(ctx context.Context, tx *sqlx.Tx, deltas countDeltas
 				}
 				args = append(args, k.actionType, sums[k])
 			}
-			row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + "),"
 			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO `+t.name+` (`+strings.Join(cols, ", ")+`) VALUES `+
-				strings.TrimSuffix(strings.Repeat(row, len(part)), ",")+
-				` ON CONFLICT (`+strings.Join(cols[:len(cols)-1], ", ")+`) DO UPDATE SET n = `+t.name+`.n + excluded.n`), args...); err != nil {
+				valueRows(len(part), len(cols))+` ON CONFLICT (`+strings.Join(cols[:len(cols)-1], ", ")+`) DO UPDATE SET n = `+t.name+`.n + excluded.n`), args...); err != nil {
 				return fmt.Errorf("updating %s: %w", t.name, err)
 			}
 		}

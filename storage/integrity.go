@@ -395,8 +395,7 @@ func (s *Store) insertEvents(ctx context.Context, tx *sqlx.Tx, first int64, even
 			}
 			args = append(args, idx[i], kinds[i], ids[i], body, hashes[i])
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash) VALUES `+
-			strings.Repeat("(?, ?, ?, ?, ?),", end-start-1)+`(?, ?, ?, ?, ?)`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO integrity_event (idx, kind, record_id, body, leaf_hash) VALUES `+valueRows(end-start, 5), args...); err != nil {
 			return fmt.Errorf("storing %d integrity events: %w", end-start, err)
 		}
 	}

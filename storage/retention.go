@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -148,7 +147,7 @@ func (s *Store) insertTombstones(ctx context.Context, tx *sqlx.Tx, removed []Act
 			args = append(args, sources[i], ids[i], s.timeArg(now))
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO activity_tombstone (source, source_id, deleted_at) VALUES `+
-			strings.Repeat("(?, ?, ?),", end-start-1)+`(?, ?, ?) ON CONFLICT DO NOTHING`, args...); err != nil {
+			valueRows(end-start, 3)+` ON CONFLICT DO NOTHING`, args...); err != nil {
 			return fmt.Errorf("writing tombstones: %w", err)
 		}
 	}

@@ -212,6 +212,13 @@ func (s *Store) timeArg(t time.Time) any {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
+// valueRows is the VALUES list of a multi-row INSERT: rows groups of width
+// placeholders, "(?, ?), (?, ?)".
+func valueRows(rows, width int) string {
+	row := "(" + strings.Repeat("?, ", width-1) + "?)"
+	return strings.Repeat(row+", ", rows-1) + row
+}
+
 // nullTimeArg is timeArg for optional times; the zero time is NULL.
 func (s *Store) nullTimeArg(t time.Time) any {
 	if t.IsZero() {

@@ -50,11 +50,12 @@ func (s *Store) DailyCounts(ctx context.Context, f Filter, loc *time.Location) (
 	}
 	out := make([]DayCount, 0, len(days))
 	for _, d := range days {
-		if n := len(out); n > 0 && out[n-1].Day.Equal(dayStartIn(d.Day, loc)) {
+		start := dayStartIn(d.Day, loc)
+		if n := len(out); n > 0 && out[n-1].Day.Equal(start) {
 			out[n-1].Count += d.Count // an edge day summed with its whole-day part
 			continue
 		}
-		out = append(out, DayCount{Day: dayStartIn(d.Day, loc), Count: d.Count})
+		out = append(out, DayCount{Day: start, Count: d.Count})
 	}
 	return out, nil
 }

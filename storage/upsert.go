@@ -331,10 +331,9 @@ func (s *Store) insertArgs(rows []Activity, now time.Time, next int64) []any {
 // the ids of the rows it inserted by source_id (nil without the log, which
 // alone needs them) and how many it inserted.
 func (s *Store) insertValues(ctx context.Context, tx *sqlx.Tx, args []any) (map[string]int64, int, error) {
-	row := "(" + strings.Repeat("?,", len(insertColumns)-1) + "?)"
 	n := len(args) / len(insertColumns)
-	q := `INSERT INTO activity_log (` + strings.Join(insertColumns, ", ") + `) VALUES ` + strings.Repeat(row+",", n-1) + row +
-		` ON CONFLICT (source, source_id) DO NOTHING`
+	q := `INSERT INTO activity_log (` + strings.Join(insertColumns, ", ") + `) VALUES ` +
+		valueRows(n, len(insertColumns)) + ` ON CONFLICT (source, source_id) DO NOTHING`
 	if !s.logging() {
 		res, err := tx.ExecContext(ctx, s.rebind(q), args...)
 		if err != nil {
@@ -507,7 +506,7 @@ func (s *Store) recordMembership(ctx context.Context, tx *sqlx.Tx, chunk []Activ
 		args = append(args, a.WorkspaceID, a.SourceID, s.timeArg(a.Timestamp))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO activity_target (target, source_id, timestamp) VALUES `+
-		strings.Repeat("(?, ?, ?),", len(chunk)-1)+`(?, ?, ?) ON CONFLICT DO NOTHING`, args...); err != nil {
+		valueRows(len(chunk), 3)+` ON CONFLICT DO NOTHING`, args...); err != nil {
 		return fmt.Errorf("recording which target reported each record: %w", err)
 	}
 	return nil

@@ -199,11 +199,9 @@ func newLogger(w io.Writer, format, level string, secrets []string) (*slog.Logge
 		case slog.KindDuration: // "1.5s", as the text format writes it, not nanoseconds
 			a.Value = slog.StringValue(a.Value.Duration().String())
 		case slog.KindString: // the message too
-			if len(secrets) > 0 {
-				a.Value = slog.StringValue(config.Scrub(a.Value.String(), secrets...))
-			}
+			a.Value = slog.StringValue(config.Scrub(a.Value.String(), secrets...))
 		case slog.KindAny:
-			if err, ok := a.Value.Any().(error); ok && len(secrets) > 0 {
+			if err, ok := a.Value.Any().(error); ok {
 				a.Value = slog.StringValue(config.Scrub(err.Error(), secrets...))
 			}
 		}

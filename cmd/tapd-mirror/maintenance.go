@@ -7,8 +7,9 @@ import (
 )
 
 // maintenance runs repairs an operator may need; rebuild-counts recomputes
-// the daily and hourly counts from activity_log (serve rebuilds them by itself after an
-// upgrade or a timezone change; this is for a table edited by hand).
+// the daily and hourly counts from activity_log (every command that opens
+// the database rebuilds them by itself after a timezone change; this is
+// for a table edited by hand).
 func (m *Main) maintenance(ctx context.Context, args []string) error {
 	if err := m.wantSubcommand(args, "maintenance", "rebuild-counts", "[--config FILE]"); err != nil {
 		return err
