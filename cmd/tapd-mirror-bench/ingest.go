@@ -123,14 +123,10 @@ func (b *bench) ingestRound(ctx context.Context, fake *tapdtest.Server, dialect 
 	}
 	closeStore = sync.OnceFunc(closeStore)
 	defer closeStore()
-	user, pw := fake.Credentials()
-	client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1, Logger: b.log})
+	s, counted, err := b.syncerFor(st, fake, -1, fake.Projects()[0].ID)
 	if err != nil {
 		return r, err
 	}
-	counted := &countingTAPD{TAPD: client}
-	ws, _ := config.ParseWorkspace(fake.Projects()[0].ID)
-	s := syncer.New(syncer.Options{Store: st, TAPD: counted, Workspaces: []config.Workspace{ws}, Now: fake.Now, Logger: b.log})
 	if err := settle(ctx, st); err != nil {
 		return r, err
 	}

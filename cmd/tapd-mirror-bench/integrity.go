@@ -19,7 +19,6 @@ import (
 	"github.com/tapd-mirror/tapd-mirror/integrity"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
-	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
 
 // integrityRounds is how many times each of "with" and "without the log"
@@ -34,7 +33,6 @@ func (b *bench) integrityBench(ctx context.Context) error {
 	n := b.n(200_000)
 	fake := newFake(n)
 	defer fake.Close()
-	user, pw := fake.Credentials()
 	var ingest, after [][]string
 	for _, dialect := range []string{config.Postgres, config.SQLite} {
 		best := map[bool]float64{}
@@ -50,13 +48,11 @@ func (b *bench) integrityBench(ctx context.Context) error {
 				if !logged {
 					st.WithoutIntegrityLog() // the baseline: the same store without the log
 				}
-				client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1, Logger: b.log})
+				s, _, err := b.syncerFor(st, fake, -1, fake.Projects()[0].ID)
 				if err != nil {
 					closeStore()
 					return err
 				}
-				ws, _ := config.ParseWorkspace(fake.Projects()[0].ID)
-				s := syncer.New(syncer.Options{Store: st, TAPD: client, Workspaces: []config.Workspace{ws}, Now: fake.Now, Logger: b.log})
 				if err := settle(ctx, st); err != nil {
 					closeStore()
 					return err
