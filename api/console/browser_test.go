@@ -275,9 +275,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		if flash := b.text(`#flash`); !strings.Contains(flash, "Queued:") {
 			t.Fatalf("after resync: %q", flash)
 		}
-		// Until every workspace shows its new run finished and its gap: the
-		// page reads runs and coverage apart, so one load can show a run
-		// finished before the coverage it committed.
+		// Until every workspace shows its new run finished and its gap
+		// drawn (the page reads runs before coverage, so a finished run's
+		// coverage is on the same load).
 		deadline := time.Now().Add(90 * time.Second)
 		for {
 			pending := eval[int](b, fmt.Sprintf(`[...document.querySelectorAll("section.workspace")].filter(s => {
