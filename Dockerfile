@@ -1,5 +1,5 @@
 # Static, CGO-free build (modernc.org/sqlite is pure Go).
-FROM golang:1.26 AS build
+FROM golang:1.26.10 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
