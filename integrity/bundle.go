@@ -181,6 +181,7 @@ type BundleWriter struct {
 	tw      *tar.Writer
 	opts    BundleOptions
 	cp      Checkpoint
+	from    int64 // the first event of a full bundle or backup (a backup's may be > 0)
 	next    int64 // full: the next index expected; filtered: the least allowed
 	pending []BundleEntry
 	bytes   int
@@ -193,6 +194,14 @@ type BundleWriter struct {
 // NewBundleWriter starts a bundle for the log state of signedCheckpoint,
 // which must verify with verifierKey, and writes its header entries.
 func NewBundleWriter(w io.Writer, signedCheckpoint []byte, verifierKey string, opts BundleOptions) (*BundleWriter, error) {
+	m, _ := json.Marshal(manifest{Format: BundleFormat, Filtered: opts.Filtered, Filter: opts.Filter})
+	return newBundleWriter(w, signedCheckpoint, verifierKey, opts, 0, append(m, '\n'), manifestName)
+}
+
+// newBundleWriter starts the events of a bundle, or of a backup whose
+// events start at from, after the header entries: the manifest (named
+// manifestAs), the checkpoint and the key.
+func newBundleWriter(w io.Writer, signedCheckpoint []byte, verifierKey string, opts BundleOptions, from int64, m []byte, manifestAs string) (*BundleWriter, error) {
 	cp, err := OpenCheckpoint(signedCheckpoint, verifierKey)
 	if err != nil {
 		return nil, fmt.Errorf("starting a bundle: %w", err)
@@ -203,12 +212,14 @@ func NewBundleWriter(w io.Writer, signedCheckpoint []byte, verifierKey string, o
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = defaultChunk
 	}
-	b := &BundleWriter{tw: tar.NewWriter(w), opts: opts, cp: cp}
-	m, _ := json.Marshal(manifest{Format: BundleFormat, Filtered: opts.Filtered, Filter: opts.Filter})
+	if from < 0 || from > cp.Size {
+		return nil, fmt.Errorf("starting a bundle at event %d of a log of %d", from, cp.Size)
+	}
+	b := &BundleWriter{tw: tar.NewWriter(w), opts: opts, cp: cp, from: from, next: from}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{manifestName, append(m, '\n')}, {checkpointName, signedCheckpoint}, {keyName, []byte(strings.TrimSpace(verifierKey) + "\n")}} {
+	}{{manifestAs, m}, {checkpointName, signedCheckpoint}, {keyName, []byte(strings.TrimSpace(verifierKey) + "\n")}} {
 		if err := b.file(f.name, f.data); err != nil {
 			return nil, err
 		}
@@ -297,6 +308,11 @@ func hintCount(i, n int64) int { return depth(firstSubtree(i, n)) }
 // length of the proof of its first leaf.
 func depth(size int64) int { return bits.Len64(uint64(size - 1)) }
 
+// fullProof reports whether event i carries its whole audit path: the first
+// event of a backup that starts after event 0, whose subtree no earlier
+// event's hints prove (SPEC.md §6).
+func (b *BundleWriter) fullProof(i int64) bool { return !b.opts.Filtered && b.from > 0 && i == b.from }
+
 // flushPending reads the hashes the pending events need in one call, checks
 // each event against its stored leaf hash, and writes their lines.
 func (b *BundleWriter) flushPending() error {
@@ -315,7 +331,7 @@ func (b *BundleWriter) flushPending() error {
 	})
 	for _, e := range b.pending {
 		need[tlog.StoredHashIndex(0, e.Index)] = true
-		if b.opts.Filtered || hintCount(e.Index, n) > 0 {
+		if b.opts.Filtered || b.fullProof(e.Index) || hintCount(e.Index, n) > 0 {
 			if _, err := tlog.ProveRecord(n, e.Index, record); err != nil {
 				return b.fail(fmt.Errorf("proving event %d: %w", e.Index, err))
 			}
@@ -349,12 +365,12 @@ func (b *BundleWriter) flushPending() error {
 		if e.LeafHash != stored {
 			return b.fail(fmt.Errorf("writing event %d: its leaf hash %s is not the one the log stores (%s)", e.Index, e.LeafHash, stored))
 		}
-		if m := hintCount(e.Index, n); b.opts.Filtered || m > 0 {
+		if m := hintCount(e.Index, n); b.opts.Filtered || b.fullProof(e.Index) || m > 0 {
 			p, err := tlog.ProveRecord(n, e.Index, fetched)
 			if err != nil {
 				return b.fail(fmt.Errorf("proving event %d: %w", e.Index, err))
 			}
-			if b.opts.Filtered {
+			if b.opts.Filtered || b.fullProof(e.Index) {
 				e.Proof = p
 			} else {
 				e.Hints = p[:m]
@@ -392,6 +408,15 @@ func (b *BundleWriter) flushChunk() error {
 // Close writes what is buffered and ends the tar stream (not the underlying
 // writer). A full bundle must have every event of its checkpoint by then.
 func (b *BundleWriter) Close() error {
+	if err := b.endEvents(); err != nil {
+		return err
+	}
+	return b.closeTar()
+}
+
+// endEvents writes the buffered events; a full bundle (or backup) must have
+// every event of its checkpoint by then.
+func (b *BundleWriter) endEvents() error {
 	if b.err != nil {
 		return b.err
 	}
@@ -401,9 +426,10 @@ func (b *BundleWriter) Close() error {
 	if !b.opts.Filtered && b.next != b.cp.Size {
 		return b.fail(fmt.Errorf("closing a full bundle after %d of the checkpoint's %d events", b.next, b.cp.Size))
 	}
-	if err := b.flushChunk(); err != nil {
-		return err
-	}
+	return b.flushChunk()
+}
+
+func (b *BundleWriter) closeTar() error {
 	if err := b.tw.Close(); err != nil {
 		return b.fail(fmt.Errorf("finishing the bundle: %w", err))
 	}
@@ -422,6 +448,10 @@ type BundleReader struct {
 	chunks     int           // events files opened so far
 	long       []byte        // a line longer than the buffer, assembled
 	done       bool
+	// backup: entries other than events files end the events (Next returns
+	// io.EOF) and the first of them is kept in after.
+	backup bool
+	after  *tar.Header
 }
 
 // OpenBundle reads a bundle's header entries.
@@ -492,6 +522,10 @@ func (b *BundleReader) Next() (BundleEntry, error) {
 		}
 		if err != nil {
 			return BundleEntry{}, fmt.Errorf("%w: reading the next events file: %v", ErrMalformed, err)
+		}
+		if b.backup && !strings.HasPrefix(h.Name, "events/") {
+			b.done, b.after = true, h
+			break
 		}
 		if want := fmt.Sprintf(eventsPattern, b.chunks); h.Name != want || h.Typeflag != tar.TypeReg {
 			return BundleEntry{}, fmt.Errorf("%w: entry %q where %s belongs", ErrMalformed, h.Name, want)
