@@ -51,7 +51,7 @@ func archiveHistory(t *testing.T, s *storage.Store) {
 	early := storage.Interval{Start: t0.Add(-48 * time.Hour), End: t0.Add(-47 * time.Hour)}
 	if err := s.CommitWindow(ctx, storage.WindowCommit{Workspace: "10074561", Window: storage.Interval{Start: early.Start, End: day.End},
 		Covered: []storage.Interval{early, day},
-		Gaps: []storage.GapReason{{Interval: storage.Interval{Start: t0.Add(-48 * time.Hour), End: t0.Add(-47 * time.Hour)}, Reason: "horizon", Retry: false}}}); err != nil {
+		Gaps:    []storage.GapReason{{Interval: storage.Interval{Start: t0.Add(-48 * time.Hour), End: t0.Add(-47 * time.Hour)}, Reason: "horizon", Retry: false}}}); err != nil {
 		t.Fatal(err)
 	}
 	if acked, err := s.AcknowledgeGaps(ctx, "10074561", "known outage"); err != nil || len(acked) != 1 {
