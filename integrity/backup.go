@@ -356,8 +356,11 @@ func seedFromProof(proof tlog.RecordProof, index, size int64, root, leaf tlog.Ha
 func (r *BackupReader) NextState() ([]byte, error) {
 	b := r.b
 	for {
-		if b.events != nil && !r.stateDone {
-			data, err := b.readLine()
+		if r.stateDone {
+			return nil, io.EOF
+		}
+		if r.stateFiles > 0 {
+			data, err := b.readLine() // b.events reads the current state file
 			switch {
 			case err == nil:
 				r.state.Write(data) //nolint:errcheck // a hash never fails
@@ -367,6 +370,9 @@ func (r *BackupReader) NextState() ([]byte, error) {
 			case len(data) > 0:
 				return nil, fmt.Errorf("%w: a state file does not end in a newline", ErrMalformed)
 			}
+		}
+		if !b.done {
+			return nil, errors.New("reading the state before the last event")
 		}
 		h := b.after
 		b.after = nil
