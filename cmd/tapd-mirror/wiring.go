@@ -12,8 +12,8 @@ import (
 )
 
 // newSyncer builds the TAPD client and the sync engine from configuration;
-// m (may be nil) receives their metrics.
-func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics) (*syncer.Syncer, *tapd.Client, error) {
+// m (may be nil) receives their metrics; now (may be nil) is the engine's clock.
+func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
 	if m != nil {
@@ -60,5 +60,6 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		RunHistory:    cfg.Sync.RunHistory.Duration,
 		Logger:        log,
 		Metrics:       sm,
+		Now:           now,
 	}), client, nil
 }
