@@ -137,9 +137,25 @@ func (m *Main) restoreCmd(ctx context.Context, args []string) error {
 		"restores either dialect's backups: this is how an archive moves to PostgreSQL.", &c)
 	key := fs.String("key", "", "the verifier `key` (name+hash+keydata, or a file holding it) the backups must be signed by;\nwithout it they are checked against the key they name (undamaged, one log — not who wrote them)")
 	published := fs.String("checkpoint", "", "a published checkpoint `file` (the witness file: its last checkpoint is used) the restored log must extend")
+	dir := fs.String("dir", "", "restore the newest chain of scheduled backups in this `directory` (backup.dir): its newest full backup and the incrementals after it")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
+	}
+	if *dir != "" {
+		if len(pos) > 0 {
+			return usageError{errors.New("restore: give backup files or --dir, not both")}
+		}
+		files, err := listBackups(*dir)
+		if err != nil {
+			return err
+		}
+		for _, f := range latestChain(files) {
+			pos = append(pos, f.path)
+		}
+		if len(pos) == 0 {
+			return fmt.Errorf("restore: no full backup in %s", *dir)
+		}
 	}
 	if len(pos) == 0 {
 		fs.Usage()

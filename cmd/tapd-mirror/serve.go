@@ -53,6 +53,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopArchive()
+	defer startBackups(ctx, cfg, st, arch.key, log, metrics, m.now)()
 	if s, client, err = newSyncer(cfg, st, log, metrics, m.Clock); err != nil {
 		return err
 	}
