@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -75,6 +76,11 @@ func NewBackupWriter(w io.Writer, key *Key, signedCheckpoint []byte, m BackupMan
 
 // Add writes event index (they come in order, from the manifest's From).
 func (b *BackupWriter) Add(index int64, e Event) error { return b.events.Add(index, e) }
+
+// AddEncoded is Add for an event decoded from enc (BundleWriter.AddEncoded).
+func (b *BackupWriter) AddEncoded(index int64, e Event, enc []byte) error {
+	return b.events.AddEncoded(index, e, enc)
+}
 
 // AddWithheld writes event index whose content was purged.
 func (b *BackupWriter) AddWithheld(index int64, kind Kind, recordID int64, leaf tlog.Hash) error {
@@ -174,7 +180,7 @@ type BackupEvent struct {
 	Leaf tlog.Hash
 }
 
-// OpenBackup reads a backup's header and checks it: the checkpoint signed
+// OpenBackup reads a backup — a tar file, gzip-compressed or not — and checks its header: the checkpoint signed
 // by verifierKey (empty: by the key the backup names, which proves it was
 // not damaged, not who wrote it), and, for an incremental backup, that it
 // continues tree, the log restored so far from the earlier backups (nil or
@@ -202,6 +208,10 @@ func OpenBackup(r io.Reader, verifierKey string, tree *Frontier, published *Chec
 
 // openBackupHeader reads the header entries and checks the checkpoint's signature.
 func openBackupHeader(r io.Reader, verifierKey string) (*BackupReader, error) {
+	r, err := maybeGunzip(r)
+	if err != nil {
+		return nil, err
+	}
 	br := &BundleReader{tr: tar.NewReader(r), backup: true}
 	rd := &BackupReader{b: br, state: sha256.New()}
 	data, err := br.header(backupManifestName)
@@ -433,4 +443,19 @@ func ReadBackupCheckpoint(r io.Reader, verifierKey string) (Checkpoint, BackupMa
 		return Checkpoint{}, BackupManifest{}, err
 	}
 	return rd.Checkpoint, rd.Manifest, nil
+}
+
+// maybeGunzip reads r through gzip when it starts with gzip's magic bytes
+// (tapd-mirror writes its backups compressed; a plain tar reads as well).
+func maybeGunzip(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, _ := br.Peek(2)
+	if len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+		return br, nil
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return zr, nil
 }

@@ -256,6 +256,13 @@ func (b *BundleWriter) Add(index int64, e Event) error {
 	return b.add(BundleEntry{Index: index, Event: e, LeafHash: LeafHash(enc)}, len(enc))
 }
 
+// AddEncoded is Add for an event whose canonical encoding enc is at hand
+// (DecodeEvent(enc) returned e): nothing is encoded again, and e is kept as
+// it is, so the caller must not change it afterwards.
+func (b *BundleWriter) AddEncoded(index int64, e Event, enc []byte) error {
+	return b.add(BundleEntry{Index: index, Event: e, LeafHash: LeafHash(enc)}, len(enc))
+}
+
 // AddWithheld writes event index whose content is gone (purged): its leaf
 // hash, and for people its kind and record id.
 func (b *BundleWriter) AddWithheld(index int64, kind Kind, recordID int64, leaf tlog.Hash) error {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -94,7 +95,7 @@ type BackupResult struct {
 	StateRows  int64
 }
 
-// WriteBackup writes a backup of the log's current head to w: every event
+// WriteBackup writes a backup of the log's current head to w, gzip-compressed: every event
 // from earlier's size on (earlier nil: from 0, a full backup) and the state
 // rows, all read in one snapshot (a repeatable-read transaction on
 // PostgreSQL, a read transaction on SQLite), so it runs beside serve. It
@@ -124,7 +125,8 @@ func (s *Store) WriteBackup(ctx context.Context, w io.Writer, key *integrity.Key
 		}
 		res.Checkpoint = SignedCheckpoint{Size: head.Size, Root: head.Root, Signed: signed, SignedAt: at}
 		res.From = m.From
-		bw, err := integrity.NewBackupWriter(w, key, signed, m, hr)
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
+		bw, err := integrity.NewBackupWriter(zw, key, signed, m, hr)
 		if err != nil {
 			return err
 		}
@@ -154,7 +156,10 @@ func (s *Store) WriteBackup(ctx context.Context, w io.Writer, key *integrity.Key
 		if res.StateRows, err = s.writeState(ctx, tx, bw); err != nil {
 			return err
 		}
-		return bw.Close()
+		if err := bw.Close(); err != nil {
+			return err
+		}
+		return zw.Close()
 	})
 	if err != nil {
 		return res, fmt.Errorf("writing a backup: %w", err)
@@ -194,7 +199,7 @@ func addEvent(bw *integrity.BackupWriter, e eventRow) error {
 	if err != nil {
 		return fmt.Errorf("event %d: %w (run tapd-mirror verify --database)", e.Idx, err)
 	}
-	return bw.Add(e.Idx, ev)
+	return bw.AddEncoded(e.Idx, ev, e.Body)
 }
 
 // stateLine is one state row in a backup: the table and its values in the

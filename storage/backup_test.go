@@ -3,6 +3,7 @@ package storage_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -198,10 +199,14 @@ func TestBackupRestoresIntoEitherDialect(t *testing.T) {
 	}
 }
 
-// rewrite re-tars a backup with each entry's content passed through fn.
+// rewrite re-tars a backup (uncompressed) with each entry's content passed through fn.
 func rewrite(t *testing.T, backup []byte, fn func(name string, data []byte) []byte) []byte {
 	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(backup))
+	zr, err := gzip.NewReader(bytes.NewReader(backup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
 	for {
@@ -273,7 +278,7 @@ func TestRestoreRefusesBadBackupsWritingNothing(t *testing.T) {
 				return l
 			}))}, "", eventAt(3, integrity.ErrMismatch)},
 			{"the last events cut off", [][]byte{rewrite(t, full, inEvents(func(l [][]byte) [][]byte { return l[:len(l)-2] }))},
-				"", eventAt(int64(bytes.Count(full, []byte(`"index":`))-2), integrity.ErrTruncated)},
+				"", eventAt(int64(bytes.Count(rewrite(t, full, func(_ string, d []byte) []byte { return d }), []byte(`"index":`))-2), integrity.ErrTruncated)},
 			{"the file cut short", [][]byte{full[:len(full)/2]}, "", func(err error) bool { return err != nil }},
 			{"altered sync state", [][]byte{rewrite(t, full, func(name string, data []byte) []byte {
 				if strings.HasPrefix(name, "state/") {

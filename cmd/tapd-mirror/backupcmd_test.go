@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +69,12 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	want, _ := src.CountActivities(ctx, storage.Filter{})
 
 	// A tampered copy: one record's content changed, the same length.
-	data, _ := os.ReadFile(full)
+	packed, _ := os.ReadFile(full)
+	zr, err := gzip.NewReader(bytes.NewReader(packed))
+	if err != nil {
+		t.Fatalf("a backup is gzip-compressed: %v", err)
+	}
+	data, _ := io.ReadAll(zr)
 	i := bytes.Index(data, []byte(`"index":5,`))
 	j := i + bytes.Index(data[i:], []byte(`"username":"`)) + len(`"username":"`)
 	data[j] ^= 1
@@ -80,7 +87,7 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	vkey := strings.TrimSpace(out.String())
 	pg := storagetest.URL(t, "postgres")
 	env["TAPD_MIRROR_DATABASE_URL"] = pg
-	err := run("restore", bad, "--key", vkey)
+	err = run("restore", bad, "--key", vkey)
 	if err == nil || !strings.Contains(err.Error(), "nothing was written") || !strings.Contains(err.Error(), "event 5:") {
 		t.Fatalf("restore of a tampered backup: %v", err)
 	}
