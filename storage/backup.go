@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -108,7 +109,9 @@ func (s *Store) WriteBackup(ctx context.Context, w io.Writer, key *integrity.Key
 		if err != nil {
 			return fmt.Errorf("reading the integrity log's head: %w", err)
 		}
-		hr := s.newHashReader(ctx, tx)
+		// The stored hashes below the head never change: the writer reads
+		// them on the pool while this snapshot's connection reads events.
+		hr := s.newHashReader(ctx, s.db)
 		if root, err := integrity.TreeHash(head.Size, hr); err != nil || root != head.Root {
 			return fmt.Errorf("refusing to back up: the stored hashes give root %s at size %d, the log's head says %s (%v; run tapd-mirror verify --database)", root, head.Size, head.Root, err)
 		}
@@ -125,29 +128,14 @@ func (s *Store) WriteBackup(ctx context.Context, w io.Writer, key *integrity.Key
 		}
 		res.Checkpoint = SignedCheckpoint{Size: head.Size, Root: head.Root, Signed: signed, SignedAt: at}
 		res.From = m.From
-		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
+		zw := compressing(w)
+		defer zw.abort()
 		bw, err := integrity.NewBackupWriter(zw, key, signed, m, hr)
 		if err != nil {
 			return err
 		}
-		// A chunk at a time, read whole before it is written: a PostgreSQL
-		// connection cannot read hashes while a result is still open.
-		var chunk []eventRow
-		for lo := m.From; lo < head.Size; lo += verifyChunk {
-			chunk = chunk[:0]
-			if err := s.eachEvent(ctx, tx, `e.idx >= ? AND e.idx < ?`, []any{lo, min(lo+verifyChunk, head.Size)}, func(e eventRow) error {
-				e.Body, e.Leaf = bytes.Clone(e.Body), bytes.Clone(e.Leaf)
-				chunk = append(chunk, e)
-				return nil
-			}); err != nil {
-				return fmt.Errorf("reading events from %d: %w", lo, err)
-			}
-			for _, e := range chunk {
-				if err := addEvent(bw, e); err != nil {
-					return err
-				}
-				res.Events++
-			}
+		if res.Events, err = s.backupEvents(ctx, tx, bw, m.From, head.Size); err != nil {
+			return err
 		}
 		// The last events' hashes are read before the state's queries start.
 		if err := bw.EndEvents(); err != nil {
@@ -165,6 +153,96 @@ func (s *Store) WriteBackup(ctx context.Context, w io.Writer, key *integrity.Key
 		return res, fmt.Errorf("writing a backup: %w", err)
 	}
 	return res, nil
+}
+
+// gzipPipe compresses what is written to it in a goroutine of its own, so
+// that compressing runs beside encoding (gzip BestSpeed: the text of events
+// shrinks about six times).
+type gzipPipe struct {
+	*io.PipeWriter
+	done   chan error
+	waited bool
+	err    error
+}
+
+func compressing(w io.Writer) *gzipPipe {
+	pr, pw := io.Pipe()
+	p := &gzipPipe{PipeWriter: pw, done: make(chan error, 1)}
+	go func() {
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
+		_, err := io.Copy(zw, bufio.NewReaderSize(pr, 256<<10))
+		if err == nil {
+			err = zw.Close()
+		}
+		pr.CloseWithError(err) // a failed write fails the writer's next one
+		p.done <- err
+	}()
+	return p
+}
+
+// Close ends the stream and waits until it is compressed and written.
+func (p *gzipPipe) Close() error {
+	p.PipeWriter.Close()
+	return p.wait()
+}
+
+// abort stops the compressor after a failure and waits for it (after
+// Close, it does nothing).
+func (p *gzipPipe) abort() {
+	p.PipeWriter.CloseWithError(errors.New("backup aborted")) //nolint:errcheck // always nil
+	p.wait()                                                  //nolint:errcheck // the failure is the caller's
+}
+
+func (p *gzipPipe) wait() error {
+	if !p.waited {
+		p.waited, p.err = true, <-p.done
+	}
+	return p.err
+}
+
+// backupEvents writes events [from, to) read in tx: a chunk at a time, the
+// next chunk read while the last one is written (a PostgreSQL connection
+// cannot read hashes while a result is open, so each chunk is read whole).
+// At most three chunks are in memory.
+func (s *Store) backupEvents(ctx context.Context, tx *sqlx.Tx, bw *integrity.BackupWriter, from, to int64) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan []eventRow, 1)
+	read := make(chan error, 1)
+	go func() {
+		defer close(chunks)
+		for lo := from; lo < to; lo += verifyChunk {
+			chunk := make([]eventRow, 0, min(verifyChunk, to-lo))
+			if err := s.eachEvent(ctx, tx, `e.idx >= ? AND e.idx < ?`, []any{lo, min(lo+verifyChunk, to)}, func(e eventRow) error {
+				e.Body, e.Leaf = bytes.Clone(e.Body), bytes.Clone(e.Leaf)
+				chunk = append(chunk, e)
+				return nil
+			}); err != nil {
+				read <- fmt.Errorf("reading events from %d: %w", lo, err)
+				return
+			}
+			select {
+			case chunks <- chunk:
+			case <-ctx.Done():
+				read <- ctx.Err()
+				return
+			}
+		}
+		read <- nil
+	}()
+	var n int64
+	for chunk := range chunks {
+		for _, e := range chunk {
+			if err := addEvent(bw, e); err != nil {
+				cancel()
+				for range chunks { // let the reader end before tx is used again
+				}
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, <-read
 }
 
 // continuing checks that the log extends an earlier backup's checkpoint and
