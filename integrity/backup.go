@@ -459,3 +459,67 @@ func maybeGunzip(r io.Reader) (io.Reader, error) {
 	}
 	return zr, nil
 }
+
+// IsBackup reports whether r (read from its start) is a backup rather than
+// a bundle: its first entry is backup.json.
+func IsBackup(r io.Reader) bool {
+	r, err := maybeGunzip(r)
+	if err != nil {
+		return false
+	}
+	h, err := tar.NewReader(r).Next()
+	return err == nil && h.Name == backupManifestName
+}
+
+// BackupSummary describes a verified chain of backups.
+type BackupSummary struct {
+	Checkpoint Checkpoint // the last backup's
+	Backups    int
+	Events     int64 // in the backups
+	Withheld   int64 // of them, events whose content was purged
+	StateLines int64
+}
+
+// VerifyBackups checks a chain of backups offline — a full backup, then its
+// incrementals in order — as a restore would, without restoring: every
+// event against the signed tree, each link's consistency, each seal.
+// With earlier, the chain's log must extend it.
+func VerifyBackups(backups []io.Reader, verifierKey string, earlier *Checkpoint) (BackupSummary, error) {
+	var sum BackupSummary
+	tree := &Frontier{}
+	for i, f := range backups {
+		rd, err := OpenBackup(f, verifierKey, tree, earlier)
+		if err != nil {
+			return sum, fmt.Errorf("backup %d: %w", i+1, err)
+		}
+		verifierKey = rd.Key // the later backups must be signed by the same key
+		for {
+			e, err := rd.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return sum, fmt.Errorf("backup %d: %w", i+1, err)
+			}
+			sum.Events++
+			if e.Withheld {
+				sum.Withheld++
+			}
+		}
+		for {
+			_, err := rd.NextState()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return sum, fmt.Errorf("backup %d: %w", i+1, err)
+			}
+			sum.StateLines++
+		}
+		sum.Checkpoint, sum.Backups = rd.Checkpoint, i+1
+	}
+	if earlier != nil && earlier.Size > tree.Size() {
+		return sum, fmt.Errorf("%w: the earlier checkpoint has %d events, the backups only %d", ErrNotPrefix, earlier.Size, tree.Size())
+	}
+	return sum, nil
+}

@@ -2,11 +2,14 @@ package integrity
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // testBackup writes a backup of events [from, len(evs)) of evs, with state lines.
@@ -135,5 +138,27 @@ func TestIncrementalBackupNamesItsFirstBadEvent(t *testing.T) {
 	}
 	if _, _, err := readBackup(testBackup(t, k, evs, 11), "", tree); !errors.Is(err, ErrNotPrefix) {
 		t.Fatalf("incremental after another log's full backup: %v", err)
+	}
+}
+
+// The hand-written line is what encoding/json writes for it.
+func TestAppendLineIsEncodingJSON(t *testing.T) {
+	evs := testEvents(60)
+	evs[3].Record.Extra["quote\"\n\u2028<&>"] = "caf\u00e9 \x01 🚀"
+	for i, e := range evs {
+		for _, entry := range []BundleEntry{
+			{Index: int64(i), Event: e, Hints: []tlog.Hash{{1}, {2}}},
+			{Index: int64(i), Event: Event{Kind: e.Kind, RecordID: e.Subject()}, Withheld: true, LeafHash: tlog.Hash{9}, Proof: []tlog.Hash{{3}}},
+		} {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(toLine(entry)); err != nil {
+				t.Fatal(err)
+			}
+			if got := appendLine(nil, toLine(entry)); string(got) != want.String() {
+				t.Fatalf("event %d:\n got %s\nwant %s", i, got, want.String())
+			}
+		}
 	}
 }

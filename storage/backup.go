@@ -49,6 +49,9 @@ type stateTable struct {
 	name  string
 	cols  []stateCol
 	where string // rows not copied, e.g. the source's own verification report
+	// grows: rows are only ever added (signed checkpoints), so a later
+	// backup's are added to the earlier ones' instead of replacing them.
+	grows bool
 }
 
 func cols(spec ...any) []stateCol {
@@ -77,7 +80,7 @@ var stateTables = []stateTable{
 	{name: "activity_target", cols: cols("target", colText, "source_id", colText, "timestamp", colTime)},
 	{name: "activity_tombstone", cols: cols("source", colText, "source_id", colText, "deleted_at", colTime)},
 	{name: "activity_history", cols: cols("id", colInt, "activity_id", colInt, "source_id", colText, "changed_at", colTime, "previous", colJSON)},
-	{name: "integrity_checkpoint", cols: cols("tree_size", colInt, "root", colBytes, "signed", colText, "signed_at", colTime)},
+	{name: "integrity_checkpoint", cols: cols("tree_size", colInt, "root", colBytes, "signed", colText, "signed_at", colTime), grows: true},
 }
 
 // backupReplayed are the tables a restore rebuilds from the events, and
@@ -272,6 +275,9 @@ func (s *Store) continuing(earlier integrity.Checkpoint, head LogHead, hr tlog.H
 func addEvent(bw *integrity.BackupWriter, e eventRow) error {
 	if e.Body == nil {
 		return bw.AddWithheld(e.Idx, integrity.Kind(e.Kind), e.RecordID, e.leaf())
+	}
+	if e.event != nil { // encoded from its row: nothing to decode
+		return bw.AddEncoded(e.Idx, *e.event, e.Body)
 	}
 	ev, err := integrity.DecodeEvent(e.Body)
 	if err != nil {
@@ -724,6 +730,9 @@ func (r *restorer) restoreState(ctx context.Context, rd *integrity.BackupReader)
 	tables := map[string]stateTable{}
 	for _, t := range stateTables {
 		tables[t.name] = t
+		if t.grows {
+			continue
+		}
 		q := `DELETE FROM ` + t.name
 		if t.where != "" {
 			q += ` WHERE ` + t.where
@@ -747,8 +756,11 @@ func (r *restorer) restoreState(ctx context.Context, rd *integrity.BackupReader)
 		for _, row := range rows {
 			args = append(args, row...)
 		}
-		if _, err := r.tx.ExecContext(ctx, r.s.rebind(`INSERT INTO `+cur.name+` (`+strings.Join(names, ", ")+`) VALUES `+
-			valueRows(len(rows), len(cur.cols))), args...); err != nil {
+		q := `INSERT INTO ` + cur.name + ` (` + strings.Join(names, ", ") + `) VALUES ` + valueRows(len(rows), len(cur.cols))
+		if cur.grows {
+			q += ` ON CONFLICT DO NOTHING`
+		}
+		if _, err := r.tx.ExecContext(ctx, r.s.rebind(q), args...); err != nil {
 			return fmt.Errorf("restoring %s: %w", cur.name, err)
 		}
 		rows = rows[:0]

@@ -184,6 +184,12 @@ func TestBackupRestoresIntoEitherDialect(t *testing.T) {
 				t.Fatalf("restored archive differs:\n--- source\n%s\n--- restored\n%s", want, got)
 			}
 			verifyOK(t, dst, key.VerifierKey())
+			// Every backup's checkpoint is kept, beside the source's own.
+			for _, b := range res.Backups {
+				if _, err := dst.CheckpointAt(ctx, b.Checkpoint.Size); err != nil {
+					t.Fatalf("the checkpoint of the backup of %d events: %v", b.Checkpoint.Size, err)
+				}
+			}
 			// New records continue after every id the source gave, even a
 			// deleted or purged one's.
 			id, err := dst.InsertActivity(ctx, storage.Activity{Platform: "p", ActionType: "a", Timestamp: t0})

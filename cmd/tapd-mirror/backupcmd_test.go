@@ -85,6 +85,13 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	vkey := strings.TrimSpace(out.String())
+	// Offline, as an auditor would: the chain verifies, the tampered copy names its event.
+	if err := run("verify", full, inc, "--key", vkey); err != nil || !strings.Contains(out.String(), "OK: 2 backups verified") {
+		t.Fatalf("verify of the backups: %v\n%s", err, out.String())
+	}
+	if err := run("verify", bad, "--key", vkey); err == nil || !strings.Contains(err.Error(), "event 5:") {
+		t.Fatalf("verify of a tampered backup: %v", err)
+	}
 	pg := storagetest.URL(t, "postgres")
 	env["TAPD_MIRROR_DATABASE_URL"] = pg
 	err = run("restore", bad, "--key", vkey)
