@@ -397,7 +397,7 @@ func stateValue(t colType, v any) (json.RawMessage, error) {
 	return json.Marshal(x)
 }
 
-// arg converts a state value from a backup into a query parameter.
+// stateArg converts a state value from a backup into a query parameter.
 func (s *Store) stateArg(c stateCol, raw json.RawMessage) (any, error) {
 	if string(raw) == "null" {
 		return nil, nil
