@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
@@ -20,16 +22,18 @@ import (
 type probe struct {
 	at         time.Time
 	ready, api bool // GET /readyz, and a count, answered 200
+	db         bool // the baseline: a plain client of the same DSN had a primary
 }
 
-// prober asks the API every 50ms whether it is ready and answers a count.
+// prober asks the API every 50ms whether it is ready and answers a count,
+// and the database whether it has a primary.
 type prober struct {
 	mu     sync.Mutex
 	probes []probe
 	stop   func()
 }
 
-func startProber(base string) *prober {
+func startProber(base string, db *sql.DB) *prober {
 	p := &prober{}
 	client := &http.Client{Timeout: 5 * time.Second}
 	ok := func(path string) bool {
@@ -45,6 +49,10 @@ func startProber(base string) *prober {
 		defer close(finished)
 		for {
 			pr := probe{at: time.Now(), ready: ok("/readyz"), api: ok("/api/v1/activity_log/count")}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := db.ExecContext(ctx, `SELECT 1`)
+			cancel()
+			pr.db = err == nil
 			p.mu.Lock()
 			p.probes = append(p.probes, pr)
 			p.mu.Unlock()
@@ -186,7 +194,16 @@ func TestServeSurvivesPostgresFailovers(t *testing.T) {
 			}
 		}
 	}()
-	probes := startProber(p.base)
+	_, dsn, err := config.ParseDatabaseURL(cluster.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	probes := startProber(p.base, direct)
 	primary, standby := 1, 2
 	for i := 1; i <= 2; i++ {
 		// A full re-read, slowed down at TAPD so that it writes all through
@@ -223,10 +240,11 @@ func TestServeSurvivesPostgresFailovers(t *testing.T) {
 		}
 		arriving.Store(true)
 		run := succeeded(switched)
-		t.Logf("failover %d (node%d → node%d): pg_autoctl perform failover took %.1fs; API unavailable %.2fs, readiness unavailable %.2fs (%d probes); the full run in flight (%d requests) succeeded, and run %d after it",
+		t.Logf("failover %d (node%d → node%d): pg_autoctl perform failover took %.1fs; API unavailable %.2fs, readiness unavailable %.2fs, baseline: no primary for a plain client for %.2fs (%d probes); the full run in flight (%d requests) succeeded, and run %d after it",
 			i, standby, primary, switched.Sub(began).Seconds(),
 			unavailable(seen, func(p probe) bool { return p.api }).Seconds(),
-			unavailable(seen, func(p probe) bool { return p.ready }).Seconds(), len(seen), full.Requests, run.ID)
+			unavailable(seen, func(p probe) bool { return p.ready }).Seconds(),
+			unavailable(seen, func(p probe) bool { return p.db }).Seconds(), len(seen), full.Requests, run.ID)
 	}
 	if retried := strings.Count(p.stderr.String(), "retrying the transaction"); retried == 0 {
 		t.Fatalf("no transaction met a failover: the test did not test it\n%s", p.stderr)
