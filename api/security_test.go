@@ -207,6 +207,50 @@ func TestScopesWithTokensConfigured(t *testing.T) {
 	})
 }
 
+// TestDetailFiltersNeedTheReadScope: filters on fields only detail=1 shows
+// would be an oracle (is 10.0.0.1 the IP of some record?) open to anyone on
+// a default token setup; they need the read scope as detail=1 does.
+func TestDetailFiltersNeedTheReadScope(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		seedBoth(t, s) // the mirrored record came from 10.0.0.1
+		c := serve(t, api.Options{Store: s, Tokens: scopedTokens()})
+		open := serve(t, api.Options{Store: s}) // no token configured: a loopback install
+		for _, endpoint := range []string{"/api/v1/activity_log", "/api/v1/activity_log/count"} {
+			for filter, named := range map[string]string{
+				"ip=10.0.0.1":               "filtering by ip (fields only detail=1 shows) needs a token of scope read",
+				"object=story":              "filtering by object",
+				"source=tapd&ip=10.0.0.1":   "filtering by ip",
+				"ip=10.0.0.1&object=story":  "filtering by ip, object",
+				"platform=tapd&ip=10.0.0.1": "filtering by ip",
+			} {
+				path := endpoint + "?" + filter
+				refused(t, s, c, 401, named, "GET", path, "")
+				for _, tok := range []string{readTok, writeTok, adminTok} {
+					if r := c.send("GET", path, "", bearer(tok)...); r.status != 200 {
+						t.Errorf("GET %s with %s = %d %s", path, tok, r.status, r.body)
+					}
+				}
+				if r := open.send("GET", path, ""); r.status != 200 {
+					t.Errorf("GET %s with no token configured = %d %s", path, r.status, r.body)
+				}
+			}
+			// Filters on the contract's fields, and an empty detail filter, stay open.
+			for _, filter := range []string{"platform=tapd", "username=x", "q=需求", "ip=", "action_type=add&serial=1", "source=tapd"} {
+				if r := c.send("GET", endpoint+"?"+filter, ""); r.status != 200 {
+					t.Errorf("GET %s?%s without a token = %d %s", endpoint, filter, r.status, r.body)
+				}
+			}
+		}
+		if r := c.send("GET", "/api/v1/activity_log/count?ip=10.0.0.1", "", bearer(readTok)...); r.body != `{"code":0,"message":"success","data":{"count":1}}` {
+			t.Errorf("count by ip with the read token = %s", r.body)
+		}
+		refused(t, s, c, 401, "filtering by ip", "GET", "/api/v1/activity_log?ip=10.0.0.1&limit=2&cursor=", "")
+		for _, format := range []string{"csv", "ndjson", "bundle"} {
+			refused(t, s, c, 401, "needs a token of scope read", "GET", "/api/v1/activity_log/export?format="+format+"&ip=10.0.0.1", "")
+		}
+	})
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
