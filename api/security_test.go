@@ -18,6 +18,7 @@ import (
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
 
 const (
@@ -247,6 +248,55 @@ func TestDetailFiltersNeedTheReadScope(t *testing.T) {
 		refused(t, s, c, 401, "filtering by ip", "GET", "/api/v1/activity_log?ip=10.0.0.1&limit=2&cursor=", "")
 		for _, format := range []string{"csv", "ndjson", "bundle"} {
 			refused(t, s, c, 401, "needs a token of scope read", "GET", "/api/v1/activity_log/export?format="+format+"&ip=10.0.0.1", "")
+		}
+	})
+}
+
+// statusSyncer answers the sync status; nothing else is asked of it here.
+type statusSyncer struct{ api.Syncer }
+
+func (statusSyncer) Status(context.Context) ([]syncer.WorkspaceStatus, error) {
+	return []syncer.WorkspaceStatus{{Workspace: "10074561"}}, nil
+}
+
+// TestEvidenceAndStatusAreNeverCached: every answer that carries records,
+// proofs or status says Cache-Control: no-store, refusals included.
+func TestEvidenceAndStatusAreNeverCached(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		key := signingKey(t)
+		_, localID := seedBoth(t, s)
+		if _, _, err := s.SignCheckpoint(context.Background(), key, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		c := serve(t, api.Options{Store: s, Tokens: scopedTokens(), Syncer: statusSyncer{},
+			Integrity: api.Integrity{VerifierKey: key.VerifierKey(), Status: func() api.IntegrityStatus { return api.IntegrityStatus{} }}})
+		for path, status := range map[string]int{
+			"/api/v1/activity_log":                                      200,
+			"/api/v1/activity_log?detail=1":                             200,
+			"/api/v1/activity_log?detail=1&cursor=":                     200,
+			"/api/v1/activity_log/count?ip=10.0.0.1":                    200,
+			"/api/v1/activity_log/export":                               200,
+			"/api/v1/activity_log/export?format=csv":                    200,
+			"/api/v1/activity_log/export?format=ndjson":                 200,
+			"/api/v1/activity_log/export?format=bundle":                 200,
+			"/api/v1/activity_log/export?format=bundle&serial=10074561": 200,
+			fmt.Sprint("/api/v1/integrity/proof/", localID):             200,
+			"/api/v1/integrity/status":                                  200,
+			"/api/v1/integrity/checkpoint":                              200,
+			"/api/v1/integrity/checkpoints?since=0":                     200,
+			"/api/v1/integrity/consistency?from=1&to=2":                 200,
+			"/api/v1/sync/status":                                       200,
+			"/api/v1/sync/runs":                                         200,
+			"/api/v1/holds":                                             200,
+			"/api/v1/integrity/proof/999":                               404,
+		} {
+			r := c.send("GET", path, "", bearer(adminTok)...)
+			if r.status != status || r.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("GET %s = %d, Cache-Control %q; want %d, no-store", path, r.status, r.header.Get("Cache-Control"), status)
+			}
+		}
+		if r := c.send("GET", "/api/v1/activity_log?detail=1", ""); r.status != 401 || r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("a refusal = %d, Cache-Control %q", r.status, r.header.Get("Cache-Control"))
 		}
 	})
 }

@@ -479,8 +479,9 @@ func TestPagesCarrySecurityHeadersAndUnknownPathsAre404(t *testing.T) {
 			t.Errorf("%s = %q, want %q", h, p.header.Get(h), want)
 		}
 	}
-	if css := v.get("/static/console.css"); css.status != 200 || !strings.Contains(css.header.Get("Content-Type"), "text/css") {
-		t.Errorf("stylesheet = %d %s", css.status, css.header.Get("Content-Type"))
+	if css := v.get("/static/console.css"); css.status != 200 || !strings.Contains(css.header.Get("Content-Type"), "text/css") ||
+		!strings.HasPrefix(css.header.Get("Cache-Control"), "public, max-age=") {
+		t.Errorf("stylesheet = %d %s, Cache-Control %q", css.status, css.header.Get("Content-Type"), css.header.Get("Cache-Control"))
 	}
 	if p := v.get("/nope"); p.status != 404 || !strings.Contains(p.header.Get("Content-Type"), "text/html") {
 		t.Errorf("/nope = %d %s", p.status, p.header.Get("Content-Type"))
