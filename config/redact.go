@@ -180,14 +180,12 @@ func RedactDestinationURL(raw string) (shown string, secrets []string) {
 		pairs := strings.Split(u.RawQuery, "&")
 		for i, pair := range pairs {
 			k, v, ok := strings.Cut(pair, "=")
-			if !ok { // "?token": a bare value
-				k, v = "", pair
+			if ok {
+				pairs[i] = k + "=xxxxx"
+			} else { // "?token": a bare value
+				v, pairs[i] = pair, "xxxxx"
 			}
 			add(v)
-			pairs[i] = k + "=xxxxx"
-			if !ok {
-				pairs[i] = "xxxxx"
-			}
 		}
 		u.RawQuery = strings.Join(pairs, "&")
 	}
