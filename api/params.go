@@ -181,8 +181,8 @@ func filterQuery(r *http.Request, own ...string) (query, storage.Filter, error) 
 	return q, f, err
 }
 
-// readFilters is filterQuery for a request, whose detail filters (if any)
-// it permits.
+// readFilters is filterQuery for list and count, whose detail filters (if
+// any) it permits; export needs the read scope anyway.
 func (s *Server) readFilters(r *http.Request, own ...string) (query, storage.Filter, error) {
 	q, f, err := filterQuery(r, own...)
 	if err != nil {
