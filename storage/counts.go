@@ -219,7 +219,7 @@ func (s *Store) EnsureCounts(ctx context.Context) (rebuilt bool, err error) {
 
 // RebuildCounts recomputes the daily and hourly counts from activity_log.
 func (s *Store) RebuildCounts(ctx context.Context) error {
-	return s.inTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error { return s.rebuildCounts(ctx, tx) })
+	return s.inIdempotentTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error { return s.rebuildCounts(ctx, tx) })
 }
 
 // rebuildCounts is RebuildCounts inside tx (a restore's).
