@@ -465,7 +465,8 @@ type RestoreResult struct {
 const restoreBatch = 2000
 
 // Restore replays backups — a full one, then incrementals in order — into
-// this database, which must be empty, in one transaction: every event
+// this database, which must be empty, in one transaction (not retried
+// after a failover: the backups are streams): every event
 // verified as it is read (the first bad one named), the rebuilt log's root
 // checked against each backup's signed checkpoint, and the state checked
 // against each seal, before anything is committed. Record and hold ids are
@@ -475,7 +476,7 @@ func (s *Store) Restore(ctx context.Context, backups []io.Reader, o RestoreOptio
 	if len(backups) == 0 {
 		return res, errors.New("restore: no backup given")
 	}
-	err := s.inTx(ctx, "restoring", func(tx *sqlx.Tx) error {
+	err := s.inTxOnce(ctx, "restoring", func(tx *sqlx.Tx) error {
 		if err := s.checkEmpty(ctx, tx); err != nil {
 			return err
 		}
