@@ -43,7 +43,7 @@ func (m *Main) backupCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	key, err := signingKey(cfg)
+	key, _, err := signingKey(cfg)
 	if err != nil {
 		return err
 	}
@@ -62,13 +62,13 @@ func (m *Main) backupCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// signingKey loads (or creates) the archive's checkpoint signing key.
-func signingKey(cfg config.Config) (*integrity.Key, error) {
-	key, _, err := integrity.LoadOrCreateKey(cfg.IntegrityKeyFile(), cfg.Integrity.LogName)
+// signingKey loads (or creates: created) the archive's checkpoint signing key.
+func signingKey(cfg config.Config) (key *integrity.Key, created bool, err error) {
+	key, created, err = integrity.LoadOrCreateKey(cfg.IntegrityKeyFile(), cfg.Integrity.LogName)
 	if err != nil {
-		return nil, fmt.Errorf("integrity signing key (integrity.key_file, TAPD_MIRROR_INTEGRITY_KEY_FILE): %w", err)
+		return nil, false, fmt.Errorf("integrity signing key (integrity.key_file, TAPD_MIRROR_INTEGRITY_KEY_FILE): %w", err)
 	}
-	return key, nil
+	return key, created, nil
 }
 
 // writeBackupFile writes a backup to path, never leaving a partial file:
@@ -83,13 +83,29 @@ func writeBackupFile(ctx context.Context, st *storage.Store, key *integrity.Key,
 		}
 		from = &cp
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".backup-*")
+	var res storage.BackupResult
+	size, err := writeFileAtomic(path, func(w io.Writer) error {
+		var err error
+		res, err = st.WriteBackup(ctx, w, key, from, now)
+		return err
+	})
 	if err != nil {
-		return storage.BackupResult{}, 0, fmt.Errorf("creating the backup: %w", err)
+		return res, 0, fmt.Errorf("writing backup %s: %w", path, err)
+	}
+	return res, size, nil
+}
+
+// writeFileAtomic writes path through write, never leaving a partial
+// file: into a temporary file beside it, buffered, synced, then renamed
+// into place. It returns the file's size.
+func writeFileAtomic(path string, write func(w io.Writer) error) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return 0, err
 	}
 	defer os.Remove(tmp.Name())
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	res, err := st.WriteBackup(ctx, bw, key, from, now)
+	err = write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -106,10 +122,7 @@ func writeBackupFile(ctx context.Context, st *storage.Store, key *integrity.Key,
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
-		return res, 0, fmt.Errorf("writing backup %s: %w", path, err)
-	}
-	return res, size, nil
+	return size, err
 }
 
 // readBackupCheckpoint reads the signed checkpoint of an earlier backup.
@@ -171,15 +184,11 @@ func (m *Main) restoreCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var files []io.Reader
-	for _, p := range pos {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("opening backup: %w", err)
-		}
-		defer f.Close()
-		files = append(files, bufio.NewReaderSize(f, 1<<20))
+	files, closeAll, err := openAll(pos)
+	if err != nil {
+		return err
 	}
+	defer closeAll()
 	opts := storage.RestoreOptions{Key: vkey}
 	if *published != "" {
 		trust := vkey
@@ -257,4 +266,24 @@ func readPublished(path, vkey string) (integrity.Checkpoint, error) {
 		return cp, fmt.Errorf("published checkpoint %s: %w", path, err)
 	}
 	return cp, nil
+}
+
+// openAll opens backup files for reading, buffered; closeAll closes them.
+func openAll(paths []string) (files []io.Reader, closeAll func(), err error) {
+	var opened []*os.File
+	closeAll = func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("opening backup: %w", err)
+		}
+		opened = append(opened, f)
+		files = append(files, bufio.NewReaderSize(f, 1<<20))
+	}
+	return files, closeAll, nil
 }

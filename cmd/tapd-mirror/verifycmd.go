@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -206,15 +204,11 @@ func isBackupFile(path string) bool {
 
 // verifyBackups verifies a chain of backups offline, as restore would.
 func (m *Main) verifyBackups(paths []string, vkey string, earlier *integrity.Checkpoint) error {
-	var files []io.Reader
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("opening backup: %w", err)
-		}
-		defer f.Close()
-		files = append(files, bufio.NewReaderSize(f, 1<<20))
+	files, closeAll, err := openAll(paths)
+	if err != nil {
+		return err
 	}
+	defer closeAll()
 	sum, err := integrity.VerifyBackups(files, vkey, earlier)
 	if err != nil {
 		return fmt.Errorf("backups FAILED verification: %w", err)
