@@ -90,9 +90,12 @@ func newHarness(t *testing.T, dbURL string, fo tapdtest.Options, workspaces ...s
 	fake := tapdtest.New(fo)
 	t.Cleanup(fake.Close)
 	user, pw := fake.Credentials()
+	// Quota pauses pass at once on the client's own clock; TAPD's clock
+	// (and horizon) stays where the test puts it.
+	clock := tapdtest.NewVirtualClock(fake.Now())
 	client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
-		RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond, RateLimitWait: 2 * time.Millisecond,
-		MaxRetries: 10, Timeout: 10 * time.Second, Logger: testLogger()})
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond,
+		MaxRetries: 10, Timeout: 10 * time.Second, Logger: testLogger(), Now: clock.Now, WaitUntil: clock.WaitUntil})
 	if err != nil {
 		t.Fatal(err)
 	}
