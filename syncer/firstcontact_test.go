@@ -62,6 +62,9 @@ func TestGreetingFailsTheRunAtOnce(t *testing.T) {
 		if r.Outcome != storage.OutcomeFailed || !strings.Contains(r.Error, "tapd.base_url") || !strings.Contains(r.Error, "Hello world") {
 			t.Fatalf("run ended %s with %q, want failed naming tapd.base_url", r.Outcome, r.Error)
 		}
+		if id := h.fake.Requests()[0].RequestID; !strings.Contains(r.Error, "request_id "+id) {
+			t.Fatalf("run error %q lacks TAPD's request_id %s", r.Error, id)
+		}
 		if n := len(h.fake.Requests()); n != 1 {
 			t.Fatalf("%d requests, want 1 (no retry, no halved pages)", n)
 		}
@@ -71,6 +74,25 @@ func TestGreetingFailsTheRunAtOnce(t *testing.T) {
 		}
 		if gaps := state.Gaps(); len(gaps) != 0 {
 			t.Fatalf("gaps %+v, want none", gaps)
+		}
+	})
+}
+
+// TestProjectsOfTheCapturedShape: TAPD's real projects list has the
+// company among its projects and no category: projects:ID syncs the
+// projects (a closed one too) and never the bare company id.
+func TestProjectsOfTheCapturedShape(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 3, CaptureProjectList: true}, "projects:2001")
+		h.fake.SetProjectStatus("10074562", "closed")
+		runs := h.runAll(syncer.RunOptions{})
+		if got := strings.Join(keysOf(runs), ","); got != "10074561,10074562,10074563" {
+			t.Fatalf("runs for %s, want the three projects only", got)
+		}
+		for _, r := range runs {
+			if r.Outcome != storage.OutcomeSuccess {
+				t.Fatalf("run %s ended %s: %s", r.Workspace, r.Outcome, r.Error)
+			}
 		}
 	})
 }

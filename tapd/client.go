@@ -533,16 +533,15 @@ type attemptKey struct{}
 
 func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.c
-	probe, err := c.awaitTurn(req.Context())
+	probe, epoch, err := c.awaitTurn(req.Context())
 	if err != nil {
 		return nil, err
 	}
-	sentAt := c.opts.Now()
 	var resp *http.Response
 	requestID := ""
 	defer func() {
 		if resp != nil || probe {
-			c.attempted(req.Context(), probe, sentAt, resp, requestID)
+			c.attempted(req.Context(), probe, epoch, resp, requestID)
 		}
 	}()
 	if l := c.limiter; l != nil {

@@ -25,6 +25,7 @@ type gate struct {
 	until   time.Time     // penalty: nothing is sent before it
 	since   time.Time     // when the current penalty began
 	level   int           // refusals in a row; > 0 while penalised
+	epoch   int           // counts refusals: an answer to a request sent before the latest speaks for an older state
 	probing bool          // the one request testing whether the penalty is over is out
 	changed chan struct{} // closed and replaced whenever the above change
 
@@ -41,9 +42,9 @@ func (g *gate) broadcastLocked() {
 }
 
 // awaitTurn blocks until a request may be sent, or ctx ends. probe says
-// that this request tests whether a penalty is over: its outcome must be
-// reported with attempted.
-func (c *Client) awaitTurn(ctx context.Context) (probe bool, err error) {
+// that this request tests whether a penalty is over; epoch is the gate's
+// state it is sent in. Both go to attempted with its answer.
+func (c *Client) awaitTurn(ctx context.Context) (probe bool, epoch int, err error) {
 	g := &c.gate
 	for {
 		g.mu.Lock()
@@ -57,11 +58,10 @@ func (c *Client) awaitTurn(ctx context.Context) (probe bool, err error) {
 		}
 		changed, probing := g.changed, g.probing
 		if !now.Before(until) && !probing {
-			if g.level > 0 {
-				g.probing = true
-			}
+			probe, epoch = g.level > 0, g.epoch
+			g.probing = probe
 			g.mu.Unlock()
-			return g.level > 0, nil
+			return probe, epoch, nil
 		}
 		g.mu.Unlock()
 		if probing && !now.Before(until) {
@@ -69,21 +69,22 @@ func (c *Client) awaitTurn(ctx context.Context) (probe bool, err error) {
 			case <-changed:
 				continue
 			case <-ctx.Done():
-				return false, ctx.Err()
+				return false, 0, ctx.Err()
 			}
 		}
 		// A pause only ever grows while it lasts, so waking at its end
 		// (then looking again) is enough.
 		if err := c.opts.WaitUntil(ctx, until); err != nil {
-			return false, err
+			return false, 0, err
 		}
 	}
 }
 
-// attempted records the answer to a request sent at sentAt (resp is nil on
+// attempted records the answer to a request sent in epoch (resp is nil on
 // a network error): a 429 starts or lengthens the penalty, any other answer
-// ends it.
-func (c *Client) attempted(ctx context.Context, probe bool, sentAt time.Time, resp *http.Response, requestID string) {
+// ends it — unless the request was sent before the latest refusal, when it
+// says nothing new.
+func (c *Client) attempted(ctx context.Context, probe bool, epoch int, resp *http.Response, requestID string) {
 	g := &c.gate
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -97,7 +98,7 @@ func (c *Client) attempted(ctx context.Context, probe bool, sentAt time.Time, re
 		// No answer says nothing about the quota; the next request probes.
 	case resp.StatusCode == http.StatusTooManyRequests:
 		after, hasAfter := retryAfter(resp.Header.Get("Retry-After"), now)
-		if g.level > 0 && sentAt.Before(g.since) {
+		if epoch < g.epoch {
 			// Sent before this penalty began: the same refusal, not a new one.
 			if hasAfter && now.Add(min(after, c.opts.PenaltyMax)).After(g.until) {
 				g.until = now.Add(min(after, c.opts.PenaltyMax))
@@ -109,6 +110,7 @@ func (c *Client) attempted(ctx context.Context, probe bool, sentAt time.Time, re
 			cooldown = min(after, c.opts.PenaltyMax) // TAPD's own word, when it asks for longer
 		}
 		g.level++
+		g.epoch++
 		g.since, g.until = now, now.Add(cooldown)
 		attrs := []any{"paused_until", g.until.In(c.opts.Location).Format(time.DateTime), "cooldown", cooldown, "refusals_in_a_row", g.level}
 		if requestID != "" {
@@ -118,7 +120,7 @@ func (c *Client) attempted(ctx context.Context, probe bool, sentAt time.Time, re
 		if !probe {
 			g.broadcastLocked()
 		}
-	case g.level > 0:
+	case g.level > 0 && epoch == g.epoch:
 		c.log.InfoContext(ctx, "TAPD quota penalty over; requests resume", "paused_since", g.since.In(c.opts.Location).Format(time.DateTime))
 		g.level, g.until = 0, time.Time{}
 		if !probe {

@@ -71,6 +71,7 @@ func TestPenaltyHoldsConcurrentCalls(t *testing.T) {
 	ws := f.Projects()[0].ID
 	f.SetPenalty(5 * time.Minute)
 	f.RateLimitStorm(1, false)
+	start := f.Now()
 	const callers = 8
 	var wg sync.WaitGroup
 	errs := make(chan error, callers*5)
@@ -94,6 +95,10 @@ func TestPenaltyHoldsConcurrentCalls(t *testing.T) {
 	// probes after 1m and 3m.
 	if n := refused(f); n < 3 || n > callers+2 {
 		t.Fatalf("%d refused requests, want 3..%d", n, callers+2)
+	}
+	// Refusals of requests already in flight do not lengthen the pause.
+	if waited := f.Now().Sub(start); waited != 7*time.Minute {
+		t.Fatalf("paused %v in all, want 7m (1m + 2m + 4m)", waited)
 	}
 }
 

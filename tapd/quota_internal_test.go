@@ -60,7 +60,7 @@ func TestRetryAfterLongerThanTheCooldownIsHonouredUpToPenaltyMax(t *testing.T) {
 		if retryAfter != "" {
 			h.Set("Retry-After", retryAfter)
 		}
-		c.attempted(t.Context(), false, now, &http.Response{StatusCode: 429, Header: h}, "")
+		c.attempted(t.Context(), false, 0, &http.Response{StatusCode: 429, Header: h}, "")
 		if got := c.PausedUntil().Sub(now); got != want {
 			t.Errorf("Retry-After %q: paused %v, want %v", retryAfter, got, want)
 		}

@@ -67,8 +67,8 @@ type Record struct {
 type Project struct {
 	ID       string
 	Name     string
-	Status   string
-	Category string
+	Status   string // "normal", "closed" or "suspend"; a closed project's logs still expire
+	Category string // often absent in real answers
 }
 
 // TAPD is a PHP service, and PHP's json_encode writes an empty array as []
