@@ -47,13 +47,7 @@ func TestPHPEmptyPagesAreEmpty(t *testing.T) {
 func TestGreetingFailsTheRunAtOnce(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, dbURL string) {
 		h := newHarness(t, dbURL, tapdtest.Options{Projects: 1}, "10074561")
-		user, pw := h.fake.Credentials()
-		wrong, err := tapd.New(tapd.Options{BaseURL: h.fake.URL + "/v2", APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
-			RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond, Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.opts.TAPD = wrong
+		h.client.TAPD = newClient(t, h.fake, func(o *tapd.Options) { o.BaseURL += "/v2" })
 		runs, err := h.syncer().RunAll(context.Background(), syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
 		if err == nil || len(runs) != 1 {
 			t.Fatalf("runs %+v, err %v: want one failed run", runs, err)
@@ -126,14 +120,7 @@ func TestQuotaPenaltyLosesNothing(t *testing.T) {
 		h := newHarness(t, dbURL, tapdtest.Options{Projects: 2}, "10074561", "10074562")
 		h.opts.MaxConcurrent = 2
 		// The client waits on TAPD's clock: the penalty's minutes pass there.
-		user, pw := h.fake.Credentials()
-		c, err := tapd.New(tapd.Options{BaseURL: h.fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
-			RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond, Logger: testLogger(),
-			Now: h.fake.Now, WaitUntil: h.fake.WaitUntil})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.client.TAPD = c
+		h.client.TAPD = newClient(t, h.fake, func(o *tapd.Options) { o.Now, o.WaitUntil = h.fake.Now, h.fake.WaitUntil })
 		h.fake.SetPenalty(5 * time.Minute)
 		h.client.onCall = func(n int) {
 			if n == 12 { // both runs are past their oldest windows
