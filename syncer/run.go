@@ -232,9 +232,11 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		if w, ok = r.unexpired(w); !ok {
 			continue
 		}
-		if parts := r.oldestDayFirst(ctx, w); len(parts) > 1 {
-			windows = slices.Insert(windows, i+1, parts[1:]...)
-			w = parts[0]
+		if i == 0 { // the plan's oldest window only: its second part is never split again
+			if parts := r.oldestDayFirst(ctx, w); len(parts) > 1 {
+				windows = slices.Insert(windows, i+1, parts[1:]...)
+				w = parts[0]
+			}
 		}
 		if err = r.window(ctx, w, w.Start.Before(rereadBefore), 0); err != nil {
 			break
