@@ -2,6 +2,8 @@ package syncer_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,44 @@ func TestExpiredBeforeFetchedIsAGapAndAtRiskIsShown(t *testing.T) {
 		// A later run does not warn about it again: nothing can fetch it.
 		if runs := h.runAll(syncer.RunOptions{}); runs[0].Outcome != storage.OutcomeSuccess {
 			t.Fatalf("second run = %+v", runs[0])
+		}
+	})
+}
+
+// TestServeTakesOverTheLeaseOfAGoneProcessAtOnce: serve's runs (here a
+// manual trigger, as POST /api/v1/sync starts them) take over at once an
+// unexpired lease whose holder was a process of this host that is gone, and
+// mark its run abandoned, as sync does.
+func TestServeTakesOverTheLeaseOfAGoneProcessAtOnce(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	gone := storage.ThisProcess(host)
+	if gone.Started == "" {
+		t.Skip("no /proc: a holder's liveness cannot be told here")
+	}
+	gone.PID = dead.Process.Pid
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 1, Months: 1}, "10074561")
+		ctx := context.Background()
+		old := &storage.SyncRun{Workspace: "10074561", Trigger: syncer.TriggerCLI, Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
+		if err := h.store.CreateRun(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := h.store.TakeLease(ctx, "10074561", host+":1:x", host+":1", gone, time.Hour); err != nil || !ok {
+			t.Fatalf("planting the dead holder's lease: %v %v", ok, err)
+		}
+		s := h.syncer()
+		got, err := s.Trigger(ctx, "", false)
+		if err != nil || len(got.Queued) != 1 {
+			t.Fatalf("trigger = %+v, %v: the gone holder's target should be queued", got, err)
+		}
+		s.Wait()
+		runs, err := h.store.ListRuns(ctx, "10074561", "", 10, 0)
+		if err != nil || len(runs) != 2 || runs[0].Outcome != storage.OutcomeSuccess || runs[1].Outcome != storage.OutcomeAbandoned {
+			t.Fatalf("runs = %+v, %v; want the new one succeeded and the dead one abandoned", runs, err)
 		}
 	})
 }

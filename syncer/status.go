@@ -102,7 +102,7 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 		}
 		if a := active[t.Key]; a != "" {
 			st.Running, st.RunningOn = true, "this process ("+a+")"
-		} else if l, ok := leases[t.Key]; ok {
+		} else if l, ok := leases[t.Key]; ok && s.heldElsewhere(l) {
 			st.Running, st.RunningOn = true, l.Process
 		}
 		if state.Synced() {

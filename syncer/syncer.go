@@ -615,7 +615,7 @@ func (s *Syncer) trigger(ctx context.Context, workspace string, ro RunOptions) (
 	}
 	ro.planAt = s.o.Now() // one batch: see RunOptions.planAt
 	for _, t := range chosen {
-		if l, held := leases[t.Key]; held && l.Process != s.process {
+		if l, held := leases[t.Key]; held && s.heldElsewhere(l) {
 			out.AlreadyRunning = append(out.AlreadyRunning, RunningElsewhere{Workspace: t.Key, Where: l.Process, RunID: l.RunID})
 			continue
 		}
@@ -639,6 +639,12 @@ func (s *Syncer) trigger(ctx context.Context, workspace string, ro RunOptions) (
 		}()
 	}
 	return out, nil
+}
+
+// heldElsewhere reports whether l is held by another live process (a lease
+// of a process gone from this host is taken over by the next run).
+func (s *Syncer) heldElsewhere(l storage.Lease) bool {
+	return l.Process != s.process && !l.Owner.GoneFrom(s.self.Host)
 }
 
 // Wait blocks until background (manual) runs end.
