@@ -33,6 +33,9 @@ type WorkspaceStatus struct {
 	// AtRisk is the oldest TAPD time the mirror has not fetched yet, and
 	// how long until it leaves TAPD's half year (absent when all is fetched).
 	AtRisk *AtRisk `json:"at_risk,omitempty"`
+	// TAPDQuotaPausedUntil is set while TAPD's quota penalty pauses every
+	// request of the account (all targets alike); runs resume by themselves.
+	TAPDQuotaPausedUntil *time.Time `json:"tapd_quota_paused_until,omitempty"`
 }
 
 // AtRisk is a target's oldest unfetched minute and its time to expiry.
@@ -51,6 +54,15 @@ func (s *Syncer) atRisk(state storage.SyncState, now time.Time) *AtRisk {
 	}
 	expires := oldest.In(s.loc).AddDate(0, 0, s.o.HorizonDays)
 	return &AtRisk{OldestUnfetched: oldest, ExpiresAt: expires, ExpiresInSeconds: max(int64(expires.Sub(now)/time.Second), 0)}
+}
+
+// QuotaPausedUntil is when TAPD's quota penalty ends (every target shares
+// the API account); zero when TAPD is not refusing.
+func (s *Syncer) QuotaPausedUntil() time.Time {
+	if p, ok := s.o.TAPD.(interface{ PausedUntil() time.Time }); ok {
+		return p.PausedUntil()
+	}
+	return time.Time{}
 }
 
 // SettleCheck is the last re-count of recent windows at TAPD.
@@ -93,10 +105,14 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 	}
 	out := []WorkspaceStatus{}
 	now := s.o.Now()
+	paused := s.QuotaPausedUntil()
 	for _, t := range known {
 		state := states[t.Key]
 		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key],
 			AtRisk: s.atRisk(state, now)}
+		if !paused.IsZero() {
+			st.TAPDQuotaPausedUntil = &paused
+		}
 		if st.Covered == nil {
 			st.Covered = []storage.Interval{}
 		}

@@ -47,6 +47,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Horizon:    func() time.Time { return s.Horizon() },
 		LimitWait:  func() time.Duration { return client.LimiterWait() },
 		RateLimit:  func() float64 { return client.RateLimit() },
+		QuotaPause: func() time.Time { return client.PausedUntil() },
 		ExpiresIn:  func(st storage.SyncState) (time.Duration, bool) { return s.ExpiresIn(st) },
 		Logger:     log,
 	})

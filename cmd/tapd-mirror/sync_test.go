@@ -131,6 +131,7 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 			`tapdmirror_tapd_rate_limit_wait_seconds_total`,
 			`tapdmirror_tapd_rate_limit_per_minute 60000`,
 			`tapdmirror_workspace_oldest_unfetched_expiry_seconds{workspace="10074561"}`,
+			`tapdmirror_tapd_quota_paused_until_seconds 0`,
 		} {
 			if !strings.Contains(metrics, want) {
 				t.Fatalf("metrics lack %s:\n%s", want, metrics)
