@@ -65,7 +65,7 @@ func (b *bench) backupBench(ctx context.Context) error {
 			fmt.Sprintf("%.0f", r.restore), ratio(r.restore, r.ingest), "≥ 0.50", passFail(r.restore >= 0.5*r.ingest),
 			fmt.Sprintf("%.1f MiB", float64(r.size)/(1<<20)), fmt.Sprintf("%.0f MiB", float64(r.size)/float64(r.records)*1e6/(1<<20))})
 	}
-	fmt.Fprintf(b.out, "### Backup and restore (%d records, loopback fake TAPD)\n\n", n)
+	fmt.Fprintf(b.out, "### 10. Backup and restore (%d records, loopback fake TAPD)\n\n", n)
 	fmt.Fprintf(b.out, "Ingest = `syncer.RunAll --full` into an empty, migrated store (with the integrity log): the rate a restore is compared with. "+
 		"Backup = `Store.WriteBackup` to a synced file (full: every event with its hints, the sync state, a signed checkpoint and seal; gzip). "+
 		"pg_dump = `pg_dump -Fc -t …` of the %d tables a backup reads, from the PostgreSQL store of the same records, to a synced file: the baseline of both rows. "+
