@@ -140,14 +140,6 @@ func (s *Store) renewLease(ctx context.Context, db sqlx.ExecerContext, target, h
 	return nil
 }
 
-// SetLeaseRun records which run holds the lease, for status and take-overs.
-func (s *Store) SetLeaseRun(ctx context.Context, target, holder string, runID int64) error {
-	return s.inIdempotentTx(ctx, fmt.Sprintf("recording run %d on the sync lease of %s", runID, target), func(tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, s.rebind(`UPDATE sync_lease SET run_id = ? WHERE target = ? AND holder = ?`), runID, target, holder)
-		return err
-	})
-}
-
 // ReleaseLease gives up holder's lease on target (a no-op if it was lost).
 func (s *Store) ReleaseLease(ctx context.Context, target, holder string) error {
 	return s.inIdempotentTx(ctx, "releasing the sync lease of "+target, func(tx *sqlx.Tx) error {

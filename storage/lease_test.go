@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	osexec "os/exec"
 	"testing"
@@ -67,6 +68,43 @@ func TestLeaseOfAGoneProcessIsTakenOverAtOnce(t *testing.T) {
 		}
 		if l := leases["pid reused by another process"]; l.Owner != me || l.Process != "new:2" {
 			t.Fatalf("taken lease = %+v, want owner %+v", l, me)
+		}
+	})
+}
+
+// TestRunOnALeaseIsRecordedOnceWhenItsCommitBrokeAfterLanding: a failover
+// that strikes right after the COMMIT recording a claim's run landed makes
+// the store run that transaction again on the new primary. It must find the
+// run it already recorded, not insert a second: such a twin stays "running"
+// with nobody running it, and the workspace's next run marks it abandoned
+// although its process never died.
+func TestRunOnALeaseIsRecordedOnceWhenItsCommitBrokeAfterLanding(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, st *storage.Store) {
+		ctx := context.Background()
+		me := storage.ThisProcess("h")
+		if _, ok, err := st.TakeLease(ctx, "w", "h:1:a", "h:1", me, time.Minute); err != nil || !ok {
+			t.Fatalf("taking the lease: %v %v", ok, err)
+		}
+		run := &storage.SyncRun{Workspace: "w", Trigger: "manual", Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
+		attempts, err := storage.RetryAfterLandedCommit(ctx, st, storage.CreateLeaseRunTx(st, ctx, run, "h:1:a"))
+		if err != nil || attempts != 2 {
+			t.Fatalf("recording the run: %v after %d attempts, want it retried once", err, attempts)
+		}
+		running, err := st.ListRuns(ctx, "w", storage.OutcomeRunning, 10, 0)
+		if err != nil || len(running) != 1 || running[0].ID != run.ID {
+			t.Fatalf("running runs %+v (%v), want only run %d", running, err, run.ID)
+		}
+		if leases, err := st.Leases(ctx); err != nil || leases["w"].RunID != run.ID {
+			t.Fatalf("the lease names run %d (%v), want %d", leases["w"].RunID, err, run.ID)
+		}
+		// The next claim of the workspace finds no run left behind.
+		if n, err := st.AbandonRuns(ctx, "w", run.ID); err != nil || n != 0 {
+			t.Fatalf("abandoned %d runs (%v), want none", n, err)
+		}
+		// A claim whose lease was taken meanwhile records nothing.
+		lost := &storage.SyncRun{Workspace: "w", Trigger: "schedule", Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
+		if err := st.CreateLeaseRun(ctx, lost, "h:1:gone"); !errors.Is(err, storage.ErrLeaseLost) || lost.ID != 0 {
+			t.Fatalf("recording a run on a lease not held: %v (id %d), want ErrLeaseLost", err, lost.ID)
 		}
 	})
 }

@@ -82,7 +82,8 @@ func (r syncRunRow) run() SyncRun {
 	return out
 }
 
-// CreateRun inserts run and sets its ID.
+// CreateRun inserts run and sets its ID, for a run held under no lease (a
+// sync run is recorded with CreateLeaseRun).
 func (s *Store) CreateRun(ctx context.Context, run *SyncRun) error {
 	// Not idempotent: a failover during its COMMIT is not retried, as it
 	// could record the run twice.
@@ -90,6 +91,44 @@ func (s *Store) CreateRun(ctx context.Context, run *SyncRun) error {
 		return tx.QueryRowxContext(ctx, s.rebind(`INSERT INTO sync_run (workspace, trigger, outcome, started_at)
 			VALUES (?, ?, ?, ?) RETURNING id`), run.Workspace, run.Trigger, run.Outcome, s.timeArg(run.StartedAt)).Scan(&run.ID)
 	})
+}
+
+// CreateLeaseRun inserts run (setting its ID) as the run of holder's lease
+// on run.Workspace, and records it on that lease, in one transaction. Unlike
+// CreateRun it is run again when a failover broke its COMMIT: the attempt
+// whose COMMIT landed left the run on the lease, whose holder is unique to
+// one claim, so the retry finds it there instead of inserting a second one.
+// (Not retried, such a run stayed "running" with nobody running it, and the
+// next run of the workspace marked it abandoned.) ErrLeaseLost when holder
+// no longer holds the lease.
+func (s *Store) CreateLeaseRun(ctx context.Context, run *SyncRun, holder string) error {
+	return s.inIdempotentTx(ctx, "recording sync run of "+run.Workspace, s.createLeaseRun(ctx, run, holder))
+}
+
+func (s *Store) createLeaseRun(ctx context.Context, run *SyncRun, holder string) func(tx *sqlx.Tx) error {
+	return func(tx *sqlx.Tx) error {
+		var recorded *int64
+		err := tx.GetContext(ctx, &recorded, s.rebind(`SELECT run_id FROM sync_lease WHERE target = ? AND holder = ?`),
+			run.Workspace, holder)
+		switch {
+		case isNoRows(err):
+			return fmt.Errorf("%s: %w", run.Workspace, ErrLeaseLost)
+		case err != nil:
+			return fmt.Errorf("reading its lease: %w", err)
+		case recorded != nil: // an earlier attempt committed it
+			run.ID = *recorded
+			return nil
+		}
+		if err := tx.QueryRowxContext(ctx, s.rebind(`INSERT INTO sync_run (workspace, trigger, outcome, started_at)
+			VALUES (?, ?, ?, ?) RETURNING id`), run.Workspace, run.Trigger, run.Outcome, s.timeArg(run.StartedAt)).Scan(&run.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE sync_lease SET run_id = ? WHERE target = ? AND holder = ?`),
+			run.ID, run.Workspace, holder); err != nil {
+			return fmt.Errorf("recording it on its lease: %w", err)
+		}
+		return nil
+	}
 }
 
 // AbandonRuns marks a workspace's runs still "running" as abandoned, except

@@ -439,12 +439,9 @@ func (s *Syncer) claim(ctx context.Context, t Target, trigger string) (claimed, 
 		s.log.Info("old sync runs pruned", "runs", n, "older_than", s.o.RunHistory.String())
 	}
 	run := &storage.SyncRun{Workspace: t.Key, Trigger: trigger, Outcome: storage.OutcomeRunning, StartedAt: time.Now()}
-	if err := s.o.Store.CreateRun(ctx, run); err != nil {
+	if err := s.o.Store.CreateLeaseRun(ctx, run, holder); err != nil {
 		release()
 		return claimed{}, err
-	}
-	if err := s.o.Store.SetLeaseRun(ctx, t.Key, holder, run.ID); err != nil {
-		s.log.Warn("recording the run on its lease failed", "workspace", t.Key, "err", err)
 	}
 	return claimed{run: run, holder: holder}, nil
 }
