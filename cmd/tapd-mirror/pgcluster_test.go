@@ -218,14 +218,15 @@ func (c *pgCluster) waitStates(want map[string]string) {
 	})
 }
 
-// logs is the tail of every pg_autoctl log, for failure messages.
+// logs is the tail of every pg_autoctl log, for failure messages: long
+// enough to show each node's state transitions through both failovers.
 func (c *pgCluster) logs() string {
 	var b strings.Builder
 	files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", filepath.Base(f), strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", filepath.Base(f), strings.Join(lines[max(0, len(lines)-80):], "\n"))
 	}
 	return b.String()
 }
