@@ -30,6 +30,9 @@ type WorkspaceStatus struct {
 	// through a project and its company counts for both).
 	RecordsStored int64        `json:"records_stored"`
 	Settle        *SettleCheck `json:"settle,omitempty"`
+	// BeyondHorizon counts the target's records older than TAPD's horizon
+	// now (by the syncer's clock), still in the archive: only the mirror has them.
+	BeyondHorizon storage.Beyond `json:"beyond_horizon"`
 }
 
 // SettleCheck is the last re-count of recent windows at TAPD.
@@ -70,10 +73,15 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	beyond, err := store.ReportedBeyond(ctx, s.Horizon())
+	if err != nil {
+		return nil, err
+	}
 	out := []WorkspaceStatus{}
 	for _, t := range known {
 		state := states[t.Key]
-		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key]}
+		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key],
+			BeyondHorizon: beyond[t.Key]}
 		if st.Covered == nil {
 			st.Covered = []storage.Interval{}
 		}

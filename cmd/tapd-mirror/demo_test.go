@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
 func TestDemoEndToEnd(t *testing.T) {
@@ -48,6 +53,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	if token == nil {
 		t.Fatalf("no admin token in banner:\n%s", banner)
 	}
+	assertDemoBeyondHorizon(t, base, token[1], banner)
 	// Wait until all four demo workspaces (3 projects + company) synced once
 	// (minutes under -race: the embedded SQLite is Go code, instrumented too)...
 	deadline := time.Now().Add(4 * time.Minute)
@@ -95,6 +101,79 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(db); err != nil {
 		t.Fatalf("demo database: %v", err)
+	}
+}
+
+// assertDemoBeyondHorizon checks that the demo's archive is older than
+// TAPD's memory, as the banner says: its count, its ready curl, the sync
+// status (per target and in all) and the metrics agree.
+func assertDemoBeyondHorizon(t *testing.T, base, token, banner string) {
+	t.Helper()
+	m := regexp.MustCompile(`\n(\d+) records are older than TAPD's horizon: only this archive has them`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner does not say what only the archive holds:\n%s", banner)
+	}
+	held, _ := strconv.ParseInt(m[1], 10, 64)
+	if held == 0 {
+		t.Fatalf("the demo's archive holds nothing older than TAPD's horizon:\n%s", banner)
+	}
+	curl := regexp.MustCompile(`curl '(\S+/api/v1/activity_log/count\?platform=tapd&until=\d+)'`).FindStringSubmatch(banner)
+	if curl == nil {
+		t.Fatalf("no curl for the records older than the horizon:\n%s", banner)
+	}
+	if code, body := get(t, curl[1]); code != 200 || !strings.Contains(body, fmt.Sprintf(`"count":%d}`, held)) {
+		t.Fatalf("%s = %d %s, want the banner's %d", curl[1], code, body, held)
+	}
+	req, _ := http.NewRequest("GET", base+"/api/v1/sync/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var status struct {
+		Data []struct {
+			Workspace     string         `json:"workspace"`
+			BeyondHorizon storage.Beyond `json:"beyond_horizon"`
+		} `json:"data"`
+		BeyondHorizon struct {
+			Horizon time.Time `json:"horizon"`
+			storage.Beyond
+		} `json:"beyond_horizon"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil || len(status.Data) != 4 {
+		t.Fatalf("sync status: %+v, %v", status, err)
+	}
+	// The horizon has moved on a little since the banner: at least as many.
+	total := status.BeyondHorizon
+	if total.Records < held || total.Oldest == nil || !total.Oldest.Before(total.Horizon) || time.Since(total.Horizon) < 180*24*time.Hour {
+		t.Fatalf("status in all: %+v, want at least the banner's %d records, oldest before the horizon", total, held)
+	}
+	var sum int64
+	for _, ws := range status.Data {
+		if ws.BeyondHorizon.Records == 0 || ws.BeyondHorizon.Oldest == nil || ws.BeyondHorizon.Oldest.Before(*total.Oldest) {
+			t.Fatalf("status of %s: %+v (in all: %+v)", ws.Workspace, ws.BeyondHorizon, total.Beyond)
+		}
+		sum += ws.BeyondHorizon.Records
+	}
+	if sum != total.Records { // the demo's targets share no records
+		t.Fatalf("targets hold %d records beyond the horizon, %d in all", sum, total.Records)
+	}
+	_, metrics := get(t, base+"/metrics")
+	gauge := func(series string) int64 {
+		t.Helper()
+		m := regexp.MustCompile(`\n` + regexp.QuoteMeta(series) + ` (\d+)\n`).FindStringSubmatch(metrics)
+		if m == nil {
+			t.Fatalf("metrics lack %s", series)
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n
+	}
+	if n := gauge("tapdmirror_records_beyond_horizon"); n < held {
+		t.Fatalf("tapdmirror_records_beyond_horizon = %d, banner %d", n, held)
+	}
+	if n := gauge(`tapdmirror_workspace_records_beyond_horizon{workspace="company:2001"}`); n == 0 {
+		t.Fatal("the company-level logs hold nothing beyond the horizon in the metrics")
 	}
 }
 

@@ -53,7 +53,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopArchive()
-	if s, client, err = newSyncer(cfg, st, log, metrics); err != nil {
+	if s, client, err = newSyncer(cfg, st, log, metrics, nil); err != nil {
 		return err
 	}
 	scheduled := len(cfg.Sync.Workspaces) > 0

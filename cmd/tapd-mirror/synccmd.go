@@ -38,7 +38,7 @@ func (m *Main) sync(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	s, _, err := newSyncer(cfg, st, log, nil)
+	s, _, err := newSyncer(cfg, st, log, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,9 @@ import (
 )
 
 // newSyncer builds the TAPD client and the sync engine from configuration;
-// m (may be nil) receives their metrics.
-func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics) (*syncer.Syncer, *tapd.Client, error) {
+// m (may be nil) receives their metrics; now (nil: the real clock) is the
+// engine's clock, which the demo sets back.
+func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
 	if m != nil {
@@ -58,6 +59,7 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		Settle:        cfg.Sync.Settle.Duration,
 		SettleCheck:   cfg.Sync.SettleCheck.Duration,
 		RunHistory:    cfg.Sync.RunHistory.Duration,
+		Now:           now,
 		Logger:        log,
 		Metrics:       sm,
 	}), client, nil
