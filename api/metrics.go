@@ -247,6 +247,10 @@ func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.M
 	if !state.FreshAt.IsZero() {
 		gauge(descSinceSuccess, now.Sub(state.FreshAt).Seconds())
 	}
+	if beyond.Oldest != nil {
+		gauge(descMirrorOnly, float64(beyond.Oldest.Unix()))
+	}
+	gauge(descBeyond, float64(beyond.Records))
 	_, newest, err := c.g.Store.WorkspaceSpan(ctx, ws)
 	if err != nil {
 		return err
@@ -254,10 +258,6 @@ func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.M
 	if !newest.IsZero() {
 		gauge(descSinceNewest, now.Sub(newest).Seconds())
 	}
-	if beyond.Oldest != nil {
-		gauge(descMirrorOnly, float64(beyond.Oldest.Unix()))
-	}
-	gauge(descBeyond, float64(beyond.Records))
 	open, unreachable := 0, 0
 	for _, g := range state.Gaps() {
 		switch {

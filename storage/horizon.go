@@ -46,24 +46,30 @@ func (s *Store) RecordsBeyond(ctx context.Context, horizon time.Time) (Beyond, e
 // ReportedBeyond returns, per target, the records it reported (membership,
 // see CountReported) that are older than horizon and still in the archive
 // (a deleted record's membership stays, but the mirror no longer holds it),
-// in one statement: the (timestamp) range below the horizon of the live
-// rows, and the rows of activity_target below it.
+// in one statement. The live rows are grouped by source too rather than
+// filtered by it: a filter on source would lead the planner to the
+// (source, source_id) index and read every mirrored row; grouped, only
+// rows older than the horizon are read.
 func (s *Store) ReportedBeyond(ctx context.Context, horizon time.Time) (map[string]Beyond, error) {
 	var rows []struct {
 		Target string `db:"target"`
+		Source string `db:"source"`
 		N      int64  `db:"n"`
 		Oldest dbTime `db:"oldest"`
 	}
 	h := s.timeArg(horizon)
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT workspace_id AS target, COUNT(*) AS n, MIN(timestamp) AS oldest
-		FROM activity_log WHERE source = 'tapd' AND timestamp < ? GROUP BY workspace_id
-		UNION ALL SELECT t.target, COUNT(*), MIN(t.timestamp) FROM activity_target AS t
+	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT workspace_id AS target, source, COUNT(*) AS n, MIN(timestamp) AS oldest
+		FROM activity_log WHERE timestamp < ? GROUP BY workspace_id, source
+		UNION ALL SELECT t.target, 'tapd', COUNT(*), MIN(t.timestamp) FROM activity_target AS t
 		WHERE t.timestamp < ? AND EXISTS (SELECT 1 FROM activity_log AS a WHERE a.source = 'tapd' AND a.source_id = t.source_id)
 		GROUP BY t.target`), h, h); err != nil {
 		return nil, fmt.Errorf("counting records older than TAPD's horizon per target: %w", err)
 	}
-	out := make(map[string]Beyond, len(rows))
+	out := map[string]Beyond{}
 	for _, r := range rows {
+		if r.Source != SourceTAPD {
+			continue // local records are no target's
+		}
 		b := out[r.Target]
 		b.Records += r.N
 		if !r.Oldest.IsZero() && (b.Oldest == nil || r.Oldest.Before(*b.Oldest)) {
