@@ -217,15 +217,15 @@ func (c *workspaceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return
 	}
-	horizon := c.g.Horizon()
-	beyond, err := c.g.Store.ReportedBeyond(ctx, horizon)
+	horizon, workspaces := c.g.Horizon(), c.g.Workspaces()
+	beyond, err := c.g.Store.ReportedBeyond(ctx, horizon, workspaces)
 	if err != nil {
 		if c.g.Logger != nil {
 			c.g.Logger.Warn("metrics: counting records older than TAPD's horizon", "err", err)
 		}
 		return
 	}
-	for _, ws := range c.g.Workspaces() {
+	for _, ws := range workspaces {
 		if err := c.collect(ctx, ch, ws, states[ws], beyond[ws], now); err != nil && c.g.Logger != nil {
 			c.g.Logger.Warn("metrics: reading workspace state", "workspace", ws, "err", err)
 		}

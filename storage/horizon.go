@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -30,53 +31,77 @@ func (s *Store) RecordsBeyond(ctx context.Context, horizon time.Time) (Beyond, e
 		SourceTAPD); err != nil {
 		return Beyond{}, fmt.Errorf("finding the oldest day of mirrored records: %w", err)
 	}
-	var oldest dbTime
-	if err := s.reads.GetContext(ctx, &oldest, s.rebind(`SELECT MIN(timestamp) FROM activity_log
-		WHERE source = ? AND timestamp >= ? AND timestamp < ?`),
-		SourceTAPD, s.timeArg(s.dayStart(day)), s.timeArg(s.dayStart(day+1))); err != nil {
+	// Grouped by source, not filtered by it: a filter on source leads the
+	// planner to the (source, source_id) index and every mirrored row.
+	var rows []struct {
+		Source string `db:"source"`
+		Oldest dbTime `db:"oldest"`
+	}
+	if err := s.reads.SelectContext(ctx, &rows, s.rebind(`SELECT source, MIN(timestamp) AS oldest FROM activity_log
+		WHERE timestamp >= ? AND timestamp < ? GROUP BY source`),
+		s.timeArg(s.dayStart(day)), s.timeArg(s.dayStart(day+1))); err != nil {
 		return Beyond{}, fmt.Errorf("finding the oldest mirrored record: %w", err)
 	}
 	b := Beyond{Records: n}
-	if !oldest.IsZero() {
-		b.Oldest = &oldest.Time
+	for _, r := range rows {
+		if r.Source == SourceTAPD && !r.Oldest.IsZero() {
+			b.Oldest = &r.Oldest.Time
+		}
 	}
 	return b, nil
 }
 
-// ReportedBeyond returns, per target, the records it reported (membership,
-// see CountReported) that are older than horizon and still in the archive
-// (a deleted record's membership stays, but the mirror no longer holds it),
-// in one statement. The live rows are grouped by source too rather than
-// filtered by it: a filter on source would lead the planner to the
-// (source, source_id) index and read every mirrored row; grouped, only
-// rows older than the horizon are read.
-func (s *Store) ReportedBeyond(ctx context.Context, horizon time.Time) (map[string]Beyond, error) {
-	var rows []struct {
-		Target string `db:"target"`
-		Source string `db:"source"`
-		N      int64  `db:"n"`
-		Oldest dbTime `db:"oldest"`
-	}
+// ReportedBeyond returns, for each of targets, the records it reported
+// (membership, see CountReported) that are older than horizon and still in
+// the archive (a deleted record's membership stays, but the mirror no
+// longer holds it): per target an index range of its rows older than the
+// horizon ((workspace_id, timestamp)), and the rows of activity_target
+// below it, in one statement per targetsPerStatement targets. The rows are
+// grouped by source rather than filtered by it: a filter on source leads
+// the planners to the (source, source_id) index and every mirrored row.
+func (s *Store) ReportedBeyond(ctx context.Context, horizon time.Time, targets []string) (map[string]Beyond, error) {
+	out := make(map[string]Beyond, len(targets))
 	h := s.timeArg(horizon)
-	if err := s.db.SelectContext(ctx, &rows, s.rebind(`SELECT workspace_id AS target, source, COUNT(*) AS n, MIN(timestamp) AS oldest
-		FROM activity_log WHERE timestamp < ? GROUP BY workspace_id, source
-		UNION ALL SELECT t.target, 'tapd', COUNT(*), MIN(t.timestamp) FROM activity_target AS t
-		WHERE t.timestamp < ? AND EXISTS (SELECT 1 FROM activity_log AS a WHERE a.source = 'tapd' AND a.source_id = t.source_id)
-		GROUP BY t.target`), h, h); err != nil {
-		return nil, fmt.Errorf("counting records older than TAPD's horizon per target: %w", err)
-	}
-	out := map[string]Beyond{}
-	for _, r := range rows {
-		if r.Source != SourceTAPD {
-			continue // local records are no target's
+	for start := 0; start < len(targets); start += targetsPerStatement {
+		part := targets[start:min(start+targetsPerStatement, len(targets))]
+		q := `SELECT t.target, 'tapd' AS source, COUNT(*) AS n, MIN(t.timestamp) AS oldest FROM activity_target AS t
+			WHERE t.target IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(part)), ", ") + `) AND t.timestamp < ?
+			AND EXISTS (SELECT 1 FROM activity_log AS a WHERE a.source = 'tapd' AND a.source_id = t.source_id)
+			GROUP BY t.target`
+		args := make([]any, 0, 4*len(part)+1)
+		for _, t := range part {
+			args = append(args, t)
 		}
-		b := out[r.Target]
-		b.Records += r.N
-		if !r.Oldest.IsZero() && (b.Oldest == nil || r.Oldest.Before(*b.Oldest)) {
-			oldest := r.Oldest.Time
-			b.Oldest = &oldest
+		args = append(args, h)
+		for _, t := range part {
+			q += ` UNION ALL SELECT ?, source, COUNT(*), MIN(timestamp) FROM activity_log WHERE workspace_id = ? AND timestamp < ? GROUP BY source`
+			args = append(args, t, t, h)
 		}
-		out[r.Target] = b
+		var rows []struct {
+			Target string `db:"target"`
+			Source string `db:"source"`
+			N      int64  `db:"n"`
+			Oldest dbTime `db:"oldest"`
+		}
+		if err := s.db.SelectContext(ctx, &rows, s.rebind(q), args...); err != nil {
+			return nil, fmt.Errorf("counting records older than TAPD's horizon per target: %w", err)
+		}
+		for _, r := range rows {
+			if r.Source != SourceTAPD {
+				continue
+			}
+			b := out[r.Target]
+			b.Records += r.N
+			if !r.Oldest.IsZero() && (b.Oldest == nil || r.Oldest.Before(*b.Oldest)) {
+				oldest := r.Oldest.Time
+				b.Oldest = &oldest
+			}
+			out[r.Target] = b
+		}
 	}
 	return out, nil
 }
+
+// targetsPerStatement keeps ReportedBeyond's compound SELECT far under
+// SQLite's limit of 500 terms.
+const targetsPerStatement = 100

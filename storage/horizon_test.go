@@ -60,7 +60,8 @@ func TestRecordsBeyondHorizon(t *testing.T) {
 		if slow, _ := s.CountByScan(ctx, storage.Filter{Source: storage.SourceTAPD, Until: horizon}); slow != total.Records {
 			t.Fatalf("total %d, COUNT(*) %d", total.Records, slow)
 		}
-		per, err := s.ReportedBeyond(ctx, horizon)
+		targets := []string{"10074561", "all:2001", "company:2001", "99"}
+		per, err := s.ReportedBeyond(ctx, horizon, targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,8 +75,9 @@ func TestRecordsBeyondHorizon(t *testing.T) {
 		check("10074561", int64(old), t0)
 		check("all:2001", 5, t0)
 		check("company:2001", 1, company.Timestamp)
-		if len(per) != 3 {
-			t.Fatalf("targets %v, want the three that reported records", per)
+		check("99", 0, time.Time{}) // reported nothing
+		if _, listed := per[""]; listed {
+			t.Fatalf("local records counted as a target's: %v", per)
 		}
 		// Deleted, a record is no longer held (its membership stays: TAPD did report it).
 		if _, err := s.DeleteActivity(ctx, idBySourceID(t, s, "0")); err != nil {
@@ -84,7 +86,7 @@ func TestRecordsBeyondHorizon(t *testing.T) {
 		if _, err := s.DeleteActivity(ctx, idBySourceID(t, s, "c1")); err != nil {
 			t.Fatal(err)
 		}
-		per, _ = s.ReportedBeyond(ctx, horizon)
+		per, _ = s.ReportedBeyond(ctx, horizon, targets)
 		check("10074561", int64(old-1), batch[1].Timestamp)
 		check("all:2001", 4, batch[1].Timestamp)
 		check("company:2001", 0, time.Time{})
@@ -96,8 +98,64 @@ func TestRecordsBeyondHorizon(t *testing.T) {
 		if b, err := s.RecordsBeyond(ctx, t0.Add(-100*time.Hour)); err != nil || b.Records != 0 || b.Oldest != nil {
 			t.Fatalf("before every record: %+v, %v", b, err)
 		}
-		if per, _ := s.ReportedBeyond(ctx, t0.Add(-100*time.Hour)); len(per) != 0 {
-			t.Fatalf("before every record, per target: %v", per)
+		per, _ = s.ReportedBeyond(ctx, t0.Add(-100*time.Hour), targets)
+		for _, target := range targets {
+			check(target, 0, time.Time{})
 		}
 	})
+}
+
+// BenchmarkRecordsBeyondHorizon: what only the mirror holds, in all (the
+// daily counts) and per target, against COUNT(*) of the same records (the
+// baseline), on a year of records from 4 targets, half of them older than
+// the horizon.
+func BenchmarkRecordsBeyondHorizon(b *testing.B) {
+	const n = 100_000
+	for _, dialect := range storagetest.Dialects {
+		s := storagetest.Open(b, storagetest.URL(b, dialect))
+		ctx := context.Background()
+		start := t0.AddDate(-1, 0, 0)
+		every := 365 * 24 * time.Hour / n
+		var batch []storage.Activity
+		for i := range n {
+			a := mirrored(fmt.Sprint(i), start.Add(time.Duration(i)*every), "t")
+			a.WorkspaceID = fmt.Sprint(10074561 + i%4)
+			batch = append(batch, a)
+			if len(batch) == 5000 || i == n-1 {
+				if _, err := s.UpsertMirrored(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		horizon := start.AddDate(0, 6, 0).Add(7 * time.Hour)
+		b.Run(dialect+"/total", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.RecordsBeyond(ctx, horizon); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(dialect+"/count-only", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.CountActivities(ctx, storage.Filter{Source: storage.SourceTAPD, Until: horizon}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(dialect+"/per-target", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.ReportedBeyond(ctx, horizon, []string{"10074561", "10074562", "10074563", "10074564"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(dialect+"/baseline-count-scan", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.CountByScan(ctx, storage.Filter{Source: storage.SourceTAPD, Until: horizon}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -73,7 +73,11 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	beyond, err := store.ReportedBeyond(ctx, s.Horizon())
+	keys := make([]string, len(known))
+	for i, t := range known {
+		keys[i] = t.Key
+	}
+	beyond, err := store.ReportedBeyond(ctx, s.Horizon(), keys)
 	if err != nil {
 		return nil, err
 	}
