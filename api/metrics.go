@@ -40,7 +40,11 @@ type WorkspaceGauges struct {
 	Horizon    func() time.Time     // TAPD's current half-year horizon
 	LimitWait  func() time.Duration // time spent waiting for the TAPD rate limiter
 	RateLimit  func() float64       // the client-side TAPD limit in use, requests per minute
-	Logger     *slog.Logger
+	QuotaPause func() time.Time     // end of TAPD's quota penalty; zero when none
+	// ExpiresIn is how long until a workspace's oldest unfetched minute
+	// leaves TAPD's half year (ok false when nothing is left to fetch).
+	ExpiresIn func(storage.SyncState) (time.Duration, bool)
+	Logger    *slog.Logger
 }
 
 // NewMetrics registers the metrics; g may be nil (no per-workspace gauges).
@@ -91,6 +95,16 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 				}
 				return lag.Seconds()
 			}))
+		if g.QuotaPause != nil {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_quota_paused_until_seconds",
+				Help: "Unix time until which TAPD's quota penalty (after a 429) pauses every TAPD request; 0 when not paused."},
+				func() float64 {
+					if t := g.QuotaPause(); !t.IsZero() {
+						return float64(t.Unix())
+					}
+					return 0
+				}))
+		}
 		if g.RateLimit != nil {
 			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_rate_limit_per_minute",
 				Help: "The client-side TAPD request limit in use: tapd.requests_per_minute, lowered to the rate a 429 from TAPD announces."},
@@ -191,6 +205,8 @@ var (
 		"Timestamp of the oldest record that only the mirror still holds (older than TAPD's half year).", []string{"workspace"}, nil)
 	descGaps = prometheus.NewDesc("tapdmirror_workspace_gaps",
 		"Spans of TAPD time never verified complete and not acknowledged (see GET /api/v1/sync/status).", []string{"workspace"}, nil)
+	descAtRisk = prometheus.NewDesc("tapdmirror_workspace_oldest_unfetched_expiry_seconds",
+		"Seconds until the workspace's oldest TAPD minute not yet mirrored leaves TAPD's half year (absent when all is fetched); near 0: records are about to be lost.", []string{"workspace"}, nil)
 	descUnreachable = prometheus.NewDesc("tapdmirror_workspace_unreachable_minutes",
 		"Minutes TAPD's query rules cannot reach (last minute of a month with an exclusive end_time), listed in sync status.", []string{"workspace"}, nil)
 	descBeyond = prometheus.NewDesc("tapdmirror_workspace_records_beyond_horizon",
@@ -200,7 +216,7 @@ var (
 )
 
 func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable,
+	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable, descAtRisk,
 		descBeyond, descBeyondTotal} {
 		ch <- d
 	}
@@ -269,5 +285,10 @@ func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.M
 	}
 	gauge(descGaps, float64(open))
 	gauge(descUnreachable, float64(unreachable))
+	if c.g.ExpiresIn != nil {
+		if d, ok := c.g.ExpiresIn(state); ok {
+			gauge(descAtRisk, d.Seconds())
+		}
+	}
 	return nil
 }

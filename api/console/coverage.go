@@ -56,6 +56,7 @@ type runRow struct {
 type workspaceView struct {
 	syncer.WorkspaceStatus
 	Checkpoint, Fresh, Next string
+	AtRiskText              string // oldest unfetched minute, and when it leaves TAPD's half year
 	Axis                    *axis
 	Gaps                    []gapRow
 	OpenGaps                bool
@@ -83,7 +84,12 @@ type coveragePage struct {
 	CanSince   bool
 	Horizon    string
 	Beyond     *beyondView // in all, each record once; nil without a horizon or such records
+	// QuotaPaused is when TAPD's quota penalty ends, while it lasts.
+	QuotaPaused string
 }
+
+// quotaPauser is a Syncer that knows TAPD's quota penalty.
+type quotaPauser interface{ QuotaPausedUntil() time.Time }
 
 // coverage shows, per workspace, what the mirror verified, its gaps, TAPD's
 // horizon and the last runs; admins get resync and acknowledge forms.
@@ -131,6 +137,11 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 			p.Beyond = &b
 		}
 	}
+	if q, ok := c.o.Syncer.(quotaPauser); ok {
+		if until := q.QuotaPausedUntil(); !until.IsZero() {
+			p.QuotaPaused = v.Time(until)
+		}
+	}
 	now := c.o.Now()
 	for _, st := range statuses {
 		wv := workspaceView{WorkspaceStatus: st, Stored: thousands(st.RecordsStored), Beyond: v.beyond(st.BeyondHorizon)}
@@ -142,6 +153,10 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 		}
 		if st.NextRun != nil {
 			wv.Next = v.Time(*st.NextRun)
+		}
+		if a := st.AtRisk; a != nil {
+			wv.AtRiskText = v.Time(a.OldestUnfetched) + " (" + v.Time(a.ExpiresAt) + ", " +
+				(time.Duration(a.ExpiresInSeconds) * time.Second).Round(time.Minute).String() + ")"
 		}
 		for _, g := range st.Gaps {
 			wv.Gaps = append(wv.Gaps, gapRow{From: v.Time(g.Start), To: v.Time(g.End), Reason: g.Reason, Acked: g.Acknowledged})

@@ -25,6 +25,12 @@ var errHelp = flag.ErrHelp
 // usageError is a mistake on the command line (exit code 2).
 type usageError struct{ error }
 
+// exitError ends the program with a code of its own (sync's 3 and 4).
+type exitError struct {
+	code int
+	error
+}
+
 // Main is the whole program, callable from tests: they run it in-process
 // against a fake TAPD and a real database, exactly as main does.
 type Main struct {

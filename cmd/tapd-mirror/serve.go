@@ -11,6 +11,7 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
@@ -46,6 +47,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Horizon:    func() time.Time { return s.Horizon() },
 		LimitWait:  func() time.Duration { return client.LimiterWait() },
 		RateLimit:  func() float64 { return client.RateLimit() },
+		QuotaPause: func() time.Time { return client.PausedUntil() },
+		ExpiresIn:  func(st storage.SyncState) (time.Duration, bool) { return s.ExpiresIn(st) },
 		Logger:     log,
 	})
 	arch, stopArchive, err := startArchive(ctx, cfg, st, log, metrics) // checkpoints, verification, retention

@@ -30,6 +30,7 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		Location:          cfg.Location(),
 		UserAgent:         "tapd-mirror/" + version,
 		RequestsPerMinute: cfg.TAPD.RequestsPerMinute,
+		PenaltyMax:        cfg.TAPD.PenaltyMax.Duration,
 		Logger:            log,
 		Observe:           observe,
 	})
