@@ -56,7 +56,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopArchive()
-	if s, client, err = newSyncer(cfg, st, log, metrics, nil); err != nil {
+	defer startBackups(ctx, cfg, st, arch.key, log, metrics, m.now)()
+	if s, client, err = newSyncer(cfg, st, log, metrics, m.Clock); err != nil {
 		return err
 	}
 	scheduled := len(cfg.Sync.Workspaces) > 0

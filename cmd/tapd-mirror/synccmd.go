@@ -51,7 +51,7 @@ func (m *Main) sync(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	s, _, err := newSyncer(cfg, st, log, nil, nil)
+	s, _, err := newSyncer(cfg, st, log, nil, m.Clock)
 	if err != nil {
 		return err
 	}

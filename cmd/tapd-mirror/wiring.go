@@ -12,8 +12,8 @@ import (
 )
 
 // newSyncer builds the TAPD client and the sync engine from configuration;
-// m (may be nil) receives their metrics; now (nil: the real clock) is the
-// engine's clock, which the demo sets back.
+// m (may be nil) receives their metrics; now (may be nil) is the engine's
+// clock, which the demo sets back.
 func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
@@ -60,8 +60,8 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		Settle:        cfg.Sync.Settle.Duration,
 		SettleCheck:   cfg.Sync.SettleCheck.Duration,
 		RunHistory:    cfg.Sync.RunHistory.Duration,
-		Now:           now,
 		Logger:        log,
 		Metrics:       sm,
+		Now:           now,
 	}), client, nil
 }
