@@ -114,6 +114,13 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 	return m
 }
 
+// Register adds collectors of other parts of the process (forwarding).
+func (m *Metrics) Register(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		m.reg.MustRegister(c)
+	}
+}
+
 // Handler serves the metrics in Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

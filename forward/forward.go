@@ -118,6 +118,8 @@ func New(o Options) (*Forwarder, error) {
 		default:
 			return nil, fmt.Errorf("forward destination %s: kind %s is not supported yet", c.Name, c.Kind)
 		}
+		fw.delivered.WithLabelValues(c.Name) // present at 0, so alerts on rate() see the destination
+		fw.failures.WithLabelValues(c.Name)
 		fw.runners = append(fw.runners, &runner{f: fw, cfg: c, dest: d, log: o.Logger.With("destination", c.Name, "kind", c.Kind)})
 	}
 	return fw, nil
