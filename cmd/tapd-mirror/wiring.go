@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/api"
@@ -14,6 +15,12 @@ import (
 // newSyncer builds the TAPD client and the sync engine from configuration;
 // m (may be nil) receives their metrics.
 func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics) (*syncer.Syncer, *tapd.Client, error) {
+	return newSyncerOver(cfg, st, log, m, nil)
+}
+
+// newSyncerOver is newSyncer with the client's HTTP transport given (nil:
+// the default), e.g. doctor's recorder.
+func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, transport http.RoundTripper) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
 	if m != nil {
@@ -31,6 +38,7 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		RequestsPerMinute: cfg.TAPD.RequestsPerMinute,
 		Logger:            log,
 		Observe:           observe,
+		Transport:         transport,
 	})
 	if err != nil {
 		return nil, nil, err
