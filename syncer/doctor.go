@@ -295,7 +295,8 @@ func (s *Syncer) diagnoseHorizon(ctx context.Context, t Target, to time.Time, d 
 			return
 		}
 		h.Oldest = oldest
-		days := int(math.Floor(to.Sub(oldest).Hours() / 24))
+		// The days back TAPD keeps, counting the minute's seconds the probe cannot see.
+		days := int((d.At.Sub(oldest) + time.Minute) / (24 * time.Hour))
 		d.Advice = append(d.Advice, fmt.Sprintf("TAPD refuses start_time before %s, %s later than tapd.horizon_days (%d) says: set tapd.horizon_days to %d; "+
 			"the sync finds this itself on every run, at a few requests each and a warning", r.fmt(oldest), oldest.Sub(h.Configured).Round(time.Minute), h.Days, days))
 	case err != nil:

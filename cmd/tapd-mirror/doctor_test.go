@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
@@ -308,6 +309,45 @@ func TestDoctorRecordsAndReplays(t *testing.T) {
 			b, _ := json.Marshal(replayed.Checks)
 			if string(a) != string(b) || replayed.Requests != recorded.Requests {
 				t.Fatalf("%s: replay reports differently:\n%s\n%s", auth, a, b)
+			}
+		}
+	})
+}
+
+// TestDoctorFindsTAPDsHorizon: a TAPD keeping fewer days than
+// tapd.horizon_days refuses the configured start; doctor finds TAPD's
+// oldest minute, counts from it, and says which setting fits. One keeping
+// more is noticed too. Neither blocks a sync.
+func TestDoctorFindsTAPDsHorizon(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		for _, c := range []struct {
+			tapdDays int
+			want     string
+			advice   string
+		}{
+			{180, "horizon: TAPD refuses start_time before", "set tapd.horizon_days to 180"},
+			{190, "and even a day before", "a larger tapd.horizon_days mirrors those records too"},
+		} {
+			f := tapdtest.New(tapdtest.Options{Seed: 14, Projects: 1, RecordsPerDay: 3, HorizonDays: c.tapdDays})
+			env := fakeEnv(f, dbURL, "10074561")
+			env["TAPD_MIRROR_DATABASE_URL"] = "sqlite:" + filepath.Join(t.TempDir(), "h.db")
+			if c.tapdDays == 180 {
+				env["TAPD_MIRROR_DATABASE_URL"] = dbURL
+			}
+			out, logs, err := runDoctor(env)
+			f.Close()
+			if err != nil || !strings.Contains(out, c.want) || !strings.Contains(out, c.advice) {
+				t.Fatalf("TAPD keeping %d days: %v\n%s\n%s", c.tapdDays, err, out, logs)
+			}
+			if c.tapdDays == 180 {
+				oldest := f.Horizon().Truncate(time.Minute)
+				if !strings.Contains(out, "before "+oldest.Add(time.Minute).Format("2006-01-02 15:04")) &&
+					!strings.Contains(out, "before "+oldest.Format("2006-01-02 15:04")) {
+					t.Fatalf("TAPD's horizon is %s:\n%s", oldest, out)
+				}
+				if want := len(f.Queryable("10074561", false)); !strings.Contains(out, strconv.Itoa(want)+" records") {
+					t.Fatalf("doctor did not count the %d records TAPD holds from its horizon:\n%s", want, out)
+				}
 			}
 		}
 	})
