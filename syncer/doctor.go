@@ -225,6 +225,8 @@ func (s *Syncer) Diagnose(ctx context.Context, perMinute func() float64) (Diagno
 				v.Error = err.Error()
 				if fatal(err) {
 					d.Blocking = append(d.Blocking, fmt.Sprintf("%s: %s", t.Key, describe(err, "workspace "+t.WorkspaceID)))
+				} else {
+					d.Advice = append(d.Advice, fmt.Sprintf("%s could not be counted: the estimate leaves out what was not counted (%v)", t.Key, err))
 				}
 				break
 			}
@@ -377,7 +379,14 @@ func (s *Syncer) alternatives(ctx context.Context, d *Diagnosis, to time.Time) {
 			wide = append(wide, Target{Key: "company:" + w.ID, WorkspaceID: w.ID, CompanyOnly: true})
 		}
 		cost := 0
+	streams:
 		for _, t := range wide {
+			for _, v := range d.Targets { // configured too: counted already
+				if v.Target == t.Key && v.Error == "" {
+					cost += v.Requests
+					continue streams
+				}
+			}
 			r := s.doctorRun(t, d.Horizon.Oldest, to)
 			for _, m := range splitByMonth(Interval{Start: d.Horizon.Oldest, End: to}, s.loc) {
 				p, err := r.page(ctx, m, 1, 1, true)

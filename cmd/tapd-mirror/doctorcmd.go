@@ -88,6 +88,9 @@ func (m *Main) doctor(ctx context.Context, args []string) error {
 		r.Blocking = append(r.Blocking, authProblem(err))
 	default:
 		d, err := s.Diagnose(ctx, client.RateLimit)
+		if err == nil {
+			err = ctx.Err() // stopped: the report would be incomplete
+		}
 		if err != nil {
 			return fmt.Errorf("doctor: %w", err)
 		}
