@@ -125,7 +125,7 @@ type Alternative struct {
 // learned once). perMinute reports the client's rate limit after the
 // requests (TAPD may have announced a lower quota meanwhile).
 func (s *Syncer) Diagnose(ctx context.Context, perMinute func() float64) (Diagnosis, error) {
-	now := s.o.Now()
+	now := s.o.Now().In(s.loc) // every time of the report in TAPD's zone
 	to := now.Truncate(time.Minute).Add(-time.Minute)
 	d := Diagnosis{At: now, Entries: []EntryCheck{}, Targets: []TargetVolume{}, Alternatives: []Alternative{},
 		Advice: []string{}, Blocking: []string{}}
@@ -178,6 +178,7 @@ func (s *Syncer) Diagnose(ctx context.Context, perMinute func() float64) (Diagno
 			return d, err
 		}
 		cw, err := s.CompanyWide(ctx, w.ID)
+		cw.Since = cw.Since.In(s.loc)
 		check := &CompanyWideCheck{Company: w.ID, CompanyWide: cw}
 		switch {
 		case err != nil:
