@@ -216,6 +216,8 @@ func (s *Syncer) Diagnose(ctx context.Context, perMinute func() float64) (Diagno
 	if err != nil {
 		return d, err
 	}
+	months := len(splitByMonth(Interval{Start: d.Horizon.Oldest, End: to}, s.loc))
+	s.log.Info("doctor: counting each target's records per month", "targets", len(targets), "requests", len(targets)*months)
 	var candidate *runState
 	for _, t := range targets {
 		r := s.doctorRun(t, d.Horizon.Oldest, to)
