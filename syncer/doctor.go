@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
@@ -239,7 +240,6 @@ func (s *Syncer) Diagnose(ctx context.Context, perMinute func() float64) (Diagno
 			}
 			v.Months = append(v.Months, MonthVolume{Start: m.Start, End: m.End, Records: p.TotalItems})
 			v.Records += p.TotalItems
-			v.Requests += s.windowRequests(p.TotalItems)
 		}
 		d.Targets = append(d.Targets, v)
 	}
@@ -328,39 +328,101 @@ func (s *Syncer) windowRequests(n int) int {
 	return max(1, (n+o.PageSize-1)/o.PageSize)
 }
 
+// chunk is a span of one target that a backfill fetches in one go.
+type chunk struct {
+	target   int
+	start    time.Time
+	minutes  float64 // of TAPD time
+	records  int
+	requests int
+}
+
+// backfillChunks is how a backfill fetches a target's planned windows
+// (months, oldest first): each window with its pages (windowRequests).
+func (s *Syncer) backfillChunks(target int, months []MonthVolume) []chunk {
+	out := make([]chunk, 0, len(months))
+	for _, m := range months {
+		out = append(out, chunk{target: target, start: m.Start, minutes: m.End.Sub(m.Start).Minutes(),
+			records: m.Records, requests: s.windowRequests(m.Records)})
+	}
+	return out
+}
+
+// backfillRequests is what a backfill of months costs.
+func (s *Syncer) backfillRequests(months []MonthVolume) int {
+	n := 0
+	for _, c := range s.backfillChunks(0, months) {
+		n += c.requests
+	}
+	return n
+}
+
 // estimate adds the targets' requests, the time they take at the quota,
-// and what would expire before it is fetched. A backfill fetches each
-// target's oldest window first, the targets in turn; TAPD's horizon moves a
-// minute per minute meanwhile, so the oldest records of the targets whose
-// turn comes late are lost: the TAPD minutes between the horizon and where
-// it is when the target's oldest window has been fetched.
+// and what would expire before it is fetched. A backfill fetches every
+// target's oldest chunk first, the targets in turn, then the rest oldest
+// first; TAPD's horizon moves a minute per minute meanwhile, so a chunk
+// fetched later than its start is old loses the records of the TAPD
+// minutes that expired first (estimated at the chunk's mean density).
 func (s *Syncer) estimate(d *Diagnosis, overhead int, perMinute float64) {
 	e := &d.Estimate
 	e.Requests, e.PerMinute = overhead, perMinute
-	elapsed := float64(overhead)
+	var first, rest []chunk
 	for i := range d.Targets {
 		v := &d.Targets[i]
+		v.AtRisk = nil
+		cs := s.backfillChunks(i, v.Months)
+		v.Requests = 0
+		for _, c := range cs {
+			v.Requests += c.requests
+		}
 		e.Requests += v.Requests
 		e.Records += v.Records
-		if len(v.Months) == 0 || perMinute <= 0 {
-			continue
-		}
-		oldest := v.Months[0]
-		elapsed += float64(s.windowRequests(oldest.Records))
-		minutes := elapsed / perMinute
-		span := oldest.End.Sub(oldest.Start).Minutes()
-		if risk := int(math.Round(float64(oldest.Records) * min(1, minutes/span))); risk > 0 {
-			v.AtRisk = &AtRisk{Minutes: math.Round(minutes*10) / 10, Records: risk}
-			e.AtRisk += risk
+		if len(cs) > 0 {
+			first, rest = append(first, cs[0]), append(rest, cs[1:]...)
 		}
 	}
 	if perMinute > 0 {
 		e.Minutes = math.Round(float64(e.Requests)/perMinute*10) / 10
 	}
+	if perMinute <= 0 || len(first) == 0 {
+		return // no quota, no time to tell
+	}
+	horizon := first[0].start
+	for _, c := range first {
+		horizon = minTimeOf(horizon, c.start)
+	}
+	slices.SortStableFunc(rest, func(a, b chunk) int { return a.start.Compare(b.start) })
+	elapsed := float64(overhead)
+	for _, c := range append(first, rest...) {
+		elapsed += float64(c.requests)
+		late := elapsed/perMinute - c.start.Sub(horizon).Minutes() // minutes of c expired when it is fetched
+		if late <= 0 || c.minutes <= 0 {
+			continue
+		}
+		late = min(late, c.minutes)
+		risk := int(math.Round(float64(c.records) * late / c.minutes))
+		if risk == 0 {
+			continue
+		}
+		v := &d.Targets[c.target]
+		if v.AtRisk == nil {
+			v.AtRisk = &AtRisk{}
+		}
+		v.AtRisk.Minutes = math.Round((v.AtRisk.Minutes+late)*10) / 10
+		v.AtRisk.Records += risk
+		e.AtRisk += risk
+	}
 	if e.AtRisk > 0 {
 		d.Advice = append(d.Advice, fmt.Sprintf("about %d records would expire before the first backfill reaches them at %.0f requests/minute: "+
 			"ask TAPD for a higher quota and raise tapd.requests_per_minute to it, or sync fewer streams (all:ID instead of projects:ID)", e.AtRisk, perMinute))
 	}
+}
+
+func minTimeOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // alternatives counts, for each projects:ID entry, what all:ID would cost
@@ -391,13 +453,15 @@ func (s *Syncer) alternatives(ctx context.Context, d *Diagnosis, to time.Time) {
 				}
 			}
 			r := s.doctorRun(t, d.Horizon.Oldest, to)
+			var months []MonthVolume
 			for _, m := range splitByMonth(Interval{Start: d.Horizon.Oldest, End: to}, s.loc) {
 				p, err := r.page(ctx, m, 1, 1, true)
 				if err != nil {
 					return
 				}
-				cost += s.windowRequests(p.TotalItems)
+				months = append(months, MonthVolume{Start: m.Start, End: m.End, Records: p.TotalItems})
 			}
+			cost += s.backfillRequests(months)
 		}
 		d.Alternatives = append(d.Alternatives, Alternative{Instead: w.Key, Use: "all:" + w.ID, Requests: cost, Was: was})
 		if cost < was {

@@ -49,4 +49,17 @@ func TestEstimateSaysWhatExpiresBeforeItIsReached(t *testing.T) {
 	if unlimited.Estimate.Minutes != 0 || unlimited.Estimate.AtRisk != 0 || unlimited.Targets[0].AtRisk != nil {
 		t.Fatalf("without a quota: %+v", unlimited)
 	}
+	// A backfill slower than the horizon: every chunk fetched after its
+	// start expired loses its oldest part, later chunks too: the first (one
+	// request, 20 minutes) all 10 of its minutes, the second (fetched at 40
+	// minutes, starting at 10) 30 of its 1000 minutes, 6 of 200 records.
+	h := at("2026-06-01 00:00")
+	slow := Diagnosis{Targets: []TargetVolume{{Target: "c", Records: 210, Months: []MonthVolume{
+		{Start: h, End: h.Add(10 * time.Minute), Records: 10},
+		{Start: h.Add(10 * time.Minute), End: h.Add(1010 * time.Minute), Records: 200}, // one page
+	}}}}
+	s.estimate(&slow, 0, 0.05) // a request every 20 minutes
+	if r := slow.Targets[0].AtRisk; r == nil || r.Records != 10+6 || r.Minutes != 10+30 {
+		t.Fatalf("slow backfill at risk: %+v", r)
+	}
 }
