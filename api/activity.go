@@ -258,7 +258,7 @@ func jsonKind(goKind string) string {
 }
 
 func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
-	q, f, err := filterQuery(r, "limit", "offset", "cursor", "detail")
+	q, f, err := s.readFilters(r, "limit", "offset", "cursor", "detail")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -331,7 +331,7 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) countActivities(w http.ResponseWriter, r *http.Request) {
-	_, f, err := filterQuery(r)
+	_, f, err := s.readFilters(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

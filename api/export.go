@@ -33,7 +33,7 @@ func inertCell(s string) string {
 // cap(s.exports) run at once, each on a connection of the store's export
 // pool, so slow export clients cannot starve other requests or the sync.
 func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
-	q, f, err := filterQuery(r, "format")
+	q, f, err := filterQuery(r, "format") // the route (or the console, by session) needs read already
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -66,7 +66,7 @@ func TestObjectIPAndTextFilters(t *testing.T) {
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 				t.Errorf("list %s = %v, want %v", tc.query, got, tc.want)
 			}
-			c.expect("GET", "/api/v1/activity_log/count?"+tc.query, "", false, 200,
+			c.expect("GET", "/api/v1/activity_log/count?"+tc.query, "", true, 200,
 				`{"code":0,"message":"success","data":{"count":`+strconv.Itoa(len(tc.want))+`}}`)
 			status, body = c.do("GET", "/api/v1/activity_log/export?format=csv&"+tc.query, "", true)
 			rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()

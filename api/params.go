@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
@@ -163,6 +164,13 @@ func (q query) filter() (storage.Filter, error) {
 	return f, nil
 }
 
+// detailFilters filter on fields of TAPD's extra that only detail=1 shows.
+// Answering them would let anyone confirm a record's IP (or object) one
+// guess at a time, so they need what detail=1 needs. source stays open: it
+// is the archive's own provenance, not a person's data, and mirrored records
+// already say so in the contract's platform ("tapd").
+var detailFilters = []string{"ip", "object"}
+
 // filterQuery reads the shared filters plus the endpoint's own parameters.
 func filterQuery(r *http.Request, own ...string) (query, storage.Filter, error) {
 	q, err := parseQuery(r, append(own, filterParams...)...)
@@ -170,6 +178,26 @@ func filterQuery(r *http.Request, own ...string) (query, storage.Filter, error) 
 		return q, storage.Filter{}, err
 	}
 	f, err := q.filter()
+	return q, f, err
+}
+
+// readFilters is filterQuery for list and count, whose detail filters (if
+// any) it permits; export needs the read scope anyway.
+func (s *Server) readFilters(r *http.Request, own ...string) (query, storage.Filter, error) {
+	q, f, err := filterQuery(r, own...)
+	if err != nil {
+		return q, f, err
+	}
+	var used []string
+	for _, name := range detailFilters {
+		if q.str(name) != "" {
+			used = append(used, name)
+		}
+	}
+	if len(used) > 0 {
+		err = s.permit(r, rule{scope: config.ScopeRead, open: true,
+			what: "filtering by " + strings.Join(used, ", ") + " (fields only detail=1 shows)"})
+	}
 	return q, f, err
 }
 

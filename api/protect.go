@@ -66,6 +66,10 @@ func (s *Server) checkHost(next http.Handler) http.Handler {
 func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// Records, exports, proofs and status are evidence or say something
+		// about it: no browser or proxy keeps a copy. The console's static
+		// files set their own caching over this.
+		w.Header().Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
 
 const (
@@ -203,6 +204,99 @@ func TestScopesWithTokensConfigured(t *testing.T) {
 		}
 		if got, tombs := rows(t, s), must(s.CountTombstones(context.Background())); got != n || tombs != 1 {
 			t.Fatalf("after 2 inserts and 2 deletes: %d rows (want %d), %d tombstones (want 1)", got, n, tombs)
+		}
+	})
+}
+
+// TestDetailFiltersNeedTheReadScope: filters on fields only detail=1 shows
+// would be an oracle (is 10.0.0.1 the IP of some record?) open to anyone on
+// a default token setup; they need the read scope as detail=1 does.
+func TestDetailFiltersNeedTheReadScope(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		seedBoth(t, s) // the mirrored record came from 10.0.0.1
+		c := serve(t, api.Options{Store: s, Tokens: scopedTokens()})
+		open := serve(t, api.Options{Store: s}) // no token configured: a loopback install
+		for _, endpoint := range []string{"/api/v1/activity_log", "/api/v1/activity_log/count"} {
+			for filter, named := range map[string]string{
+				"ip=10.0.0.1":               "filtering by ip (fields only detail=1 shows) needs a token of scope read",
+				"object=story":              "filtering by object",
+				"source=tapd&ip=10.0.0.1":   "filtering by ip",
+				"ip=10.0.0.1&object=story":  "filtering by ip, object",
+				"platform=tapd&ip=10.0.0.1": "filtering by ip",
+			} {
+				path := endpoint + "?" + filter
+				refused(t, s, c, 401, named, "GET", path, "")
+				for _, tok := range []string{readTok, writeTok, adminTok} {
+					if r := c.send("GET", path, "", bearer(tok)...); r.status != 200 {
+						t.Errorf("GET %s with %s = %d %s", path, tok, r.status, r.body)
+					}
+				}
+				if r := open.send("GET", path, ""); r.status != 200 {
+					t.Errorf("GET %s with no token configured = %d %s", path, r.status, r.body)
+				}
+			}
+			// Filters on the contract's fields, and an empty detail filter, stay open.
+			for _, filter := range []string{"platform=tapd", "username=x", "q=需求", "ip=", "action_type=add&serial=1", "source=tapd"} {
+				if r := c.send("GET", endpoint+"?"+filter, ""); r.status != 200 {
+					t.Errorf("GET %s?%s without a token = %d %s", endpoint, filter, r.status, r.body)
+				}
+			}
+		}
+		if r := c.send("GET", "/api/v1/activity_log/count?ip=10.0.0.1", "", bearer(readTok)...); r.body != `{"code":0,"message":"success","data":{"count":1}}` {
+			t.Errorf("count by ip with the read token = %s", r.body)
+		}
+		refused(t, s, c, 401, "filtering by ip", "GET", "/api/v1/activity_log?ip=10.0.0.1&limit=2&cursor=", "")
+		for _, format := range []string{"csv", "ndjson", "bundle"} {
+			refused(t, s, c, 401, "needs a token of scope read", "GET", "/api/v1/activity_log/export?format="+format+"&ip=10.0.0.1", "")
+		}
+	})
+}
+
+// statusSyncer answers the sync status; nothing else is asked of it here.
+type statusSyncer struct{ api.Syncer }
+
+func (statusSyncer) Status(context.Context) ([]syncer.WorkspaceStatus, error) {
+	return []syncer.WorkspaceStatus{{Workspace: "10074561"}}, nil
+}
+
+// TestEvidenceAndStatusAreNeverCached: every answer that carries records,
+// proofs or status says Cache-Control: no-store, refusals included.
+func TestEvidenceAndStatusAreNeverCached(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		key := signingKey(t)
+		_, localID := seedBoth(t, s)
+		if _, _, err := s.SignCheckpoint(context.Background(), key, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		c := serve(t, api.Options{Store: s, Tokens: scopedTokens(), Syncer: statusSyncer{},
+			Integrity: api.Integrity{VerifierKey: key.VerifierKey(), Status: func() api.IntegrityStatus { return api.IntegrityStatus{} }}})
+		for path, status := range map[string]int{
+			"/api/v1/activity_log":                                      200,
+			"/api/v1/activity_log?detail=1":                             200,
+			"/api/v1/activity_log?detail=1&cursor=":                     200,
+			"/api/v1/activity_log/count?ip=10.0.0.1":                    200,
+			"/api/v1/activity_log/export":                               200,
+			"/api/v1/activity_log/export?format=csv":                    200,
+			"/api/v1/activity_log/export?format=ndjson":                 200,
+			"/api/v1/activity_log/export?format=bundle":                 200,
+			"/api/v1/activity_log/export?format=bundle&serial=10074561": 200,
+			fmt.Sprint("/api/v1/integrity/proof/", localID):             200,
+			"/api/v1/integrity/status":                                  200,
+			"/api/v1/integrity/checkpoint":                              200,
+			"/api/v1/integrity/checkpoints?since=0":                     200,
+			"/api/v1/integrity/consistency?from=1&to=2":                 200,
+			"/api/v1/sync/status":                                       200,
+			"/api/v1/sync/runs":                                         200,
+			"/api/v1/holds":                                             200,
+			"/api/v1/integrity/proof/999":                               404,
+		} {
+			r := c.send("GET", path, "", bearer(adminTok)...)
+			if r.status != status || r.header.Get("Cache-Control") != "no-store" {
+				t.Errorf("GET %s = %d, Cache-Control %q; want %d, no-store", path, r.status, r.header.Get("Cache-Control"), status)
+			}
+		}
+		if r := c.send("GET", "/api/v1/activity_log?detail=1", ""); r.status != 401 || r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("a refusal = %d, Cache-Control %q", r.status, r.header.Get("Cache-Control"))
 		}
 	})
 }

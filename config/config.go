@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -433,8 +434,10 @@ func (c Config) Redacted() string {
 		switch {
 		case f.Key == "database_url" || (f.Key == "database_read_url" && v != ""):
 			v = RedactDatabaseURL(v)
-		case f.Key == "tapd.base_url" || f.Key == "integrity.publish_url":
+		case f.Key == "tapd.base_url":
 			v = RedactURL(v)
+		case slices.Contains(destinationURLKeys, f.Key):
+			v, _ = RedactDestinationURL(v)
 		case f.Secret && v != "":
 			v = "****"
 		}

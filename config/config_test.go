@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"slices"
@@ -462,5 +463,55 @@ func TestIntegrityAndRetentionSettings(t *testing.T) {
 	}
 	if strings.Contains(c.Redacted(), "s3cret") || !slices.Contains(c.Secrets(), "s3cret") {
 		t.Fatalf("publish_url password shown:\n%s", c.Redacted())
+	}
+}
+
+// TestDestinationURLsHideEveryQueryValueAndTheUserinfo: a URL we send to
+// carries its credentials anywhere in its query or userinfo.
+func TestDestinationURLsHideEveryQueryValueAndTheUserinfo(t *testing.T) {
+	for raw, want := range map[string]struct {
+		shown   string
+		secrets []string
+	}{
+		"https://witness.example/cp?access_token=tok1234&x=a%2Fb": {"https://witness.example/cp?access_token=xxxxx&x=xxxxx",
+			[]string{"tok1234", "a%2Fb", "a/b"}},
+		"https://bob:pw%40123@witness.example/cp#frag": {"https://xxxxx:xxxxx@witness.example/cp", []string{"bob:pw%40123", "bob", "pw@123"}},
+		"https://key12345@hooks.example/":              {"https://xxxxx@hooks.example/", []string{"key12345"}},
+		"https://witness.example/cp?bare-token-1&k=":   {"https://witness.example/cp?xxxxx&k=xxxxx", []string{"bare-token-1"}},
+		"https://witness.example/cp":                   {"https://witness.example/cp", nil},
+		"https://wit ness.example/%zz?token=t0ken":     {config.HiddenURL, []string{"https://wit ness.example/%zz?token=t0ken"}},
+		"": {"", nil},
+	} {
+		shown, secrets := config.RedactDestinationURL(raw)
+		if shown != want.shown {
+			t.Errorf("RedactDestinationURL(%q) shows %q, want %q", raw, shown, want.shown)
+		}
+		for _, s := range want.secrets {
+			if !slices.Contains(secrets, s) {
+				t.Errorf("RedactDestinationURL(%q) secrets %q lack %q", raw, secrets, s)
+			}
+		}
+	}
+	c := config.Config{Integrity: config.Integrity{PublishURL: "https://u:pw12345@witness.example/cp?access_token=tok98765"}}
+	if got := config.Scrub(`Post "https://u:pw12345@witness.example/cp?access_token=tok98765": EOF`, c.Secrets()...); strings.Contains(got, "12345") ||
+		strings.Contains(got, "98765") {
+		t.Errorf("scrubbed error = %s", got)
+	}
+	if red := c.Redacted(); !strings.Contains(red, "integrity.publish_url      = https://xxxxx:xxxxx@witness.example/cp?access_token=xxxxx\n") {
+		t.Errorf("config check shows:\n%s", red)
+	}
+}
+
+// TestBasicCredentialsAreScrubbedInBase64: what goes on the wire as
+// "Authorization: Basic …" is a secret too, as an echo of it may come back.
+func TestBasicCredentialsAreScrubbedInBase64(t *testing.T) {
+	c := config.Config{TAPD: config.TAPD{APIUser: "bot", APIPassword: "pw?>?>1", ClientID: "app", ClientSecret: "s3cret-app"}}
+	for _, pair := range []string{"bot:pw?>?>1", "app:s3cret-app"} {
+		std := base64.StdEncoding.EncodeToString([]byte(pair))
+		for _, echo := range []string{std, strings.TrimRight(std, "="), strings.ReplaceAll(std, "/", `\/`)} {
+			if got := config.Scrub(`{"info":"denied (Authorization: Basic `+echo+`)"}`, c.Secrets()...); strings.Contains(got, strings.TrimRight(echo, "=")) {
+				t.Errorf("the base64 of %q survives scrubbing: %s", pair, got)
+			}
+		}
 	}
 }

@@ -153,7 +153,8 @@ func (c Config) validateIntegrity(bad func(key, format string, args ...any)) {
 	}
 	if raw := c.Integrity.PublishURL; raw != "" {
 		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("integrity.publish_url", "%s is not an http(s) URL", RedactURL(raw))
+			shown, _ := RedactDestinationURL(raw)
+			bad("integrity.publish_url", "%s is not an http(s) URL", shown)
 		}
 	}
 	for src, p := range c.Retention {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"net/url"
 	"slices"
 	"strings"
@@ -136,16 +137,94 @@ func splitKeywordDSN(s string) []keyword {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// Secrets returns every secret value of c — API tokens, TAPD credentials and
-// the passwords in database_url and tapd.base_url, in the forms they were
-// written and decoded — so that log output can be scrubbed of them.
+// destinationURLKeys are the settings holding a URL we send to — a witness
+// now; forwarding and alert destinations to come: list each here. Such a URL
+// carries its credentials in its query (access_token=, key=, sig=…) or its
+// userinfo, so every query value and the userinfo are secrets.
+var destinationURLKeys = []string{"integrity.publish_url"}
+
+// RedactDestinationURL is the one helper for a URL we send to: shown is raw
+// fit for output (every query value and the userinfo masked, the fragment
+// dropped; HiddenURL when it does not parse), and secrets are what logs and
+// errors must be scrubbed of (each of those values as written and decoded;
+// the whole text when it does not parse).
+func RedactDestinationURL(raw string) (shown string, secrets []string) {
+	if raw == "" {
+		return "", nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return HiddenURL, []string{raw}
+	}
+	add := func(vs ...string) {
+		for _, v := range vs {
+			secrets = append(secrets, v)
+			if dec, err := url.QueryUnescape(v); err == nil && dec != v {
+				secrets = append(secrets, dec)
+			}
+		}
+	}
+	if u.Opaque != "" { // "scheme:user:pw@host": no structure to trust
+		add(u.Opaque)
+		u.Opaque = "xxxxx"
+	}
+	if u.User != nil {
+		pw, hasPw := u.User.Password()
+		add(u.User.String(), u.User.Username(), pw)
+		u.User = url.User("xxxxx")
+		if hasPw {
+			u.User = url.UserPassword("xxxxx", "xxxxx")
+		}
+	}
+	if u.RawQuery != "" {
+		pairs := strings.Split(u.RawQuery, "&")
+		for i, pair := range pairs {
+			k, v, ok := strings.Cut(pair, "=")
+			if ok {
+				pairs[i] = k + "=xxxxx"
+			} else { // "?token": a bare value
+				v, pairs[i] = pair, "xxxxx"
+			}
+			add(v)
+		}
+		u.RawQuery = strings.Join(pairs, "&")
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String(), secrets
+}
+
+// basicCredentials are the forms a user:secret pair takes once sent as
+// HTTP Basic auth (base64, padded or not, and with "/" escaped as a PHP
+// JSON error that echoes the header writes it), for scrubbing.
+func basicCredentials(user, secret string) []string {
+	if secret == "" {
+		return nil
+	}
+	pair := []byte(user + ":" + secret)
+	std := base64.StdEncoding.EncodeToString(pair)
+	return []string{std, base64.RawStdEncoding.EncodeToString(pair), strings.ReplaceAll(std, "/", `\/`)}
+}
+
+// Secrets returns every secret value of c — API tokens, TAPD credentials
+// (also as the base64 of each user:secret pair sent as Basic auth), the
+// passwords in database_url and tapd.base_url, and the query values and
+// userinfo of destination URLs, in the forms they were written and decoded
+// — so that log output can be scrubbed of them.
 func (c Config) Secrets() []string {
 	out := []string{c.TAPD.APIPassword, c.TAPD.AccessToken, c.TAPD.ClientSecret}
+	out = append(out, basicCredentials(c.TAPD.APIUser, c.TAPD.APIPassword)...)
+	out = append(out, basicCredentials(c.TAPD.ClientID, c.TAPD.ClientSecret)...)
 	for _, t := range c.tokenSources() {
 		out = append(out, t.Token.Token)
 	}
-	for _, raw := range []string{c.DatabaseURL, c.DatabaseReadURL, c.TAPD.BaseURL, c.Integrity.PublishURL} {
+	for _, raw := range []string{c.DatabaseURL, c.DatabaseReadURL, c.TAPD.BaseURL} {
 		out = append(out, URLSecrets(raw)...)
+	}
+	for _, f := range Fields {
+		if slices.Contains(destinationURLKeys, f.Key) {
+			_, secrets := RedactDestinationURL(f.get(&c))
+			out = append(out, secrets...)
+		}
 	}
 	kept := out[:0]
 	for _, s := range out {

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
@@ -154,16 +153,14 @@ func (c *Console) Handler() http.Handler {
 }
 
 // pageHeaders: no script runs on these pages, nothing frames them, and
-// evidence is neither cached nor leaked in a Referer.
+// evidence is not leaked in a Referer (package api's headers forbid caching
+// it, for pages as for the API).
 func pageHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
-		if !strings.HasPrefix(r.URL.Path, "/static/") {
-			h.Set("Cache-Control", "no-store")
-		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -124,6 +125,54 @@ func consoleServer(t *testing.T, st *storage.Store, tokens []config.Token) strin
 	srv := httptest.NewServer(api.New(api.Options{Store: st, Tokens: tokens, Location: shanghai, Logger: testLogger()}).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// hostileNext are sign-in targets that a browser would take (or could be
+// led to take) to another host; each must fall back to the console home.
+var hostileNext = []string{
+	"//evil.example/", "///evil.example/", `/\evil.example/`, `/./\evil.example/`, `/../\evil.example/`,
+	`/x/../\evil.example/`, "/%5Cevil.example/", "/%5cevil.example/", "/./%5Cevil.example/", "/%255Cevil.example/",
+	"/%25255cevil.example/", "/x/%2E%2E/%5Cevil.example", "/\t/evil.example/", "\t/evil.example/", "/%09/evil.example/",
+	"/\r\nLocation: //evil.example", "/%0d%0a/evil.example", "/ /evil.example", "/\uff0fevil.example/",
+	"/\u2215evil.example/", "/\u2044evil.example/", "/\uff3cevil.example/", "/%EF%BC%8Fevil.example/",
+	"https://evil.example/", "http:/evil.example", "javascript:alert(1)", `\/evil.example`, "", "evil.example",
+}
+
+var nextInput = regexp.MustCompile(`name="next" value="([^"]*)"`)
+
+// TestSignInRedirectStaysOnSite: the target after sign-in (POST's
+// Location) and the one the form carries (GET /signin?next=) are the
+// cleaned, re-encoded local path, or the console home for anything a
+// browser could read as another host.
+func TestSignInRedirectStaysOnSite(t *testing.T) {
+	st := storagetest.Open(t, storagetest.URL(t, "sqlite"))
+	v := newVisitor(t, consoleServer(t, st, scopedTokens()), nil)
+	want := map[string]string{
+		"/?user=a":              "/?user=a",
+		"/coverage":             "/coverage",
+		"/record/42":            "/record/42",
+		"/timeline/../coverage": "/coverage",
+		"/%2F/evil.example":     "/evil.example", // cleaned: a path on this site
+		"/coverage/":            "/coverage/",
+		"/?q=%E5%BC%A0":         "/?q=%E5%BC%A0",
+		"/?q=a%5Cb&user=x":      "/?q=a%5Cb&user=x", // a backslash in the query stays encoded
+		"/?q=a\\b":              "/?q=a%5Cb",
+		"/?user=a#frag":         "/?user=a",
+	}
+	for _, next := range hostileNext {
+		want[next] = "/"
+	}
+	for next, target := range want {
+		form := v.get("/signin?next=" + url.QueryEscape(next))
+		m := nextInput.FindStringSubmatch(form.body)
+		if m == nil || html.UnescapeString(m[1]) != target {
+			t.Errorf("GET /signin?next=%q: the form's next = %q, want %q", next, m, target)
+		}
+		p := v.post("/signin", url.Values{"csrf": {v.csrf("/signin")}, "token": {readTok}, "next": {next}})
+		if loc := p.header.Get("Location"); p.status != http.StatusSeeOther || loc != target {
+			t.Errorf("POST /signin next=%q = %d → %q, want %q", next, p.status, loc, target)
+		}
+	}
 }
 
 func TestSignInSessionCookieAndSignOut(t *testing.T) {
@@ -430,8 +479,9 @@ func TestPagesCarrySecurityHeadersAndUnknownPathsAre404(t *testing.T) {
 			t.Errorf("%s = %q, want %q", h, p.header.Get(h), want)
 		}
 	}
-	if css := v.get("/static/console.css"); css.status != 200 || !strings.Contains(css.header.Get("Content-Type"), "text/css") {
-		t.Errorf("stylesheet = %d %s", css.status, css.header.Get("Content-Type"))
+	if css := v.get("/static/console.css"); css.status != 200 || !strings.Contains(css.header.Get("Content-Type"), "text/css") ||
+		!strings.HasPrefix(css.header.Get("Cache-Control"), "public, max-age=") {
+		t.Errorf("stylesheet = %d %s, Cache-Control %q", css.status, css.header.Get("Content-Type"), css.header.Get("Cache-Control"))
 	}
 	if p := v.get("/nope"); p.status != 404 || !strings.Contains(p.header.Get("Content-Type"), "text/html") {
 		t.Errorf("/nope = %d %s", p.status, p.header.Get("Content-Type"))

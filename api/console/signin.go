@@ -3,6 +3,8 @@ package console
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -13,14 +15,48 @@ type signinPage struct {
 	Message string
 }
 
-// localPath keeps a redirect target on this site: an absolute path, not
-// "//host" nor "/\host" (which browsers read as another host).
+// localPath keeps a redirect target on this site, or falls back to the
+// console's home. Browsers read "//host", "/\host" (also once cleaned:
+// "/./\host"), tabs and newlines dropped from "/\t/host", and more as
+// another host, so only a plain path is kept: no backslash in any
+// encoding, printable ASCII once decoded (no controls, spaces or look-alike
+// Unicode slashes), no scheme or host. What is returned is that path
+// cleaned and re-encoded, with its query re-encoded, so that nothing
+// http.Redirect or the browser does to it later can change its meaning.
 func localPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) ||
-		strings.ContainsAny(next, "\r\n\t") {
-		return "/"
+	const home = "/"
+	u, err := url.Parse(next) // refuses ASCII control characters
+	if err != nil || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return home
 	}
-	return next
+	for p := u.EscapedPath(); ; { // "%5C", "%255C", …: every decoding of the path
+		if strings.Contains(p, `\`) {
+			return home
+		}
+		dec, err := url.PathUnescape(p)
+		if err != nil {
+			return home
+		}
+		if dec == p {
+			break
+		}
+		p = dec
+	}
+	for _, r := range u.Path {
+		if r <= ' ' || r > '~' {
+			return home
+		}
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && clean != "/" {
+		clean += "/"
+	}
+	out := (&url.URL{Path: clean, RawQuery: u.Query().Encode()}).String()
+	if strings.HasPrefix(out, "//") { // Clean leaves none; kept as the rule itself
+		return home
+	}
+	return out
 }
 
 func (c *Console) signinForm(w http.ResponseWriter, r *http.Request, v *view) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -272,7 +273,8 @@ func (a *archive) publish(ctx context.Context, cp storage.SignedCheckpoint) {
 	}
 	if raw := a.cfg.Integrity.PublishURL; raw != "" {
 		if err := a.post(ctx, raw, cp.Signed); err != nil {
-			failed(config.RedactURL(raw), err)
+			shown, _ := config.RedactDestinationURL(raw)
+			failed(shown, err)
 		}
 	}
 }
@@ -297,7 +299,12 @@ func (a *archive) post(ctx context.Context, url string, body []byte) error {
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return errors.New(config.Scrub(err.Error(), config.URLSecrets(url)...))
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which the log line shows masked
+		}
+		_, secrets := config.RedactDestinationURL(url)
+		return errors.New(config.Scrub(err.Error(), secrets...))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // drained for reuse only

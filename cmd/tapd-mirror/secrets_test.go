@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -257,4 +261,72 @@ func TestPublicListenEndToEnd(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), "set auth.require_read_token") {
 		t.Fatalf("no warning about open reads on a public listen:\n%s", p.stderr)
 	}
+}
+
+// TestDestinationURLAndBasicCredentialsNeverShow: the witness URL's query
+// values and userinfo are masked by config check and kept out of a failed
+// publish's log line and error; and a TAPD refusal that echoes the
+// Authorization header does not put the base64 of a user:secret pair into
+// sync's output.
+func TestDestinationURLAndBasicCredentialsNeverShow(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		f := tapdtest.New(tapdtest.Options{Seed: 3, Projects: 1, Months: 1, RecordsPerDay: 2, EchoAuthorization: true})
+		defer f.Close()
+		gone := httptest.NewServer(http.NotFoundHandler()) // a witness that is down: its address refuses
+		addr := gone.Listener.Addr().String()
+		gone.Close()
+		env := fakeEnv(f, dbURL, f.Projects()[0].ID)
+		env["TAPD_MIRROR_INTEGRITY_KEY_FILE"] = filepath.Join(t.TempDir(), "signing.key")
+		env["TAPD_MIRROR_INTEGRITY_PUBLISH_URL"] = "http://witness:PLANTEDwitnessPw@" + addr +
+			"/cp?access_token=PLANTEDwitnessToken&sig=PLANTED%2Bsig%2F&PLANTEDbare"
+		var tr transcript
+
+		out, stderr, err := run(t, env, "config", "check")
+		tr.add("config check", out, stderr, tr.errText(err))
+		if want := "integrity.publish_url      = http://xxxxx:xxxxx@" + addr + "/cp?access_token=xxxxx&sig=xxxxx&xxxxx\n"; err != nil || !strings.Contains(out, want) {
+			t.Fatalf("config check = %v, want the line %q:\n%s", err, want, out)
+		}
+
+		out, stderr, err = run(t, env, "sync", "--log-format", "text")
+		tr.add("sync, the witness down", out, stderr, tr.errText(err))
+		var warned []string
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.Contains(line, "publishing an integrity checkpoint") {
+				warned = append(warned, line)
+			}
+		}
+		if err != nil || len(warned) != 1 || strings.Count(warned[0], "/cp") != 1 || !strings.Contains(warned[0], "connection refused") {
+			t.Fatalf("sync = %v; want one WARN naming the witness once (masked) and why:\n%s", err, stderr)
+		}
+
+		user, _ := f.Credentials()
+		app, _ := f.AppCredentials()
+		pairs := []string{user + ":PLANTEDwrongApiPw", app + ":PLANTEDwrongAppSecret"}
+		for i, change := range []map[string]string{
+			{"TAPD_MIRROR_TAPD_API_PASSWORD": "PLANTEDwrongApiPw"},
+			{"TAPD_MIRROR_TAPD_API_USER": "", "TAPD_MIRROR_TAPD_API_PASSWORD": "",
+				"TAPD_MIRROR_TAPD_CLIENT_ID": app, "TAPD_MIRROR_TAPD_CLIENT_SECRET": "PLANTEDwrongAppSecret"},
+		} {
+			e := maps.Clone(env)
+			maps.Copy(e, change)
+			for _, format := range []string{"text", "json"} {
+				out, stderr, err := run(t, e, "sync", "--log-format", format)
+				text := out + stderr + tr.errText(err)
+				tr.add(fmt.Sprint("sync refused, credentials ", i, ", ", format), text)
+				if err == nil || !strings.Contains(text, "(Authorization: Basic ****)") {
+					t.Fatalf("sync with credentials %d (%s) = %v; want TAPD's echo of the header, scrubbed:\n%s", i, format, err, text)
+				}
+			}
+		}
+
+		all := tr.String()
+		if found := leaks(all); len(found) > 0 {
+			t.Fatalf("secrets leaked: %v\n%s", found, all)
+		}
+		for _, pair := range pairs {
+			if b64 := base64.StdEncoding.EncodeToString([]byte(pair)); strings.Contains(all, b64[:len(b64)-4]) {
+				t.Fatalf("the base64 of %q (%s) leaked:\n%s", pair, b64, all)
+			}
+		}
+	})
 }

@@ -150,8 +150,16 @@ func (s *Server) authorized(w *statusRecorder, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
-	writeTAPD(w, http.StatusUnauthorized, 401, "", "Unauthorized")
+	writeTAPD(w, http.StatusUnauthorized, 401, "", "Unauthorized"+s.echoAuthorization(r))
 	return false
+}
+
+// echoAuthorization is what Options.EchoAuthorization adds to a refusal.
+func (s *Server) echoAuthorization(r *http.Request) string {
+	if !s.opts.EchoAuthorization {
+		return ""
+	}
+	return " (Authorization: " + r.Header.Get("Authorization") + ")"
 }
 
 // requestToken is POST /tokens/request_token, the client-credentials grant:
@@ -169,7 +177,7 @@ func (s *Server) requestToken(w *statusRecorder, r *http.Request) {
 	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Basic realm="TAPD Open API"`)
-		writeTAPD(w, http.StatusUnauthorized, 401, "", "The client credentials are invalid")
+		writeTAPD(w, http.StatusUnauthorized, 401, "", "The client credentials are invalid"+s.echoAuthorization(r))
 		return
 	}
 	if g := r.PostForm.Get("grant_type"); g != "client_credentials" {

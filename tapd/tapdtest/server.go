@@ -121,6 +121,10 @@ type Options struct {
 	// TokenRejectStatus is how an unknown or expired Bearer token is
 	// refused: 422 (default, status 422 in the body) or 401.
 	TokenRejectStatus int
+	// EchoAuthorization makes refused credentials (Basic Auth, and the
+	// client credentials of POST /tokens/request_token) quote the request's
+	// Authorization header in info, as a debugging gateway does.
+	EchoAuthorization bool
 }
 
 // Project is a generated project.
