@@ -150,11 +150,16 @@ var credentialFieldRE = regexp.MustCompile(`("(?:access_token|refresh_token|api_
 // accountRE finds the account name in TAPD's 429 text ("api account NAME!").
 var accountRE = regexp.MustCompile(`(api account )[^!,\s"]+`)
 
+// authValueRE finds an Authorization value quoted in a body (a gateway
+// echoing the request).
+var authValueRE = regexp.MustCompile(`(?i)\b(Basic|Bearer) [A-Za-z0-9+/=._~-]+`)
+
 func (r *Recorder) scrub(s string) string {
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, Removed)
 	}
 	s = credentialFieldRE.ReplaceAllString(s, `${1}"`+Removed+`"`)
+	s = authValueRE.ReplaceAllString(s, "${1} "+Removed)
 	return accountRE.ReplaceAllString(s, "${1}"+Removed)
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -349,6 +351,40 @@ func TestDoctorFindsTAPDsHorizon(t *testing.T) {
 				if want := len(f.Queryable("10074561", false)); !strings.Contains(out, strconv.Itoa(want)+" records") {
 					t.Fatalf("doctor did not count the %d records TAPD holds from its horizon:\n%s", want, out)
 				}
+			}
+		}
+	})
+}
+
+// TestDoctorRecordingHoldsNoEchoedCredentials: a TAPD (or a gateway) that
+// quotes the refused Authorization header back: the recording holds
+// neither the password nor the header's base64.
+func TestDoctorRecordingHoldsNoEchoedCredentials(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		f := tapdtest.New(tapdtest.Options{Seed: 15, Projects: 1, RecordsPerDay: 1, EchoAuthorization: true})
+		defer f.Close()
+		env := fakeEnv(f, dbURL, "10074561")
+		const wrong = "PLANTEDwrongDoctorPassword"
+		env["TAPD_MIRROR_TAPD_API_PASSWORD"] = wrong
+		dir := filepath.Join(t.TempDir(), "rec")
+		out, _, err := runDoctor(env, "--record", dir)
+		if !errors.Is(err, errBlocked) || !strings.Contains(out, "TAPD refused the credentials") {
+			t.Fatalf("doctor with a wrong password: %v\n%s", err, out)
+		}
+		user, _ := f.Credentials()
+		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+		if len(files) == 0 {
+			t.Fatal("nothing recorded")
+		}
+		for _, name := range files {
+			b, _ := os.ReadFile(name)
+			text := string(b)
+			basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + wrong))
+			if strings.Contains(text, wrong) || strings.Contains(text, basic) || strings.Contains(text, "PLANTED") {
+				t.Fatalf("%s holds the refused credentials:\n%s", name, text)
+			}
+			if !strings.Contains(text, "Unauthorized (Authorization: Basic [removed])") {
+				t.Fatalf("%s: the echo is not recorded with its value removed:\n%s", name, text)
 			}
 		}
 	})

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
@@ -61,9 +60,8 @@ func (m *Main) doctor(ctx context.Context, args []string) error {
 	if len(cfg.Sync.Workspaces) == 0 {
 		return errors.New("nothing to check: set sync.workspaces (TAPD_MIRROR_WORKSPACES)")
 	}
-	// What the client sends TAPD; user names and client ids are credentials too in a recording.
-	t := cfg.TAPD
-	rec, err := tapd.NewRecorder(nil, *record, append(config.URLSecrets(t.BaseURL), t.APIUser, t.APIPassword, t.AccessToken, t.ClientID, t.ClientSecret)...)
+	// User names and client ids are credentials too in a recording.
+	rec, err := tapd.NewRecorder(nil, *record, append(m.secrets, cfg.TAPD.APIUser, cfg.TAPD.ClientID)...)
 	if err != nil {
 		return err
 	}
