@@ -460,24 +460,24 @@ const (
 )
 
 // ParseDatabaseURL splits database_url into a dialect and a driver DSN.
+// PostgreSQL takes a postgres:// URL, one with a host list
+// (postgres://u@h1:6001,h2:6002/db, converted to the keyword form the driver
+// reads right) or a libpq keyword DSN ("host=h1,h2 port=6001,6002 …").
 func ParseDatabaseURL(raw string) (dialect, dsn string, err error) {
-	switch {
-	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
-		// Checked here so the driver never reports a parse error: its
-		// message would quote the whole URL, password included.
-		if _, err := url.Parse(raw); err != nil {
-			return "", "", errors.New("the postgres URL does not parse (it is not shown: it may hold a password); percent-encode special characters in the user and password, e.g. @ as %40")
+	if dsn, ok, err := postgresDSN(raw); ok {
+		if err != nil {
+			return "", "", err
 		}
-		return Postgres, raw, nil
-	case strings.HasPrefix(raw, "sqlite:"):
+		return Postgres, dsn, nil
+	}
+	if strings.HasPrefix(raw, "sqlite:") {
 		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
 		if path == "" {
 			return "", "", fmt.Errorf("%q has no file path (use sqlite:PATH)", raw)
 		}
 		return SQLite, path, nil
-	default:
-		return "", "", fmt.Errorf("%s must start with postgres:// or sqlite:", RedactDatabaseURL(raw))
 	}
+	return "", "", fmt.Errorf("%s must start with postgres:// or sqlite:, or be a libpq keyword DSN (host=… dbname=…)", RedactDatabaseURL(raw))
 }
 
 // Workspace is one unit of sync as configured.

@@ -19,6 +19,8 @@ func RedactDatabaseURL(raw string) string {
 	switch {
 	case strings.HasPrefix(raw, "sqlite:"):
 		return raw // a file path holds no password
+	case isHostList(raw):
+		return redactHostList(raw)
 	case strings.Contains(raw, "://"):
 		return RedactURL(raw)
 	}
@@ -241,6 +243,9 @@ func URLSecrets(raw string) []string {
 	if raw == "" || strings.HasPrefix(raw, "sqlite:") {
 		return nil
 	}
+	if isHostList(raw) {
+		return hostListSecrets(raw)
+	}
 	var out []string
 	if strings.Contains(raw, "://") {
 		u, err := url.Parse(raw)
@@ -287,4 +292,43 @@ func Scrub(text string, secrets ...string) string {
 		}
 	}
 	return text
+}
+
+// isHostList reports whether raw is a postgres:// URL naming several hosts.
+func isHostList(raw string) bool {
+	_, isList, _ := hostListDSN(raw)
+	return isList
+}
+
+// redactHostList shows a host-list URL as the keyword DSN it is converted
+// to, password masked; HiddenURL when it does not convert.
+func redactHostList(raw string) string {
+	dsn, _, err := hostListDSN(raw)
+	if err != nil {
+		return HiddenURL
+	}
+	red, _ := redactKeywordDSN(dsn)
+	return red
+}
+
+// hostListSecrets are the secrets of a host-list URL: its password as
+// written and decoded, its userinfo, the forms of the converted DSN, and the
+// URL itself whenever it holds one or does not convert.
+func hostListSecrets(raw string) []string {
+	dsn, _, err := hostListDSN(raw)
+	var out []string
+	if err == nil {
+		out = URLSecrets(dsn)
+	}
+	userinfo := splitAuthority(raw).userinfo
+	if _, pw, ok := strings.Cut(userinfo, ":"); ok {
+		out = append(out, pw, userinfo)
+		if dec, err := url.PathUnescape(pw); err == nil {
+			out = append(out, dec)
+		}
+	}
+	if len(out) > 0 || err != nil {
+		out = append(out, raw)
+	}
+	return out
 }

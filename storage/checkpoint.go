@@ -204,7 +204,8 @@ func (s *Store) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]
 		return nil, err
 	}
 	acked := []Interval{}
-	err = s.inTx(ctx, "acknowledging gaps of "+workspace, func(tx *sqlx.Tx) error {
+	err = s.inIdempotentTx(ctx, "acknowledging gaps of "+workspace, func(tx *sqlx.Tx) error {
+		acked = acked[:0] // a second run after a failover starts over
 		for _, g := range state.Gaps() {
 			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO sync_gap_ack (workspace, start_at, end_at, acknowledged_at, note)
 				VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, start_at, end_at) DO NOTHING`),
@@ -235,7 +236,7 @@ type WindowCommit struct {
 // was fetched: checkpoint, coverage, gap reasons and the lease renewal, in
 // one transaction.
 func (s *Store) CommitWindow(ctx context.Context, c WindowCommit) error {
-	return s.inTx(ctx, "committing window of "+c.Workspace, func(tx *sqlx.Tx) error {
+	return s.inIdempotentTx(ctx, "committing window of "+c.Workspace, func(tx *sqlx.Tx) error {
 		if c.Holder != "" {
 			if err := s.renewLease(ctx, tx, c.Workspace, c.Holder, c.LeaseTTL); err != nil {
 				return err

@@ -219,7 +219,7 @@ func (s *Store) EnsureCounts(ctx context.Context) (rebuilt bool, err error) {
 
 // RebuildCounts recomputes the daily and hourly counts from activity_log.
 func (s *Store) RebuildCounts(ctx context.Context) error {
-	return s.inTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error {
+	return s.inIdempotentTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error {
 		for _, t := range countTables {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.name); err != nil {
 				return fmt.Errorf("emptying %s: %w", t.name, err)

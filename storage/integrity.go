@@ -598,7 +598,7 @@ func (s *Store) BackfillLog(ctx context.Context) (int64, error) {
 	for {
 		var n int64
 		done := false
-		err := s.inTx(ctx, "logging the records that predate the integrity log", func(tx *sqlx.Tx) error {
+		err := s.inIdempotentTx(ctx, "logging the records that predate the integrity log", func(tx *sqlx.Tx) error {
 			head, err := s.lockLog(ctx, tx)
 			if err != nil {
 				return err

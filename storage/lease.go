@@ -49,35 +49,48 @@ func (r leaseRow) lease() Lease {
 // already guarantees it runs the target no more). When it fails, current is
 // the lease in force.
 func (s *Store) TakeLease(ctx context.Context, target, holder, process string, ttl time.Duration) (current Lease, ok bool, err error) {
-	now := time.Now()
-	var got string
-	err = s.db.GetContext(ctx, &got, s.rebind(`INSERT INTO sync_lease (target, holder, process, run_id, taken_at, expires_at)
-		VALUES (?, ?, ?, NULL, ?, ?)
-		ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, process = excluded.process, run_id = NULL,
-			taken_at = excluded.taken_at, expires_at = excluded.expires_at
-		WHERE sync_lease.expires_at <= ? OR sync_lease.process = ?
-		RETURNING holder`), target, holder, process, s.timeArg(now), s.timeArg(now.Add(ttl)), s.timeArg(now), process)
-	switch {
-	case err == nil:
-		return Lease{Target: target, Holder: holder, Process: process, TakenAt: now, ExpiresAt: now.Add(ttl)}, true, nil
-	case !isNoRows(err):
-		return Lease{}, false, fmt.Errorf("taking the sync lease of %s: %w", target, err)
-	}
-	var row leaseRow
-	if err := s.db.GetContext(ctx, &row, s.rebind(`SELECT target, holder, process, run_id, taken_at, expires_at
-		FROM sync_lease WHERE target = ?`), target); err != nil {
-		if isNoRows(err) { // released in between: the caller may try again later
-			return Lease{Target: target}, false, nil
+	// Idempotent: a claim run twice by the same process is the same claim.
+	err = s.inIdempotentTx(ctx, "taking the sync lease of "+target, func(tx *sqlx.Tx) error {
+		now := time.Now()
+		var got string
+		err := tx.GetContext(ctx, &got, s.rebind(`INSERT INTO sync_lease (target, holder, process, run_id, taken_at, expires_at)
+			VALUES (?, ?, ?, NULL, ?, ?)
+			ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, process = excluded.process, run_id = NULL,
+				taken_at = excluded.taken_at, expires_at = excluded.expires_at
+			WHERE sync_lease.expires_at <= ? OR sync_lease.process = ?
+			RETURNING holder`), target, holder, process, s.timeArg(now), s.timeArg(now.Add(ttl)), s.timeArg(now), process)
+		switch {
+		case err == nil:
+			current, ok = Lease{Target: target, Holder: holder, Process: process, TakenAt: now, ExpiresAt: now.Add(ttl)}, true
+			return nil
+		case !isNoRows(err):
+			return err
 		}
-		return Lease{}, false, fmt.Errorf("reading the sync lease of %s: %w", target, err)
+		var row leaseRow
+		err = tx.GetContext(ctx, &row, s.rebind(`SELECT target, holder, process, run_id, taken_at, expires_at
+			FROM sync_lease WHERE target = ?`), target)
+		switch {
+		case isNoRows(err): // released in between: the caller may try again later
+			current, ok = Lease{Target: target}, false
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading it: %w", err)
+		}
+		current, ok = row.lease(), false
+		return nil
+	})
+	if err != nil {
+		return Lease{}, false, err
 	}
-	return row.lease(), false, nil
+	return current, ok, nil
 }
 
 // RenewLease extends holder's lease on target by ttl from now. ErrLeaseLost
 // when another holder has taken it.
 func (s *Store) RenewLease(ctx context.Context, target, holder string, ttl time.Duration) error {
-	return s.renewLease(ctx, s.db, target, holder, ttl)
+	return s.inIdempotentTx(ctx, "renewing the sync lease of "+target, func(tx *sqlx.Tx) error {
+		return s.renewLease(ctx, tx, target, holder, ttl)
+	})
 }
 
 func (s *Store) renewLease(ctx context.Context, db sqlx.ExecerContext, target, holder string, ttl time.Duration) error {
@@ -96,19 +109,18 @@ func (s *Store) renewLease(ctx context.Context, db sqlx.ExecerContext, target, h
 
 // SetLeaseRun records which run holds the lease, for status and take-overs.
 func (s *Store) SetLeaseRun(ctx context.Context, target, holder string, runID int64) error {
-	if _, err := s.db.ExecContext(ctx, s.rebind(`UPDATE sync_lease SET run_id = ? WHERE target = ? AND holder = ?`),
-		runID, target, holder); err != nil {
-		return fmt.Errorf("recording run %d on the sync lease of %s: %w", runID, target, err)
-	}
-	return nil
+	return s.inIdempotentTx(ctx, fmt.Sprintf("recording run %d on the sync lease of %s", runID, target), func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, s.rebind(`UPDATE sync_lease SET run_id = ? WHERE target = ? AND holder = ?`), runID, target, holder)
+		return err
+	})
 }
 
 // ReleaseLease gives up holder's lease on target (a no-op if it was lost).
 func (s *Store) ReleaseLease(ctx context.Context, target, holder string) error {
-	if _, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM sync_lease WHERE target = ? AND holder = ?`), target, holder); err != nil {
-		return fmt.Errorf("releasing the sync lease of %s: %w", target, err)
-	}
-	return nil
+	return s.inIdempotentTx(ctx, "releasing the sync lease of "+target, func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM sync_lease WHERE target = ? AND holder = ?`), target, holder)
+		return err
+	})
 }
 
 // Leases returns every unexpired lease by target.

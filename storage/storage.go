@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,18 @@ type Store struct {
 	countsZone *time.Location
 	writeMu    sync.Mutex // SQLite: this process's write transactions, one at a time
 	noLog      bool       // benchmark baseline only: see WithoutIntegrityLog
+	logger     *slog.Logger
+}
+
+// SetLogger sets where the store reports what it recovers from (failovers);
+// slog.Default until set.
+func (s *Store) SetLogger(l *slog.Logger) { s.logger = l }
+
+func (s *Store) log() *slog.Logger {
+	if s.logger == nil {
+		return slog.Default()
+	}
+	return s.logger
 }
 
 // DefaultExportConns is the export pool's size until SetExportConns.
@@ -244,8 +257,22 @@ func (t *dbTime) Scan(v any) error {
 	return nil
 }
 
-// inTx runs fn in one transaction, committed only when fn succeeds.
+// inTx runs fn in one transaction, committed only when fn succeeds. When
+// PostgreSQL fails over before COMMIT, the transaction is run again on the
+// new primary (fn must not leave effects outside tx that a second run would
+// double); see retryFailover.
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
+	return s.runTx(ctx, what, false, fn)
+}
+
+// inIdempotentTx is inTx for a transaction whose second run changes nothing
+// the first one made (upserts, set-to-value updates): it is run again even
+// when the failover broke its COMMIT, whose outcome is then unknown.
+func (s *Store) inIdempotentTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
+	return s.runTx(ctx, what, true, fn)
+}
+
+func (s *Store) runTx(ctx context.Context, what string, idempotent bool, fn func(tx *sqlx.Tx) error) error {
 	if s.dialect == config.SQLite {
 		// dialect: SQLite has one writer at a time. Writers of this process
 		// queue here, in order, instead of polling in busy_timeout, where a
@@ -253,19 +280,36 @@ func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) erro
 		// on the file still queue on busy_timeout.
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
+		_, err := s.txAttempt(ctx, what, fn)
+		return err
+	}
+	return s.retryFailover(ctx, idempotent, func() (txOutcome, error) { return s.txAttempt(ctx, what, fn) })
+}
+
+// txAttempt runs fn in one transaction once.
+func (s *Store) txAttempt(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) (txOutcome, error) {
+	rolledBack := func(err error) txOutcome {
+		if failedOver(err) && ctx.Err() == nil {
+			return txRolledBack
+		}
+		return txDone
 	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("%s: begin: %w", what, err)
+		return rolledBack(err), fmt.Errorf("%s: begin: %w", what, err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback() //nolint:errcheck // the first error is the one worth reporting
-		return fmt.Errorf("%s: %w", what, err)
+		return rolledBack(err), fmt.Errorf("%s: %w", what, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%s: commit: %w", what, err)
+		outcome := txDone
+		if rolledBack(err) == txRolledBack {
+			outcome = txMaybeWritten
+		}
+		return outcome, fmt.Errorf("%s: commit: %w", what, err)
 	}
-	return nil
+	return txDone, nil
 }
 
 // rebind turns ? placeholders into the dialect's.

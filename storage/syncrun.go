@@ -84,12 +84,12 @@ func (r syncRunRow) run() SyncRun {
 
 // CreateRun inserts run and sets its ID.
 func (s *Store) CreateRun(ctx context.Context, run *SyncRun) error {
-	err := s.db.QueryRowxContext(ctx, s.rebind(`INSERT INTO sync_run (workspace, trigger, outcome, started_at)
-		VALUES (?, ?, ?, ?) RETURNING id`), run.Workspace, run.Trigger, run.Outcome, s.timeArg(run.StartedAt)).Scan(&run.ID)
-	if err != nil {
-		return fmt.Errorf("recording sync run of %s: %w", run.Workspace, err)
-	}
-	return nil
+	// Not idempotent: a failover during its COMMIT is not retried, as it
+	// could record the run twice.
+	return s.inTx(ctx, "recording sync run of "+run.Workspace, func(tx *sqlx.Tx) error {
+		return tx.QueryRowxContext(ctx, s.rebind(`INSERT INTO sync_run (workspace, trigger, outcome, started_at)
+			VALUES (?, ?, ?, ?) RETURNING id`), run.Workspace, run.Trigger, run.Outcome, s.timeArg(run.StartedAt)).Scan(&run.ID)
+	})
 }
 
 // AbandonRuns marks a workspace's runs still "running" as abandoned, except
@@ -105,11 +105,16 @@ func (s *Store) AbandonRuns(ctx context.Context, workspace string, keep ...int64
 		q += ` AND id <> ?`
 		args = append(args, id)
 	}
-	res, err := s.db.ExecContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return 0, fmt.Errorf("marking abandoned runs of %s: %w", workspace, err)
-	}
-	return res.RowsAffected()
+	var n int64
+	err := s.inIdempotentTx(ctx, "marking abandoned runs of "+workspace, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, s.rebind(q), args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // UpdateRun writes every field of run.
@@ -118,16 +123,15 @@ func (s *Store) UpdateRun(ctx context.Context, run SyncRun) error {
 		run.Warnings = []string{}
 	}
 	warnings, _ := json.Marshal(run.Warnings)
-	_, err := s.db.ExecContext(ctx, s.rebind(`UPDATE sync_run SET outcome = ?, finished_at = ?, window_start = ?,
-		window_end = ?, windows = ?, pages = ?, requests = ?, fetched = ?, inserted = ?, updated = ?, unchanged = ?,
-		suppressed = ?, remote_total = ?, warnings = ?, error = ? WHERE id = ?`),
-		run.Outcome, s.nullTimeArg(run.FinishedAt), s.nullTimeArg(run.WindowStart), s.nullTimeArg(run.WindowEnd),
-		run.Windows, run.Pages, run.Requests, run.Fetched, run.Inserted, run.Updated, run.Unchanged,
-		run.Suppressed, run.RemoteTotal, string(warnings), run.Error, run.ID)
-	if err != nil {
-		return fmt.Errorf("updating sync run %d: %w", run.ID, err)
-	}
-	return nil
+	return s.inIdempotentTx(ctx, fmt.Sprintf("updating sync run %d", run.ID), func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, s.rebind(`UPDATE sync_run SET outcome = ?, finished_at = ?, window_start = ?,
+			window_end = ?, windows = ?, pages = ?, requests = ?, fetched = ?, inserted = ?, updated = ?, unchanged = ?,
+			suppressed = ?, remote_total = ?, warnings = ?, error = ? WHERE id = ?`),
+			run.Outcome, s.nullTimeArg(run.FinishedAt), s.nullTimeArg(run.WindowStart), s.nullTimeArg(run.WindowEnd),
+			run.Windows, run.Pages, run.Requests, run.Fetched, run.Inserted, run.Updated, run.Unchanged,
+			run.Suppressed, run.RemoteTotal, string(warnings), run.Error, run.ID)
+		return err
+	})
 }
 
 // GetRun returns one run or ErrNotFound.

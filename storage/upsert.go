@@ -57,7 +57,7 @@ func (s *Store) upsert(ctx context.Context, batch []Activity, tryCopy bool) (Ups
 		return total, nil
 	}
 	batch, dropped := lastCopies(batch)
-	err := s.inTx(ctx, fmt.Sprintf("upserting %d mirrored records", len(batch)), func(tx *sqlx.Tx) error {
+	err := s.inIdempotentTx(ctx, fmt.Sprintf("upserting %d mirrored records", len(batch)), func(tx *sqlx.Tx) error {
 		total = UpsertResult{Unchanged: dropped}
 		if s.dialect == config.Postgres {
 			// dialect: no fsync wait for record batches. WAL is flushed in order,

@@ -231,6 +231,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*stora
 	if err != nil {
 		return nil, err
 	}
+	st.SetLogger(log)
 	st.SetCountsZone(cfg.Location())
 	applied, err := st.Migrate(ctx)
 	if err != nil {

@@ -189,6 +189,8 @@ func TestNoSecretReachesALogLineOrAnError(t *testing.T) {
 			"postgres://app@127.0.0.1:1/x?sslmode=disable&connect_timeout=2&password=" + plantDBQuery,
 			"host=127.0.0.1 port=1 user=app password=" + plantDBKeyword,
 			"postgres://app:" + plantDBBroken + "%zz@127.0.0.1:1/x",
+			"postgres://app:" + plantDBUserinfo + "@127.0.0.1:1,127.0.0.1:2/x?sslmode=disable&connect_timeout=2", // a host list
+			"mysql://app:" + plantDBUserinfo + "@127.0.0.1:1/x",                                                  // neither form
 		} {
 			e := with(map[string]string{"TAPD_MIRROR_DATABASE_URL": bad})
 			run("serve with "+bad[:12], e, "serve", "--log-format", "json")
