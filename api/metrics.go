@@ -40,6 +40,7 @@ type WorkspaceGauges struct {
 	Horizon    func() time.Time     // TAPD's current half-year horizon
 	LimitWait  func() time.Duration // time spent waiting for the TAPD rate limiter
 	RateLimit  func() float64       // the client-side TAPD limit in use, requests per minute
+	QuotaPause func() time.Time     // end of TAPD's quota penalty; zero when none
 	Logger     *slog.Logger
 }
 
@@ -91,6 +92,16 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 				}
 				return lag.Seconds()
 			}))
+		if g.QuotaPause != nil {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_quota_paused_until_seconds",
+				Help: "Unix time until which TAPD's quota penalty (after a 429) pauses every TAPD request; 0 when not paused."},
+				func() float64 {
+					if t := g.QuotaPause(); !t.IsZero() {
+						return float64(t.Unix())
+					}
+					return 0
+				}))
+		}
 		if g.RateLimit != nil {
 			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tapdmirror_tapd_rate_limit_per_minute",
 				Help: "The client-side TAPD request limit in use: tapd.requests_per_minute, lowered to the rate a 429 from TAPD announces."},

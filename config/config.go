@@ -62,6 +62,8 @@ type TAPD struct {
 	ClientSecret      string `yaml:"client_secret"`
 	PageSize          int    `yaml:"page_size"`
 	RequestsPerMinute int    `yaml:"requests_per_minute"`
+	// PenaltyMax is the longest pause after TAPD's 429s (1m, 2m, 4m … up to it).
+	PenaltyMax Duration `yaml:"penalty_max"`
 	// TAPD's limits, as settings rather than constants: TAPD may change them.
 	HorizonDays   int  `yaml:"horizon_days"` // how far back TAPD answers
 	SplitAbove    int  `yaml:"split_above"`  // split a window in time before paging more records than this
@@ -113,6 +115,7 @@ func Default() Config {
 			BaseURL:           "https://api.tapd.cn",
 			PageSize:          200,
 			RequestsPerMinute: 60,
+			PenaltyMax:        Duration{30 * time.Minute},
 			HorizonDays:       182,
 			SplitAbove:        5000,
 			PagingCap:         20000,
@@ -161,6 +164,7 @@ var Fields = []Field{
 	strField("tapd.client_secret", "TAPD_MIRROR_TAPD_CLIENT_SECRET", true, func(c *Config) *string { return &c.TAPD.ClientSecret }),
 	intField("tapd.page_size", "TAPD_MIRROR_TAPD_PAGE_SIZE", func(c *Config) *int { return &c.TAPD.PageSize }),
 	intField("tapd.requests_per_minute", "TAPD_MIRROR_TAPD_REQUESTS_PER_MINUTE", func(c *Config) *int { return &c.TAPD.RequestsPerMinute }),
+	durField("tapd.penalty_max", "TAPD_MIRROR_TAPD_PENALTY_MAX", func(c *Config) *Duration { return &c.TAPD.PenaltyMax }),
 	boolField("tapd.allow_insecure", "TAPD_MIRROR_TAPD_ALLOW_INSECURE", func(c *Config) *bool { return &c.TAPD.AllowInsecure }),
 	intField("tapd.horizon_days", "TAPD_MIRROR_TAPD_HORIZON_DAYS", func(c *Config) *int { return &c.TAPD.HorizonDays }),
 	intField("tapd.split_above", "TAPD_MIRROR_TAPD_SPLIT_ABOVE", func(c *Config) *int { return &c.TAPD.SplitAbove }),
@@ -326,6 +330,9 @@ func (c Config) Validate() error {
 	}
 	if c.TAPD.PageSize < 1 || c.TAPD.PageSize > 200 {
 		bad("tapd.page_size", "%d is outside 1..200 (TAPD caps pages at 200)", c.TAPD.PageSize)
+	}
+	if c.TAPD.PenaltyMax.Duration < time.Minute {
+		bad("tapd.penalty_max", "%v is below the first pause after a 429 (1m)", c.TAPD.PenaltyMax.Duration)
 	}
 	if c.TAPD.RequestsPerMinute < 1 {
 		bad("tapd.requests_per_minute", "%d must be at least 1", c.TAPD.RequestsPerMinute)

@@ -292,7 +292,7 @@ func (s *Syncer) diagnoseHorizon(ctx context.Context, t Target, to time.Time, d 
 	r := s.doctorRun(t, h.Configured, to)
 	_, err := r.page(ctx, months[0], 1, 1, true)
 	switch {
-	case errors.Is(err, tapd.ErrBeyondHorizon):
+	case horizonRefusal(err): // whatever TAPD's words: this start is at the horizon
 		h.Refused = true
 		oldest, err := r.oldestAccepted(ctx, months[0])
 		if err != nil {

@@ -59,6 +59,9 @@ func (r *runState) discoverEndMinute(ctx context.Context) error {
 		return nil
 	}
 	p, err := r.page(ctx, w, 1, 50, true)
+	if errors.Is(err, tapd.ErrBaseURL) {
+		return err // not TAPD's API: nothing else is worth a request
+	}
 	if err != nil {
 		r.log.Warn("looking for a record to learn TAPD's end_time semantics failed; trying later", "err", err)
 		return nil

@@ -89,13 +89,7 @@ func newHarness(t *testing.T, dbURL string, fo tapdtest.Options, workspaces ...s
 	}
 	fake := tapdtest.New(fo)
 	t.Cleanup(fake.Close)
-	user, pw := fake.Credentials()
-	client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
-		RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond, RateLimitWait: 2 * time.Millisecond,
-		MaxRetries: 10, Timeout: 10 * time.Second, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := newClient(t, fake)
 	var ws []config.Workspace
 	for _, w := range workspaces {
 		p, err := config.ParseWorkspace(w)
@@ -109,6 +103,26 @@ func newHarness(t *testing.T, dbURL string, fo tapdtest.Options, workspaces ...s
 	h.opts = syncer.Options{Store: h.store, TAPD: h.client, Workspaces: ws,
 		Now: fake.Now, Logger: testLogger(), Overlap: 5 * time.Minute}
 	return h
+}
+
+// newClient is the harness's TAPD client for fake, with millisecond
+// backoffs, changed by mod. Quota pauses pass at once on the client's own
+// clock; TAPD's clock (and horizon) stays where the test puts it.
+func newClient(t *testing.T, fake *tapdtest.Server, mod ...func(*tapd.Options)) *tapd.Client {
+	t.Helper()
+	user, pw := fake.Credentials()
+	clock := tapdtest.NewVirtualClock(fake.Now())
+	o := tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond,
+		MaxRetries: 10, Timeout: 10 * time.Second, Logger: testLogger(), Now: clock.Now, WaitUntil: clock.WaitUntil}
+	for _, m := range mod {
+		m(&o)
+	}
+	client, err := tapd.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
 }
 
 func (h *harness) syncer(mod ...func(*syncer.Options)) *syncer.Syncer {

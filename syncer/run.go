@@ -288,16 +288,19 @@ func (r *runState) window(ctx context.Context, w Interval, reread bool, depth in
 			if werr := r.writerErr(); werr != nil {
 				return werr
 			}
+			nearHorizon := horizonRefusal(err) && w.Start.Before(r.horizon.Add(horizonSlack)) && w.End.Sub(w.Start) > time.Minute
 			switch {
-			case ctx.Err() != nil || fatal(err):
+			case ctx.Err() != nil || (fatal(err) && !nearHorizon):
 				return err
-			case errors.Is(err, tapd.ErrBeyondHorizon) && w.Start.Before(r.horizon.Add(horizonSlack)) && w.End.Sub(w.Start) > time.Minute:
-				// TAPD's horizon is later than ours: find the oldest minute it
-				// accepts, and say what was given up.
+			case nearHorizon:
+				// TAPD's horizon is later than ours (whatever words its 422
+				// uses): find the oldest minute it accepts, and say what was
+				// given up.
 				start, err := r.oldestAccepted(ctx, w)
 				if err != nil {
 					return err
 				}
+				r.horizon = maxTime(r.horizon, start) // the next window starts there: near it too
 				lost := Interval{Start: w.Start, End: start}
 				r.warn(fmt.Sprintf("TAPD refused %s as beyond its half year (tapd.horizon_days may be too large); fetching from %s",
 					r.fmtWindow(lost), r.fmt(start)))
@@ -355,7 +358,7 @@ func (r *runState) oldestAccepted(ctx context.Context, w Interval) (time.Time, e
 		switch {
 		case err == nil:
 			return true, nil
-		case errors.Is(err, tapd.ErrBeyondHorizon):
+		case horizonRefusal(err):
 			return false, nil
 		default:
 			return false, err
@@ -391,8 +394,14 @@ func (r *runState) oldestAccepted(ctx context.Context, w Interval) (time.Time, e
 
 // fatal errors end the run: no later window would fare better.
 func fatal(err error) bool {
-	return errors.Is(err, tapd.ErrAuth) || errors.Is(err, tapd.ErrNotFound) ||
+	return errors.Is(err, tapd.ErrAuth) || errors.Is(err, tapd.ErrNotFound) || errors.Is(err, tapd.ErrBaseURL) ||
 		(errors.Is(err, tapd.ErrParam) && !errors.Is(err, tapd.ErrBeyondHorizon))
+}
+
+// horizonRefusal is TAPD refusing a start_time: its known half-year
+// wording, or any 422 (read so only for a window starting near the horizon).
+func horizonRefusal(err error) bool {
+	return errors.Is(err, tapd.ErrBeyondHorizon) || tapd.Refused422(err)
 }
 
 // commitOf is the commit of window w with the parts verified and the gaps known.

@@ -30,6 +30,18 @@ type WorkspaceStatus struct {
 	// through a project and its company counts for both).
 	RecordsStored int64        `json:"records_stored"`
 	Settle        *SettleCheck `json:"settle,omitempty"`
+	// TAPDQuotaPausedUntil is set while TAPD's quota penalty pauses every
+	// request of the account (all targets alike); runs resume by themselves.
+	TAPDQuotaPausedUntil *time.Time `json:"tapd_quota_paused_until,omitempty"`
+}
+
+// QuotaPausedUntil is when TAPD's quota penalty ends (every target shares
+// the API account); zero when TAPD is not refusing.
+func (s *Syncer) QuotaPausedUntil() time.Time {
+	if p, ok := s.o.TAPD.(interface{ PausedUntil() time.Time }); ok {
+		return p.PausedUntil()
+	}
+	return time.Time{}
 }
 
 // SettleCheck is the last re-count of recent windows at TAPD.
@@ -71,9 +83,13 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 		return nil, err
 	}
 	out := []WorkspaceStatus{}
+	paused := s.QuotaPausedUntil()
 	for _, t := range known {
 		state := states[t.Key]
 		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key]}
+		if !paused.IsZero() {
+			st.TAPDQuotaPausedUntil = &paused
+		}
 		if st.Covered == nil {
 			st.Covered = []storage.Interval{}
 		}

@@ -7,7 +7,7 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
-	c, _ := New(Options{RateLimitWait: 10 * time.Second, MaxRetryAfter: time.Minute, RetryWaitMin: time.Second, RetryWaitMax: 30 * time.Second})
+	c, _ := New(Options{MaxRetryAfter: time.Minute, RetryWaitMin: time.Second, RetryWaitMax: 30 * time.Second})
 	resp := func(status int, retryAfter string) *http.Response {
 		h := http.Header{}
 		if retryAfter != "" {
@@ -21,10 +21,7 @@ func TestBackoff(t *testing.T) {
 		attempt int
 		lo, hi  time.Duration
 	}{
-		{"429 without Retry-After waits seconds", resp(429, ""), 0, 5 * time.Second, 10 * time.Second},
-		{"429 grows", resp(429, ""), 1, 10 * time.Second, 20 * time.Second},
-		{"429 capped", resp(429, ""), 10, 15 * time.Second, 30 * time.Second},
-		{"Retry-After honoured", resp(429, "3"), 0, 3 * time.Second, 3 * time.Second},
+		{"Retry-After honoured", resp(503, "3"), 0, 3 * time.Second, 3 * time.Second},
 		{"Retry-After capped", resp(503, "86400"), 0, time.Minute, time.Minute},
 		{"5xx exponential", resp(500, ""), 2, 2 * time.Second, 4 * time.Second},
 		{"network error", nil, 0, 500 * time.Millisecond, time.Second},

@@ -42,11 +42,18 @@ type Options struct {
 	MaxRetries        int           // default 6
 	RetryWaitMin      time.Duration // backoff floor for 5xx/network errors; default 1s
 	RetryWaitMax      time.Duration // backoff ceiling; default 60s
-	RateLimitWait     time.Duration // first wait after a 429 without Retry-After; default 10s
-	MaxRetryAfter     time.Duration // cap on a server-sent Retry-After; default 2m
+	MaxRetryAfter     time.Duration // cap on a Retry-After sent with a 5xx; default 2m
+	// PenaltyMax is the longest pause after TAPD's 429s: the first pauses
+	// the whole client a minute, each further refusal in a row doubles it
+	// up to PenaltyMax (a longer Retry-After is honoured up to it too);
+	// default 30m. A 429 never fails a call: it waits.
+	PenaltyMax time.Duration
 
-	// Now is the client's clock, for token renewal; default time.Now.
+	// Now is the client's clock (token renewal, quota pauses); default time.Now.
 	Now func() time.Time
+	// WaitUntil blocks until Now reaches t or ctx ends (quota pauses);
+	// default a timer. Tests pass one that moves a fake clock instead.
+	WaitUntil func(ctx context.Context, t time.Time) error
 
 	Logger *slog.Logger
 	// Observe, when set, is told of every attempt (for metrics): HTTP status
@@ -63,12 +70,14 @@ type Client struct {
 	opts    Options
 	http    *retryablehttp.Client
 	limiter *rate.Limiter
+	gate    gate // quota penalty and pacing, shared by every call
 	log     *slog.Logger
 	waits   atomic.Int64 // nanoseconds spent waiting on the limiter
 	oauth   *tokenSource // nil unless ClientID is set
 
-	rateMu    sync.Mutex
-	perMinute float64 // the limiter's rate in requests per minute
+	rateMu      sync.Mutex
+	perMinute   float64       // the limiter's rate in requests per minute
+	quotaWindow time.Duration // the period of TAPD's quota, from a 429's text; 0 unknown
 }
 
 // New builds a Client.
@@ -107,8 +116,11 @@ func New(o Options) (*Client, error) {
 	def(&o.Timeout, 30*time.Second)
 	def(&o.RetryWaitMin, time.Second)
 	def(&o.RetryWaitMax, time.Minute)
-	def(&o.RateLimitWait, 10*time.Second)
 	def(&o.MaxRetryAfter, 2*time.Minute)
+	def(&o.PenaltyMax, 30*time.Minute)
+	if o.PenaltyMax < firstCooldown {
+		return nil, fmt.Errorf("tapd: penalty_max %v is below the first pause after a 429 (%v)", o.PenaltyMax, firstCooldown)
+	}
 	if o.MaxRetries == 0 {
 		o.MaxRetries = 6
 	}
@@ -124,6 +136,9 @@ func New(o Options) (*Client, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.WaitUntil == nil {
+		o.WaitUntil = waitUntil(o.Now)
+	}
 	c := &Client{base: base, opts: o, log: o.Logger}
 	if o.ClientID != "" {
 		c.oauth = &tokenSource{c: c}
@@ -138,7 +153,9 @@ func New(o Options) (*Client, error) {
 		inner = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Timeout: o.Timeout, Transport: &attemptTransport{c: c, next: inner}}
+	// No http.Client.Timeout: it would count the time a request waits for
+	// the quota; attemptTransport times each attempt from when it is sent.
+	rc.HTTPClient = &http.Client{Transport: &attemptTransport{c: c, next: inner}}
 	rc.Logger = nil // attempts are logged by attemptTransport, without credentials
 	rc.RetryMax = o.MaxRetries
 	rc.RetryWaitMin = o.RetryWaitMin
@@ -192,40 +209,39 @@ func (c *Client) MemberActivityLog(ctx context.Context, q Query) (Page, error) {
 	if w == nil {
 		w = new(wirePage)
 		if err := json.Unmarshal(data, w); err != nil {
-			w.Records = nil
+			return Page{}, &Error{Kind: ErrMalformed, Op: op, Info: err.Error()}
 		}
-	}
-	if w.Records == nil {
-		return Page{}, &Error{Kind: ErrMalformed, Op: op, Info: "data is not a page of records: " + snippet(data),
-			Hint: "check tapd.base_url points at the TAPD API root"}
 	}
 	return c.decodePage(op, w)
 }
 
 func (c *Client) decodePage(op string, w *wirePage) (Page, error) {
 	p := Page{PerPage: int(w.PerPage), TotalItems: int(w.TotalItems), CurrentPage: int(w.CurrentPage),
-		OperateTypes: w.OperateTypes, OperateObjects: w.OperateObjects, Records: make([]Record, 0, len(*w.Records))}
-	for _, r := range *w.Records {
-		created, err := time.ParseInLocation(TimeLayout, r.Created, c.opts.Location)
+		OperateTypes: w.OperateTypes, OperateObjects: w.OperateObjects, Records: make([]Record, 0, len(w.Records))}
+	for _, r := range w.Records {
+		created, err := time.ParseInLocation(TimeLayout, string(r.Created), c.opts.Location)
 		if err != nil || r.ID == "" {
 			return Page{}, &Error{Kind: ErrMalformed, Op: op, Info: fmt.Sprintf("record %q has created %q, want %q", r.ID, r.Created, TimeLayout)}
 		}
-		p.Records = append(p.Records, Record{ID: string(r.ID), Action: r.Action, Created: created, CreatedRaw: r.Created, Creator: r.Creator,
-			ProjectName: r.ProjectName, OperateType: r.OperateType, OperateObject: r.OperateObject,
-			Title: r.Title, URL: r.URL, IP: r.IP, UA: r.UA})
+		p.Records = append(p.Records, Record{ID: string(r.ID), Action: string(r.Action), Created: created,
+			CreatedRaw: string(r.Created), Creator: string(r.Creator), ProjectName: string(r.ProjectName),
+			OperateType: string(r.OperateType), OperateObject: string(r.OperateObject),
+			Title: string(r.Title), URL: string(r.URL), IP: string(r.IP), UA: string(r.UA)})
 	}
 	return p, nil
 }
 
-// Projects lists the projects of a company (entries of category
-// "organization" are the company itself and are left out).
+// Projects lists the projects of a company, closed ones included (their
+// logs expire like the others'; Project.Status tells them apart). The
+// company itself, which TAPD lists among them, is left out by its id: the
+// real answer has no category field to tell it by.
 func (c *Client) Projects(ctx context.Context, companyID string) ([]Project, error) {
 	op := "projects of company " + companyID
 	data, _, err := c.get(ctx, op, "/workspaces/projects", url.Values{"company_id": {companyID}}, nil)
 	if err != nil {
 		return nil, err
 	}
-	var entries []wireProjectEntry
+	var entries phpList[wireProjectEntry]
 	if err := json.Unmarshal(data, &entries); err != nil {
 		return nil, &Error{Kind: ErrMalformed, Op: op, Info: "data is not a list of workspaces: " + snippet(data)}
 	}
@@ -234,11 +250,11 @@ func (c *Client) Projects(ctx context.Context, companyID string) ([]Project, err
 		if e.Workspace == nil || e.Workspace.ID == "" {
 			return nil, &Error{Kind: ErrMalformed, Op: op, Info: "an entry has no Workspace.id: " + snippet(data)}
 		}
-		if e.Workspace.Category == "organization" {
+		if string(e.Workspace.ID) == companyID {
 			continue
 		}
-		out = append(out, Project{ID: string(e.Workspace.ID), Name: e.Workspace.Name,
-			Status: e.Workspace.Status, Category: e.Workspace.Category})
+		out = append(out, Project{ID: string(e.Workspace.ID), Name: string(e.Workspace.Name),
+			Status: string(e.Workspace.Status), Category: string(e.Workspace.Category)})
 	}
 	return out, nil
 }
@@ -335,8 +351,15 @@ func (c *Client) do(ctx context.Context, cl call) (data json.RawMessage, typed a
 		return nil
 	})
 	resp, err := c.http.Do(req)
+	// A 429 is "later", never "failed": the gate pauses every call, and
+	// this one is sent again once TAPD's penalty is over.
+	for err == nil && resp.StatusCode == http.StatusTooManyRequests && ctx.Err() == nil {
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck // draining for reuse
+		resp.Body.Close()
+		resp, err = c.http.Do(req)
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return nil, nil, fmt.Errorf("%s: %w", cl.op, ctxErr)
+		return nil, nil, c.pausedErr(cl.op, ctxErr)
 	}
 	if resp == nil {
 		return nil, nil, &Error{Kind: ErrServer, Op: cl.op, Info: redactErr(err).Error(),
@@ -355,7 +378,7 @@ func (c *Client) do(ctx context.Context, cl call) (data json.RawMessage, typed a
 func (c *Client) classify(op string, resp *http.Response, body []byte, secretBody bool) (json.RawMessage, error) {
 	var env wireEnvelope
 	jsonErr := json.Unmarshal(body, &env)
-	info := env.Info
+	info := string(env.Info)
 	switch {
 	case jsonErr != nil && secretBody:
 		info = fmt.Sprintf("body is not JSON (%d bytes, not quoted: it may hold a token)", len(body))
@@ -366,8 +389,14 @@ func (c *Client) classify(op string, resp *http.Response, body []byte, secretBod
 	if status == http.StatusOK && jsonErr == nil && env.Status != 1 {
 		status = int(env.Status) // TAPD puts the real status in the envelope
 	}
-	e := &Error{Op: op, HTTPStatus: resp.StatusCode, Info: info}
+	e := &Error{Op: op, HTTPStatus: resp.StatusCode, Info: info, RequestID: env.Meta.RequestID, status: status}
 	switch {
+	case status == http.StatusOK && jsonErr == nil && greeting(env.Data):
+		// TAPD's answer to a path it does not know: the base URL is wrong.
+		var text string
+		json.Unmarshal(env.Data, &text) //nolint:errcheck // greeting checked it is a string
+		e.Kind, e.Info = ErrBaseURL, "TAPD answered with its greeting instead of data: "+snippet([]byte(text))
+		e.Hint = "set tapd.base_url (TAPD_MIRROR_TAPD_BASE_URL) to the TAPD API root, e.g. https://api.tapd.cn"
 	case status == http.StatusOK && jsonErr == nil:
 		return env.Data, nil
 	case status == http.StatusOK:
@@ -390,6 +419,14 @@ func (c *Client) classify(op string, resp *http.Response, body []byte, secretBod
 		e.Kind = ErrMalformed
 	}
 	return nil, e
+}
+
+// greeting reports whether a successful answer's data is a string: TAPD's
+// "Hello world from TAPD API" on a path it does not serve. No endpoint the
+// client calls answers with a bare string.
+func greeting(data json.RawMessage) bool {
+	data = bytes.TrimSpace(data)
+	return len(data) > 0 && data[0] == '"'
 }
 
 // authHint says which credentials to check.
@@ -421,8 +458,8 @@ func bufferBody(resp *http.Response) ([]byte, error) {
 // truncates large pages or sends HTML): retried.
 var errBadBody = errors.New("TAPD response body is not complete JSON")
 
-// checkRetry retries network errors, 429, 5xx and broken 2xx bodies; never
-// other 4xx; and stops at once when the context ends.
+// checkRetry retries network errors, 5xx and broken 2xx bodies; never 4xx
+// (a 429 waits for the quota in do); and stops at once when the context ends.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
@@ -434,22 +471,19 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	}
 	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+	case http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true, nil
 	}
 	return false, nil
 }
 
-// backoff honours a Retry-After (capped); after a 429 without one it waits
-// seconds, growing; otherwise exponential from RetryWaitMin. All jittered.
+// backoff honours a Retry-After (capped); otherwise exponential from
+// RetryWaitMin, jittered.
 func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil {
-		if d, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), c.opts.Now()); ok {
 			return min(d, c.opts.MaxRetryAfter)
-		}
-		if resp.StatusCode == http.StatusTooManyRequests {
-			lo, hi = c.opts.RateLimitWait, max(hi, c.opts.RateLimitWait)
 		}
 	}
 	d := lo << min(attempt, 16)
@@ -459,7 +493,8 @@ func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response)
 	return d/2 + rand.N(d/2+1) // jitter: between half and all of d
 }
 
-func retryAfter(v string) (time.Duration, bool) {
+// retryAfter reads a Retry-After header: seconds, or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
@@ -467,7 +502,7 @@ func retryAfter(v string) (time.Duration, bool) {
 		return time.Duration(secs) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
+		return max(t.Sub(now), 0), true
 	}
 	return 0, false
 }
@@ -486,8 +521,9 @@ func redactErr(err error) error {
 	return err
 }
 
-// attemptTransport waits for the shared rate limiter before every attempt
-// (retries count against TAPD's quota too) and logs each attempt.
+// attemptTransport waits for the quota (a penalty, a nearly spent window,
+// the shared rate limiter) before every attempt (retries count against
+// TAPD's quota too), times the attempt, learns from TAPD's answer and logs it.
 type attemptTransport struct {
 	c    *Client
 	next http.RoundTripper
@@ -496,34 +532,70 @@ type attemptTransport struct {
 type attemptKey struct{}
 
 func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if l := t.c.limiter; l != nil {
+	c := t.c
+	probe, epoch, err := c.awaitTurn(req.Context())
+	if err != nil {
+		return nil, err
+	}
+	var resp *http.Response
+	requestID := ""
+	defer func() {
+		if resp != nil || probe {
+			c.attempted(req.Context(), probe, epoch, resp, requestID)
+		}
+	}()
+	if l := c.limiter; l != nil {
 		start := time.Now()
 		if err := l.Wait(req.Context()); err != nil {
 			return nil, err
 		}
-		t.c.waits.Add(int64(time.Since(start)))
+		c.waits.Add(int64(time.Since(start)))
 	}
 	attempt := 1
 	if n, ok := req.Context().Value(attemptKey{}).(*atomic.Int32); ok {
 		attempt = int(n.Add(1))
 	}
+	// The attempt's deadline covers sending it and reading its body, not
+	// the waits above.
+	ctx, cancel := context.WithTimeout(req.Context(), c.opts.Timeout)
 	start := time.Now()
-	resp, err := t.next.RoundTrip(req)
+	resp, err = t.next.RoundTrip(req.WithContext(ctx))
 	took := time.Since(start)
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode
-		t.c.noteQuota(req.Context(), resp)
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		requestID = c.noteAnswer(req.Context(), resp)
+	} else {
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() == nil {
+			err = fmt.Errorf("no answer within %v (tapd timeout): %w", c.opts.Timeout, err)
+		}
 	}
 	u := *req.URL
 	u.User = nil
 	attrs := []any{"method", req.Method, "url", u.Redacted(), "status", status, "attempt", attempt, "took", took}
+	if requestID != "" {
+		attrs = append(attrs, "request_id", requestID)
+	}
 	if err != nil {
 		attrs = append(attrs, "err", redactErr(err))
 	}
-	t.c.log.DebugContext(req.Context(), "tapd request", attrs...)
-	if t.c.opts.Observe != nil {
-		t.c.opts.Observe(status, attempt, took)
+	c.log.DebugContext(req.Context(), "tapd request", attrs...)
+	if c.opts.Observe != nil {
+		c.opts.Observe(status, attempt, took)
 	}
 	return resp, err
+}
+
+// cancelOnClose ends an attempt's deadline once its body is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -33,8 +34,8 @@ func fastClient(t *testing.T, f *tapdtest.Server, mod ...func(*tapd.Options)) *t
 	t.Helper()
 	user, pw := f.Credentials()
 	o := tapd.Options{BaseURL: f.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: -1,
-		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond, RateLimitWait: 2 * time.Millisecond,
-		MaxRetries: 4, Timeout: 5 * time.Second}
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond,
+		MaxRetries: 4, Timeout: 5 * time.Second, Now: f.Now, WaitUntil: f.WaitUntil}
 	for _, m := range mod {
 		m(&o)
 	}
@@ -121,7 +122,7 @@ func TestEveryFaultRecovers(t *testing.T) {
 func TestFaultsThatOutlastRetriesAreTyped(t *testing.T) {
 	for fault, kind := range map[tapdtest.Fault]error{
 		tapdtest.Fault500: tapd.ErrServer, tapdtest.Fault502HTML: tapd.ErrServer, tapdtest.Fault503: tapd.ErrServer,
-		tapdtest.FaultTruncated: tapd.ErrMalformed, tapdtest.FaultReset: tapd.ErrServer, tapdtest.FaultRateLimit: tapd.ErrRateLimited,
+		tapdtest.FaultTruncated: tapd.ErrMalformed, tapdtest.FaultReset: tapd.ErrServer,
 	} {
 		t.Run(string(fault), func(t *testing.T) {
 			f := newFake(t)
@@ -180,12 +181,31 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 	}
 }
 
-func TestHelloWorldOnWrongPathIsAnError(t *testing.T) {
+func TestHelloWorldIsABaseURLError(t *testing.T) {
 	f := newFake(t)
-	c := fastClient(t, f, func(o *tapd.Options) { o.BaseURL = f.URL + "/api" })
-	_, err := c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
-	if !errors.Is(err, tapd.ErrMalformed) || !strings.Contains(err.Error(), "Hello world") {
-		t.Fatalf("err = %v, want ErrMalformed quoting the greeting", err)
+	for name, c := range map[string]*tapd.Client{
+		"with credentials":    fastClient(t, f, func(o *tapd.Options) { o.BaseURL = f.URL + "/api" }),
+		"without credentials": fastClient(t, f, func(o *tapd.Options) { o.BaseURL, o.APIUser, o.APIPassword = f.URL+"/api", "", "" }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f.ResetRequests()
+			for _, call := range []func() error{
+				func() error {
+					_, err := c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
+					return err
+				},
+				func() error { _, err := c.Projects(context.Background(), f.CompanyID()); return err },
+			} {
+				err := call()
+				if !errors.Is(err, tapd.ErrBaseURL) || tapd.Retryable(err) || !strings.Contains(err.Error(), "tapd.base_url") ||
+					!strings.Contains(err.Error(), "Hello world") {
+					t.Fatalf("err = %v, want a non-retryable ErrBaseURL naming tapd.base_url and quoting the greeting", err)
+				}
+			}
+			if n := len(f.Requests()); n != 2 {
+				t.Fatalf("%d requests for 2 calls, want 2 (no retry)", n)
+			}
+		})
 	}
 }
 
@@ -325,22 +345,134 @@ func TestLimiterKeepsBurstWithinQuota(t *testing.T) {
 	}
 }
 
-func TestProjectsSkipsTheOrganization(t *testing.T) {
-	f := newFake(t)
-	ps, err := fastClient(t, f).Projects(context.Background(), f.CompanyID())
-	if err != nil {
-		t.Fatal(err)
+func TestProjectsLeaveOutTheCompanyByItsID(t *testing.T) {
+	for _, capture := range []bool{false, true} {
+		t.Run(fmt.Sprintf("capture=%v", capture), func(t *testing.T) {
+			f := tapdtest.New(tapdtest.Options{Seed: 1, Now: now, Months: 1, RecordsPerDay: 1, CaptureProjectList: capture})
+			t.Cleanup(f.Close)
+			closed := f.Projects()[1].ID
+			f.SetProjectStatus(closed, "closed")
+			ps, err := fastClient(t, f).Projects(context.Background(), f.CompanyID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) != len(f.Projects()) {
+				t.Fatalf("projects = %+v, want the %d projects without the company", ps, len(f.Projects()))
+			}
+			for i, p := range ps {
+				want := f.Projects()[i]
+				wantStatus := "normal"
+				if p.ID == closed {
+					wantStatus = "closed"
+				}
+				if p.ID != want.ID || p.Name != want.Name || p.Status != wantStatus {
+					t.Fatalf("project %d = %+v, want %+v status %s", i, p, want, wantStatus)
+				}
+				if capture && p.Category != "" {
+					t.Fatalf("project %d has category %q, the capture has none", i, p.Category)
+				}
+			}
+			if _, err := fastClient(t, f).Projects(context.Background(), "999"); !errors.Is(err, tapd.ErrNotFound) {
+				t.Fatalf("unknown company err = %v", err)
+			}
+		})
 	}
-	if len(ps) != len(f.Projects()) {
-		t.Fatalf("projects = %+v", ps)
+}
+
+// TestPHPShapes: what PHP's json_encode makes of empty and mixed values
+// is read as what it means.
+func TestPHPShapes(t *testing.T) {
+	const rec = `{"id":7480633,"created":"2026-11-01 00:00:00","title":12345,"operate_type":"新增","extra_field":{"a":1}}`
+	cases := []struct {
+		name, data     string
+		total, records int
+		wantTypes      int
+		firstTitle     string
+	}{
+		{"data []", `[]`, 0, 0, 0, ""},
+		{"data {}", `{}`, 0, 0, 0, ""},
+		{"records null", `{"perPage":"20","totalItems":0,"currentPage":"1","records":null,"operate_types":[],"operate_objects":[]}`, 0, 0, 0, ""},
+		{"records {}", `{"perPage":"20","totalItems":"0","currentPage":"1","records":{},"operate_types":{},"operate_objects":null}`, 0, 0, 0, ""},
+		{"records absent", `{"perPage":"20","totalItems":0}`, 0, 0, 0, ""},
+		{"records as an object keyed by index", `{"totalItems":2.0,"records":{"1":` + rec + `,"0":` + strings.Replace(rec, "12345", `"first"`, 1) + `}}`, 2, 2, 0, "first"},
+		{"numbers as numbers, unknown fields", `{"perPage":200,"totalItems":"1","currentPage":1,"records":[` + rec + `],"operate_types":{"add":"新增"},"unknown":[1,2]}`, 1, 1, 1, "12345"},
 	}
-	for i, p := range ps {
-		if p.ID != f.Projects()[i].ID || p.Category != "project" {
-			t.Fatalf("project %d = %+v", i, p)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"status":1,"data":` + tc.data + `,"info":"success","meta":{"request_id":"r1"}}`
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
+			defer srv.Close()
+			c, _ := tapd.New(tapd.Options{BaseURL: srv.URL, RequestsPerMinute: -1, MaxRetries: -1})
+			p, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: "1"})
+			if err != nil {
+				t.Fatalf("%s: %v", body, err)
+			}
+			if p.TotalItems != tc.total || len(p.Records) != tc.records || len(p.OperateTypes) != tc.wantTypes {
+				t.Fatalf("page = %+v", p)
+			}
+			if tc.records > 0 && p.Records[0].Title != tc.firstTitle {
+				t.Fatalf("first title %q, want %q", p.Records[0].Title, tc.firstTitle)
+			}
+		})
+	}
+	t.Run("data null or a number is malformed", func(t *testing.T) {
+		for _, data := range []string{`null`, `42`, `[1,2]`} {
+			body := `{"status":1,"data":` + data + `,"info":"success"}`
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
+			c, _ := tapd.New(tapd.Options{BaseURL: srv.URL, RequestsPerMinute: -1, MaxRetries: -1})
+			_, err := c.MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: "1"})
+			srv.Close()
+			if !errors.Is(err, tapd.ErrMalformed) {
+				t.Fatalf("data %s: err = %v, want ErrMalformed", data, err)
+			}
 		}
-	}
-	if _, err := fastClient(t, f).Projects(context.Background(), "999"); !errors.Is(err, tapd.ErrNotFound) {
-		t.Fatalf("unknown company err = %v", err)
+	})
+	t.Run("projects", func(t *testing.T) {
+		for data, want := range map[string]int{
+			`[]`: 0, `{}`: 0, `null`: 0,
+			`{"0":{"Workspace":{"id":20,"name":"a","member_count":3}},"2":{"Workspace":{"id":"21","name":7}}}`: 2,
+		} {
+			body := `{"status":"1","data":` + data + `,"info":"success"}`
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(body)) }))
+			c, _ := tapd.New(tapd.Options{BaseURL: srv.URL, RequestsPerMinute: -1, MaxRetries: -1})
+			ps, err := c.Projects(context.Background(), "1")
+			srv.Close()
+			if err != nil || len(ps) != want || (want == 2 && (ps[0].ID != "20" || ps[1].Name != "7")) {
+				t.Fatalf("data %s: projects %+v, err %v", data, ps, err)
+			}
+		}
+	})
+	t.Run("the fake's shapes", func(t *testing.T) {
+		for _, shape := range []tapdtest.PHPEmpty{tapdtest.EmptyDataList, tapdtest.EmptyDataObject, tapdtest.EmptyRecordsNull, tapdtest.EmptyRecordsObject} {
+			f := tapdtest.New(tapdtest.Options{Seed: 1, Now: now, Months: 1, RecordsPerDay: 1, PHPEmpty: shape})
+			p, err := fastClient(t, f).MemberActivityLog(context.Background(), tapd.Query{WorkspaceID: f.Projects()[0].ID,
+				Start: now.Add(-time.Hour), End: now.Add(-time.Hour)})
+			f.Close()
+			if err != nil || p.TotalItems != 0 || len(p.Records) != 0 {
+				t.Fatalf("%s: page %+v, err %v", shape, p, err)
+			}
+		}
+	})
+}
+
+func TestRequestIDInErrors(t *testing.T) {
+	f := newFake(t)
+	c := fastClient(t, f, func(o *tapd.Options) { o.MaxRetries = 1 })
+	for name, call := range map[string]func() error{
+		"404": func() error { _, err := c.MemberActivityLog(context.Background(), lastWeek("1010480")); return err },
+		"500": func() error {
+			f.FailNext(tapdtest.Fault500, 2)
+			_, err := c.MemberActivityLog(context.Background(), lastWeek(f.Projects()[0].ID))
+			return err
+		},
+	} {
+		f.ResetRequests()
+		err := call()
+		reqs := f.Requests()
+		last := reqs[len(reqs)-1].RequestID
+		if err == nil || last == "" || !strings.Contains(err.Error(), "request_id "+last) {
+			t.Fatalf("%s: err = %v, want TAPD's request_id %q in it", name, err, last)
+		}
 	}
 }
 

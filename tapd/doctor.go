@@ -1,10 +1,8 @@
 package tapd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"time"
 )
@@ -40,9 +38,9 @@ func (c *Client) AuthMethod() string {
 }
 
 // CheckAuth asks TAPD whether the credentials are good (GET
-// /quickstart/testauth; an OAuth app first obtains a token). An answer that
-// is TAPD's greeting means tapd.base_url is not the API root: TAPD greets an
-// unknown path, even without credentials.
+// /quickstart/testauth; an OAuth app first obtains a token). TAPD's
+// greeting instead (ErrBaseURL) means tapd.base_url is not the API root:
+// TAPD greets an unknown path, even without credentials.
 func (c *Client) CheckAuth(ctx context.Context) (AuthCheck, error) {
 	const op = "testauth"
 	out := AuthCheck{Method: c.AuthMethod()}
@@ -53,11 +51,7 @@ func (c *Client) CheckAuth(ctx context.Context) (AuthCheck, error) {
 		c.oauth.mu.Unlock()
 	}
 	if err != nil {
-		return out, err
-	}
-	if greeting(data) {
-		return out, &Error{Kind: ErrMalformed, Op: op, HTTPStatus: http.StatusOK, Info: "TAPD answered with its greeting " + snippet(data),
-			Hint: "tapd.base_url (TAPD_MIRROR_TAPD_BASE_URL) is not the TAPD API root (https://api.tapd.cn)"}
+		return out, err // TAPD's greeting is ErrBaseURL
 	}
 	var who struct {
 		APIUser string `json:"api_user"`
@@ -66,11 +60,4 @@ func (c *Client) CheckAuth(ctx context.Context) (AuthCheck, error) {
 		out.APIUser = who.APIUser
 	}
 	return out, nil
-}
-
-// greeting is TAPD's "Hello world from TAPD API…", its answer to a path it
-// does not know.
-func greeting(data json.RawMessage) bool {
-	var s string
-	return json.Unmarshal(data, &s) == nil && bytes.Contains(bytes.ToLower([]byte(s)), []byte("hello world"))
 }

@@ -2,7 +2,9 @@ package tapd
 
 import (
 	"math"
+	"net/http"
 	"testing"
+	"time"
 )
 
 func TestParseQuota(t *testing.T) {
@@ -18,7 +20,7 @@ func TestParseQuota(t *testing.T) {
 		`<html>429 Too Many Requests</html>`:                -1,
 		`{"status":429,"info":"max request rates is lots"}`: -1,
 	} {
-		got, ok := parseQuota([]byte(body))
+		got, _, ok := parseQuota([]byte(body))
 		if want < 0 {
 			if ok {
 				t.Errorf("%s: parsed %v, want nothing", body, got)
@@ -47,5 +49,20 @@ func TestLowerRateLimitSetsTheLimiter(t *testing.T) {
 	c.lowerRateLimit(t.Context(), 600)
 	if c.RateLimit() != 6 {
 		t.Fatalf("RateLimit %v after a higher quota, want 6 (never raised)", c.RateLimit())
+	}
+}
+
+func TestRetryAfterLongerThanTheCooldownIsHonouredUpToPenaltyMax(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for retryAfter, want := range map[string]time.Duration{"": time.Minute, "10": time.Minute, "300": 5 * time.Minute, "7200": 30 * time.Minute} {
+		c, _ := New(Options{Now: func() time.Time { return now }})
+		h := http.Header{}
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		c.attempted(t.Context(), false, 0, &http.Response{StatusCode: 429, Header: h}, "")
+		if got := c.PausedUntil().Sub(now); got != want {
+			t.Errorf("Retry-After %q: paused %v, want %v", retryAfter, got, want)
+		}
 	}
 }

@@ -59,7 +59,12 @@ type coveragePage struct {
 	Workspaces []workspaceView
 	CanSince   bool
 	Horizon    string
+	// QuotaPaused is when TAPD's quota penalty ends, while it lasts.
+	QuotaPaused string
 }
+
+// quotaPauser is a Syncer that knows TAPD's quota penalty.
+type quotaPauser interface{ QuotaPausedUntil() time.Time }
 
 // coverage shows, per workspace, what the mirror verified, its gaps, TAPD's
 // horizon and the last runs; admins get resync and acknowledge forms.
@@ -97,6 +102,11 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 	if h, ok := c.o.Syncer.(horizoner); ok {
 		horizon = h.Horizon()
 		p.Horizon = v.Time(horizon)
+	}
+	if q, ok := c.o.Syncer.(quotaPauser); ok {
+		if until := q.QuotaPausedUntil(); !until.IsZero() {
+			p.QuotaPaused = v.Time(until)
+		}
 	}
 	now := c.o.Now()
 	for _, st := range statuses {

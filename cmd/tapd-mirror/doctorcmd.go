@@ -119,9 +119,8 @@ func (m *Main) doctor(ctx context.Context, args []string) error {
 
 // authProblem says what a failed credentials check means.
 func authProblem(err error) string {
-	var te *tapd.Error
 	switch {
-	case errors.As(err, &te) && strings.Contains(te.Hint, "tapd.base_url"):
+	case errors.Is(err, tapd.ErrBaseURL):
 		return "tapd.base_url is not the TAPD API: " + err.Error()
 	case errors.Is(err, tapd.ErrAuth):
 		return "TAPD refused the credentials: " + err.Error()

@@ -46,6 +46,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Horizon:    func() time.Time { return s.Horizon() },
 		LimitWait:  func() time.Duration { return client.LimiterWait() },
 		RateLimit:  func() float64 { return client.RateLimit() },
+		QuotaPause: func() time.Time { return client.PausedUntil() },
 		Logger:     log,
 	})
 	arch, stopArchive, err := startArchive(ctx, cfg, st, log, metrics) // checkpoints, verification, retention

@@ -124,6 +124,7 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 			`tapdmirror_workspace_gaps{workspace="10074561"} 0`,
 			`tapdmirror_tapd_rate_limit_wait_seconds_total`,
 			`tapdmirror_tapd_rate_limit_per_minute 60000`,
+			`tapdmirror_tapd_quota_paused_until_seconds 0`,
 		} {
 			if !strings.Contains(metrics, want) {
 				t.Fatalf("metrics lack %s:\n%s", want, metrics)

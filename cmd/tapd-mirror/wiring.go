@@ -36,6 +36,7 @@ func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *ap
 		Location:          cfg.Location(),
 		UserAgent:         "tapd-mirror/" + version,
 		RequestsPerMinute: cfg.TAPD.RequestsPerMinute,
+		PenaltyMax:        cfg.TAPD.PenaltyMax.Duration,
 		Logger:            log,
 		Observe:           observe,
 		Transport:         transport,

@@ -1,8 +1,10 @@
 package tapdtest
 
 import (
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -17,6 +19,9 @@ const (
 	FaultTruncated Fault = "truncated"  // HTTP 200 with the JSON cut in half
 	FaultReset     Fault = "reset"      // the connection is closed without an answer
 	FaultRateLimit Fault = "rate-limit" // HTTP 429 with TAPD's body
+	// FaultPenalty is a 429 sent during the penalty that follows a 429
+	// (SetPenalty): the same body, told apart for counting.
+	FaultPenalty Fault = "penalty"
 )
 
 // AllFaults are the random faults SetFaults can mix (429 has its own knobs).
@@ -38,6 +43,15 @@ type faults struct {
 
 	arrivals   int
 	arrivalLag time.Duration
+
+	penalty      time.Duration // SetPenalty
+	penaltyUntil time.Time     // on the fake's clock
+
+	quotaLimit  int           // SetQuotaHeaders: requests per window, 0 off
+	quotaWindow time.Duration // on the fake's clock
+	quotaReset  bool          // send X-RateLimit-Reset
+	quotaStart  time.Time     // the current window's start
+	quotaCount  int           // requests in it
 
 	rules  []failRule // persistent faults on activity-log requests
 	ruleID int
@@ -76,6 +90,48 @@ func (s *Server) SetRateLimit(max int, per time.Duration, retryAfter bool) {
 	defer s.mu.Unlock()
 	s.faults.limitMax, s.faults.limitPer, s.faults.limitRetryAfter = max, per, retryAfter
 	s.faults.hits = nil
+}
+
+// SetPenalty makes every 429 the fake sends (from any knob) start a penalty
+// of d on the fake's clock: TAPD then refuses every request of the account,
+// token requests included, with 429 (Fault FaultPenalty in Requests) until
+// d has passed. Requests during the penalty do not lengthen it. DevLake's
+// maintainers report that TAPD penalises for half an hour or more; tests
+// use minutes on a clock they move. d <= 0 turns it off.
+func (s *Server) SetPenalty(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.penalty = d
+	if d <= 0 {
+		s.faults.penaltyUntil = time.Time{}
+	}
+}
+
+// SetQuotaHeaders enforces a quota of limit requests per fixed window (on
+// the fake's clock, counted from the first request) and sends
+// X-RateLimit-Limit and X-RateLimit-Remaining on every answer, as TAPD was
+// seen to; with reset, X-RateLimit-Reset too (seconds to the window's end),
+// which TAPD was not seen to send. A request beyond the limit is a 429.
+// limit <= 0 turns it off.
+func (s *Server) SetQuotaHeaders(limit int, window time.Duration, reset bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.quotaLimit, s.faults.quotaWindow, s.faults.quotaReset = limit, window, reset
+	s.faults.quotaStart, s.faults.quotaCount = time.Time{}, 0
+}
+
+// rateHeadersLocked sets the SetQuotaHeaders headers for the request just counted.
+func (s *Server) rateHeadersLocked(h http.Header) {
+	f := &s.faults
+	if f.quotaLimit <= 0 {
+		return
+	}
+	h.Set("X-RateLimit-Limit", strconv.Itoa(f.quotaLimit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, f.quotaLimit-f.quotaCount)))
+	if f.quotaReset {
+		left := f.quotaStart.Add(f.quotaWindow).Sub(s.nowLocked())
+		h.Set("X-RateLimit-Reset", strconv.Itoa(int(max(0, left.Seconds()))))
+	}
 }
 
 // RateLimitStorm answers the next n requests with 429.
@@ -152,6 +208,19 @@ func (s *Server) queryStart(q url.Values) (time.Time, bool) {
 // queued ones first, then the quota. It says whether a 429 carries Retry-After.
 func (s *Server) pickFaultLocked() (Fault, bool) {
 	f := &s.faults
+	now := s.nowLocked()
+	if now.Before(f.penaltyUntil) {
+		return FaultPenalty, false
+	}
+	if f.quotaLimit > 0 {
+		if f.quotaStart.IsZero() || !now.Before(f.quotaStart.Add(f.quotaWindow)) {
+			f.quotaStart, f.quotaCount = now, 0
+		}
+		f.quotaCount++
+		if f.quotaCount > f.quotaLimit {
+			return FaultRateLimit, false
+		}
+	}
 	if len(f.next) > 0 {
 		next := f.next[0]
 		f.next = f.next[1:]

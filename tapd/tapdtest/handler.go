@@ -16,7 +16,8 @@ import (
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status    int
+	requestID string // sent as meta.request_id
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -38,15 +39,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if fault == "" {
 		fault = s.randomFaultLocked()
 	}
+	if fault == FaultRateLimit && s.faults.penalty > 0 {
+		s.faults.penaltyUntil = s.nowLocked().Add(s.faults.penalty) // TAPD penalises the account
+	}
 	if fault == "" && isLog {
 		s.arriveLocked()
 	}
+	s.rateHeadersLocked(w.Header())
+	s.nextRequestID++
+	requestID := fmt.Sprintf("%016x", uint64(s.nextRequestID)*0x9e3779b97f4a7c15)
 	s.mu.Unlock()
 
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, requestID: requestID}
 	logRequest := func() {
 		s.mu.Lock()
-		s.requests = append(s.requests, Request{Path: r.URL.Path, Query: r.Form, Status: rec.status, Fault: string(fault)})
+		s.requests = append(s.requests, Request{Path: r.URL.Path, Query: r.Form, Status: rec.status, Fault: string(fault), RequestID: requestID})
 		s.mu.Unlock()
 	}
 	if fault == FaultReset {
@@ -67,8 +74,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.injectFault(rec, fault, retryAfter)
 		return
 	}
-	if r.URL.Path == "/tokens/request_token" {
+	switch r.URL.Path {
+	case "/tokens/request_token":
 		s.requestToken(rec, r) // authenticated by the app's own credentials
+		return
+	case "/workspaces/member_activity_log", "/workspaces/projects", "/quickstart/testauth":
+	default:
+		// TAPD answers a path it does not know with a greeting, not a 404,
+		// even without credentials.
+		writeTAPD(rec, http.StatusOK, 1, "Hello world from TAPD API. 5f3c2a1b", "Documents can be found in https://www.tapd.cn/help/show#1120003271001000103")
 		return
 	}
 	if !s.authorized(rec, r) {
@@ -81,15 +95,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.companyProjects(rec, r)
 	case "/quickstart/testauth":
 		writeTAPD(rec, http.StatusOK, 1, map[string]string{"api_user": s.opts.User}, "success")
-	default:
-		// TAPD answers a mistyped path with a greeting, not a 404.
-		writeTAPD(rec, http.StatusOK, 1, "Hello world from TAPD API. Please check your request path.", "success")
 	}
 }
 
 func (s *Server) injectFault(w *statusRecorder, f Fault, retryAfter bool) {
 	switch f {
-	case FaultRateLimit:
+	case FaultRateLimit, FaultPenalty:
 		if retryAfter {
 			w.Header().Set("Retry-After", "1")
 		}
@@ -285,7 +296,7 @@ func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	// The month rule is checked on the start as asked, before any clamping.
 	switch {
 	case start.Before(horizon) && !s.opts.HorizonClamp:
-		writeTAPD(w, 422, 422, "", "start_time 只能查最近半年内的数据")
+		writeTAPD(w, 422, 422, "", s.opts.HorizonError)
 		return
 	case start.Year() != end.Year() || start.Month() != end.Month():
 		writeTAPD(w, 422, 422, "", "start_time 与 end_time 不能跨月")
@@ -316,6 +327,10 @@ func (s *Server) memberActivityLog(w *statusRecorder, r *http.Request) {
 	}
 	data := pageData{PerPage: strconv.Itoa(limit), TotalItems: len(all), CurrentPage: strconv.Itoa(page),
 		Records: []wireRecord{}, OperateTypes: OperateTypes, OperateObjects: OperateObjects}
+	if empty := s.opts.PHPEmpty; empty != "" && (page-1)*limit >= len(all) {
+		s.writeEmptyPage(w, data, empty)
+		return
+	}
 	for _, at := range all[min((page-1)*limit, len(all)):min(page*limit, len(all))] {
 		rec := &s.records[at]
 		var title any = rec.Title
@@ -349,6 +364,31 @@ func (s *Server) companyProjects(w *statusRecorder, r *http.Request) {
 		writeTAPD(w, http.StatusNotFound, 404, "", fmt.Sprintf("company %s not existed", r.Form.Get("company_id")))
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	status := func(id string) string {
+		if st := s.projectStatus[id]; st != "" {
+			return st
+		}
+		return "normal"
+	}
+	if s.opts.CaptureProjectList {
+		// The shape of a real answer (DevLake's TAPD e2e raw tables): the
+		// company is one of the entries, no entry has a category, counts
+		// are numbers, some dates are null.
+		entry := func(id, name string, members int) map[string]any {
+			return map[string]any{"Workspace": map[string]any{"id": id, "name": name, "pretty_name": id,
+				"status": status(id), "secrecy": "0", "created": "2020-06-01 10:00:00", "creator": "admin",
+				"begin_date": nil, "end_date": nil, "member_count": members, "parent_id": s.opts.CompanyID}}
+		}
+		list := []map[string]any{entry(s.opts.CompanyID, "演示公司", 40)}
+		list[0]["Workspace"].(map[string]any)["parent_id"] = "0"
+		for i, p := range s.projects {
+			list = append(list, entry(p.ID, p.Name, 3+i))
+		}
+		writeTAPD(w, http.StatusOK, 1, list, "success")
+		return
+	}
 	type ws struct {
 		ID       string `json:"id"`
 		Name     string `json:"name"`
@@ -357,9 +397,28 @@ func (s *Server) companyProjects(w *statusRecorder, r *http.Request) {
 	}
 	list := []map[string]ws{{"Workspace": {ID: s.opts.CompanyID, Name: "演示公司", Status: "normal", Category: "organization"}}}
 	for _, p := range s.projects {
-		list = append(list, map[string]ws{"Workspace": {ID: p.ID, Name: p.Name, Status: "normal", Category: "project"}})
+		list = append(list, map[string]ws{"Workspace": {ID: p.ID, Name: p.Name, Status: status(p.ID), Category: "project"}})
 	}
 	writeTAPD(w, http.StatusOK, 1, list, "success")
+}
+
+// writeEmptyPage answers a page without records the way PHP may encode it.
+func (s *Server) writeEmptyPage(w *statusRecorder, data pageData, shape PHPEmpty) {
+	var out any
+	switch shape {
+	case EmptyDataList:
+		out = []any{}
+	case EmptyDataObject:
+		out = map[string]any{}
+	default:
+		var records any = nil // EmptyRecordsNull
+		if shape == EmptyRecordsObject {
+			records = map[string]any{}
+		}
+		out = map[string]any{"perPage": data.PerPage, "totalItems": data.TotalItems, "currentPage": data.CurrentPage,
+			"records": records, "operate_types": []any{}, "operate_objects": []any{}}
+	}
+	writeTAPD(w, http.StatusOK, 1, out, "success")
 }
 
 func atoiOr(s string, def int) int {
@@ -379,12 +438,22 @@ type envelope struct {
 	Status int    `json:"status"`
 	Data   any    `json:"data"`
 	Info   string `json:"info"`
+	Meta   *meta  `json:"meta,omitempty"`
 }
 
-func writeTAPD(w http.ResponseWriter, httpStatus, status int, data any, info string) {
+type meta struct {
+	RequestID string `json:"request_id"`
+}
+
+// writeTAPD writes TAPD's envelope, with the request's meta.request_id.
+func writeTAPD(w *statusRecorder, httpStatus, status int, data any, info string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(httpStatus)
-	w.Write(encodeTAPD(envelope{Status: status, Data: data, Info: info}))
+	env := envelope{Status: status, Data: data, Info: info}
+	if w.requestID != "" {
+		env.Meta = &meta{RequestID: w.requestID}
+	}
+	w.Write(encodeTAPD(env))
 }
 
 // encodeTAPD encodes like PHP's json_encode, as TAPD does: every non-ASCII

@@ -62,7 +62,7 @@ func (r *Replay) serve(w http.ResponseWriter, req *http.Request) {
 	req.ParseForm() //nolint:errcheck // a bad form matches nothing
 	x, ok := r.take(req)
 	if !ok {
-		writeTAPD(w, http.StatusNotFound, 404, "", fmt.Sprintf("%s %s is not in the recording", req.Method, req.URL.RequestURI()))
+		writeTAPD(&statusRecorder{ResponseWriter: w}, http.StatusNotFound, 404, "", fmt.Sprintf("%s %s is not in the recording", req.Method, req.URL.RequestURI()))
 		return
 	}
 	body, err := x.Body()

@@ -28,6 +28,19 @@
 //   - Advance: time travel that moves the horizon and expires OAuth tokens;
 //     RevokeTokens; Options.TokenRejectStatus: 401 or 422 for a bad token.
 //   - Options.HorizonDays, Options.PagingCap: TAPD's limits.
+//   - SetPenalty: after one 429, every request is refused for minutes (on
+//     the fake's clock), as TAPD penalises an account.
+//   - SetQuotaHeaders: a fixed-window quota announced with
+//     X-RateLimit-Limit / X-RateLimit-Remaining (and, optionally, Reset).
+//   - Options.HorizonError: another wording of the horizon's 422.
+//   - Options.PHPEmpty: an empty page as PHP may encode it (data [] or {},
+//     records null or {}, label maps []).
+//   - Options.CaptureProjectList, SetProjectStatus: the projects list as a
+//     real capture shows it (the company among them, no category), closed
+//     projects.
+//   - Every JSON answer carries meta.request_id (Request.RequestID), as
+//     TAPD's do; an unknown path answers "Hello world from TAPD API" even
+//     without credentials.
 //
 // Choices where TAPD is silent:
 //   - start_time is inclusive; the end_time minute is inclusive (records up
@@ -58,6 +71,7 @@
 package tapdtest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -109,6 +123,21 @@ type Options struct {
 	// FailPagesAbove, when > 0, fails every activity-log request whose
 	// limit (default 20) exceeds it with HTTP 500, every time.
 	FailPagesAbove int
+	// HorizonError is the info of the 422 for a start_time before the
+	// horizon; default TAPD's "start_time 只能查最近半年内的数据". TAPD's real
+	// wording was never captured: tests set another to prove a client does
+	// not depend on it.
+	HorizonError string
+	// PHPEmpty, when set, answers a page without records the way PHP's
+	// json_encode may: data [] or {}, or records null or {} with the label
+	// maps (operate_types, operate_objects) as []. Default: records [] and
+	// full label maps.
+	PHPEmpty PHPEmpty
+	// CaptureProjectList answers GET /workspaces/projects in the shape of a
+	// real capture: the company among its projects, no category field on
+	// any entry, member_count a number, null dates. Default: TAPD's
+	// documented shape, the company as category "organization".
+	CaptureProjectList bool
 	// CompanyWideIncludesCompanyLevel makes the company-wide query
 	// (workspace_id = company id, no company_only) also return the
 	// company-level logs; by default it returns only its projects' logs.
@@ -130,6 +159,17 @@ type Options struct {
 // Project is a generated project.
 type Project struct{ ID, Name string }
 
+// PHPEmpty is a way PHP encodes an empty page (see Options.PHPEmpty).
+type PHPEmpty string
+
+// The empty shapes TAPD, a PHP service, may send.
+const (
+	EmptyDataList      PHPEmpty = "data-list"      // "data":[]
+	EmptyDataObject    PHPEmpty = "data-object"    // "data":{}
+	EmptyRecordsNull   PHPEmpty = "records-null"   // "records":null, label maps []
+	EmptyRecordsObject PHPEmpty = "records-object" // "records":{}, label maps []
+)
+
 // Server is the fake TAPD.
 type Server struct {
 	*httptest.Server
@@ -147,14 +187,18 @@ type Server struct {
 
 	tokens        map[string]time.Time // issued OAuth token → expiry on the fake's clock
 	tokenRequests int
+
+	projectStatus map[string]string // SetProjectStatus; "normal" when absent
+	nextRequestID uint64
 }
 
 // Request is one call the fake answered, for assertions.
 type Request struct {
-	Path   string
-	Query  url.Values
-	Status int
-	Fault  string // "" or the injected fault
+	Path      string
+	Query     url.Values
+	Status    int
+	Fault     string // "" or the injected fault
+	RequestID string // the meta.request_id sent
 }
 
 // New starts a fake TAPD; it is closed in t.Cleanup when t is given via NewT.
@@ -198,8 +242,11 @@ func New(o Options) *Server {
 	if o.TokenRejectStatus == 0 {
 		o.TokenRejectStatus = 422
 	}
+	if o.HorizonError == "" {
+		o.HorizonError = "start_time 只能查最近半年内的数据"
+	}
 	s := &Server{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x7a9d)), nextID: 7480000,
-		byScope: map[string]*scopeIndex{}, tokens: map[string]time.Time{}}
+		byScope: map[string]*scopeIndex{}, tokens: map[string]time.Time{}, projectStatus: map[string]string{}}
 	names := []string{"西门子灌灌灌乐了路虎退货", "支付中台", "Mobile App 📱", "数据平台", "运维"}
 	for i := range o.Projects {
 		name := names[i%len(names)]
@@ -329,6 +376,25 @@ func (s *Server) Advance(d time.Duration) {
 	s.offset += d
 }
 
+// AdvanceTo moves the fake clock forward to t (never back). Clients under
+// test wait on the fake's clock with it (tapd.Options.WaitUntil): several
+// waiting for the same instant move the clock once.
+func (s *Server) AdvanceTo(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := t.Sub(s.nowLocked()); d > 0 {
+		s.offset += d
+	}
+}
+
+// WaitUntil is a tapd.Options.WaitUntil on the fake's clock: it moves the
+// clock to t at once, so a test of minutes of quota penalty takes
+// milliseconds.
+func (s *Server) WaitUntil(ctx context.Context, t time.Time) error {
+	s.AdvanceTo(t)
+	return ctx.Err()
+}
+
 // Horizon is the oldest instant TAPD still answers for: HorizonDays
 // calendar days before now, counted in TAPD's zone. A start_time at the
 // horizon's minute is still accepted.
@@ -417,6 +483,15 @@ func (s *Server) RenameProject(id, name string) {
 			s.records[i].ProjectName = name
 		}
 	}
+}
+
+// SetProjectStatus sets a project's status in the projects list: TAPD's
+// "normal", "closed" or "suspend". A closed project's logs stay queryable
+// (and expire) like any other's.
+func (s *Server) SetProjectStatus(id, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.projectStatus[id] = status
 }
 
 func (s *Server) projectName(workspace string) (string, bool) {
