@@ -95,8 +95,12 @@ func decodeDoctor(t *testing.T, out string) doctorJSON {
 // after it probes nothing again and costs what doctor estimated (±15 %).
 func TestDoctorChecksTheAccountAndTeachesTheSync(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, dbURL string) {
-		f := tapdtest.New(tapdtest.Options{Seed: 11, Projects: 3, RecordsPerDay: 30, CompanyWideIncludesCompanyLevel: true})
+		// The projects list as captured (the company among them, no
+		// category), a closed project, a quota announced in headers.
+		f := tapdtest.New(tapdtest.Options{Seed: 11, Projects: 3, RecordsPerDay: 30, CompanyWideIncludesCompanyLevel: true, CaptureProjectList: true})
 		defer f.Close()
+		f.SetProjectStatus("10074563", "closed")
+		f.SetQuotaHeaders(50000, time.Minute, false)
 		env := fakeEnv(f, dbURL, "projects:2001,all:2001")
 		out, logs, err := runDoctor(env)
 		if err != nil {
@@ -110,6 +114,9 @@ func TestDoctorChecksTheAccountAndTeachesTheSync(t *testing.T) {
 			"company 2001: the company-wide query includes company-level logs (learned now, kept for the sync)",
 			"projects:2001    3 target(s), 3 project(s)",
 			"10074561     normal   西门子灌灌灌乐了路虎退货",
+			"10074563     closed   Mobile App 📱",
+			"quota: tapd.requests_per_minute 60000, in use 50000/min (lowered to what TAPD announced",
+			"TAPD's X-RateLimit-Limit 50000, X-RateLimit-Remaining ",
 			"all:2001         1 target(s), 3 project(s)",
 			"all:2001 instead of projects:2001",
 			"Nothing blocks a sync.",
@@ -142,13 +149,14 @@ func TestDoctorChecksTheAccountAndTeachesTheSync(t *testing.T) {
 			t.Fatalf("doctor --json: %v\n%s", err, logs)
 		}
 		r := decodeDoctor(t, out)
-		if !r.OK || !r.Auth.OK || r.Auth.Method != "basic" || r.Quota.ConfiguredPerMinute != 60000 || r.Quota.InUsePerMinute != 60000 ||
+		if !r.OK || !r.Auth.OK || r.Auth.Method != "basic" || r.Quota.ConfiguredPerMinute != 60000 || r.Quota.InUsePerMinute != 50000 ||
 			r.Checks.EndTime.Value != "inclusive" || r.Checks.EndTime.LearnedBy != "earlier" ||
 			r.Checks.CompanyWide.Includes != "yes" || r.Checks.CompanyWide.LearnedBy != "earlier" || r.Checks.Horizon.Refused ||
 			len(r.Blocking) != 0 || r.Requests != len(f.Requests()) {
 			t.Fatalf("doctor --json: %+v", r)
 		}
 		if len(r.Checks.Entries) != 2 || len(r.Checks.Entries[0].Projects) != 3 || r.Checks.Entries[0].Projects[0].Status != "normal" ||
+			r.Checks.Entries[0].Projects[2].Status != "closed" ||
 			strings.Join(r.Checks.Entries[1].Targets, ",") != "all:2001" || len(r.Checks.Targets) != 4 {
 			t.Fatalf("entries and targets: %+v", r.Checks)
 		}
@@ -328,10 +336,11 @@ func TestDoctorFindsTAPDsHorizon(t *testing.T) {
 			want     string
 			advice   string
 		}{
-			{180, "horizon: TAPD refuses start_time before", "set tapd.horizon_days to 180"},
+			{180, "horizon: TAPD refuses start_time before", "set tapd.horizon_days to 180"}, // in words never seen before
 			{190, "and even a day before", "a larger tapd.horizon_days mirrors those records too"},
 		} {
-			f := tapdtest.New(tapdtest.Options{Seed: 14, Projects: 1, RecordsPerDay: 3, HorizonDays: c.tapdDays})
+			f := tapdtest.New(tapdtest.Options{Seed: 14, Projects: 1, RecordsPerDay: 3, HorizonDays: c.tapdDays,
+				HorizonError: "start_time out of the queryable range"})
 			env := fakeEnv(f, dbURL, "10074561")
 			env["TAPD_MIRROR_DATABASE_URL"] = "sqlite:" + filepath.Join(t.TempDir(), "h.db")
 			if c.tapdDays == 180 {

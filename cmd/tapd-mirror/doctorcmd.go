@@ -34,7 +34,7 @@ type doctorAuth struct {
 
 type doctorQuota struct {
 	ConfiguredPerMinute int     `json:"configured_per_minute"` // tapd.requests_per_minute (0 = off)
-	InUsePerMinute      float64 `json:"in_use_per_minute"`     // lower when TAPD announced less in a 429
+	InUsePerMinute      float64 `json:"in_use_per_minute"`     // lower when TAPD announced less (headers, a 429)
 	HeaderLimit         string  `json:"x_ratelimit_limit,omitempty"`
 	HeaderRemaining     string  `json:"x_ratelimit_remaining,omitempty"`
 }
@@ -152,7 +152,7 @@ func printDoctor(w io.Writer, r doctorReport, loc *time.Location) {
 	q := r.Quota
 	quota := fmt.Sprintf("quota: tapd.requests_per_minute %d, in use %.0f/min", q.ConfiguredPerMinute, q.InUsePerMinute)
 	if q.InUsePerMinute > 0 && q.ConfiguredPerMinute > 0 && q.InUsePerMinute < float64(q.ConfiguredPerMinute) {
-		quota += " (TAPD announced a lower quota in a 429)"
+		quota += " (lowered to what TAPD announced: X-RateLimit-Limit, or a 429's text)"
 	}
 	if q.HeaderLimit != "" {
 		quota += fmt.Sprintf("; TAPD's X-RateLimit-Limit %s, X-RateLimit-Remaining %s", q.HeaderLimit, q.HeaderRemaining)
