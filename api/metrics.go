@@ -41,7 +41,10 @@ type WorkspaceGauges struct {
 	LimitWait  func() time.Duration // time spent waiting for the TAPD rate limiter
 	RateLimit  func() float64       // the client-side TAPD limit in use, requests per minute
 	QuotaPause func() time.Time     // end of TAPD's quota penalty; zero when none
-	Logger     *slog.Logger
+	// ExpiresIn is how long until a workspace's oldest unfetched minute
+	// leaves TAPD's half year (ok false when nothing is left to fetch).
+	ExpiresIn func(storage.SyncState) (time.Duration, bool)
+	Logger    *slog.Logger
 }
 
 // NewMetrics registers the metrics; g may be nil (no per-workspace gauges).
@@ -202,12 +205,14 @@ var (
 		"Timestamp of the oldest record that only the mirror still holds (older than TAPD's half year).", []string{"workspace"}, nil)
 	descGaps = prometheus.NewDesc("tapdmirror_workspace_gaps",
 		"Spans of TAPD time never verified complete and not acknowledged (see GET /api/v1/sync/status).", []string{"workspace"}, nil)
+	descAtRisk = prometheus.NewDesc("tapdmirror_workspace_oldest_unfetched_expiry_seconds",
+		"Seconds until the workspace's oldest TAPD minute not yet mirrored leaves TAPD's half year (absent when all is fetched); near 0: records are about to be lost.", []string{"workspace"}, nil)
 	descUnreachable = prometheus.NewDesc("tapdmirror_workspace_unreachable_minutes",
 		"Minutes TAPD's query rules cannot reach (last minute of a month with an exclusive end_time), listed in sync status.", []string{"workspace"}, nil)
 )
 
 func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable} {
+	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable, descAtRisk} {
 		ch <- d
 	}
 }
@@ -258,5 +263,10 @@ func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.M
 	}
 	gauge(descGaps, float64(open))
 	gauge(descUnreachable, float64(unreachable))
+	if c.g.ExpiresIn != nil {
+		if d, ok := c.g.ExpiresIn(state); ok {
+			gauge(descAtRisk, d.Seconds())
+		}
+	}
 	return nil
 }

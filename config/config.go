@@ -36,6 +36,7 @@ type Config struct {
 	// The verifiable archive: see integrity.go.
 	Integrity Integrity `yaml:"integrity"`
 	Retention Retention `yaml:"retention"`
+	Backup    Backup    `yaml:"backup"`
 }
 
 // Auth holds the API's bearer tokens beyond admin_token.
@@ -132,6 +133,7 @@ func Default() Config {
 		Export: Export{MaxConcurrent: 2},
 		Integrity: Integrity{LogName: "tapd-mirror", CheckpointInterval: Duration{time.Minute},
 			VerifyInterval: Duration{24 * time.Hour}},
+		Backup: defaultBackup,
 	}
 }
 
@@ -185,6 +187,10 @@ var Fields = []Field{
 	strField("integrity.publish_file", "TAPD_MIRROR_INTEGRITY_PUBLISH_FILE", false, func(c *Config) *string { return &c.Integrity.PublishFile }),
 	strField("integrity.publish_url", "TAPD_MIRROR_INTEGRITY_PUBLISH_URL", false, func(c *Config) *string { return &c.Integrity.PublishURL }),
 	retentionField(),
+	strField("backup.dir", "TAPD_MIRROR_BACKUP_DIR", false, func(c *Config) *string { return &c.Backup.Dir }),
+	durField("backup.interval", "TAPD_MIRROR_BACKUP_INTERVAL", func(c *Config) *Duration { return &c.Backup.Interval }),
+	durField("backup.full_interval", "TAPD_MIRROR_BACKUP_FULL_INTERVAL", func(c *Config) *Duration { return &c.Backup.FullInterval }),
+	intField("backup.keep", "TAPD_MIRROR_BACKUP_KEEP", func(c *Config) *int { return &c.Backup.Keep }),
 }
 
 func strField(key, env string, secret bool, p func(*Config) *string) Field {
@@ -370,6 +376,7 @@ func (c Config) Validate() error {
 		bad("sync.run_history", "%s is too short (at least 24h)", c.Sync.RunHistory)
 	}
 	c.validateIntegrity(bad)
+	c.validateBackup(bad)
 	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
 		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
 	}

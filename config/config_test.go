@@ -71,17 +71,22 @@ func TestUnknownKeyIsAnError(t *testing.T) {
 
 func TestValidateNamesEveryProblem(t *testing.T) {
 	c, err := config.Load("", env(map[string]string{
-		"TAPD_MIRROR_LISTEN":        "abc",
-		"TAPD_MIRROR_DATABASE_URL":  "mysql://x",
-		"TAPD_MIRROR_TAPD_BASE_URL": "ftp://x",
-		"TAPD_MIRROR_WORKSPACES":    "abc,team:5",
-		"TAPD_MIRROR_SYNC_OVERLAP":  "10s",
+		"TAPD_MIRROR_LISTEN":               "abc",
+		"TAPD_MIRROR_DATABASE_URL":         "mysql://x",
+		"TAPD_MIRROR_TAPD_BASE_URL":        "ftp://x",
+		"TAPD_MIRROR_WORKSPACES":           "abc,team:5",
+		"TAPD_MIRROR_SYNC_OVERLAP":         "10s",
+		"TAPD_MIRROR_BACKUP_INTERVAL":      "48h",
+		"TAPD_MIRROR_BACKUP_FULL_INTERVAL": "24h",
+		"TAPD_MIRROR_BACKUP_KEEP":          "0",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = c.Validate()
 	for _, want := range []string{
+		"backup.full_interval: 24h0m0s is shorter than backup.interval 48h0m0s (TAPD_MIRROR_BACKUP_FULL_INTERVAL)",
+		"backup.keep: 0: keep at least 1 full backup (TAPD_MIRROR_BACKUP_KEEP)",
 		`listen: "abc" is not host:port (TAPD_MIRROR_LISTEN)`,
 		"database_url:", "(TAPD_MIRROR_DATABASE_URL)",
 		"tapd.base_url:", `workspace "abc"`, `unknown prefix "team"`,

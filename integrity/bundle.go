@@ -11,10 +11,13 @@ import (
 	"maps"
 	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/tapd-mirror/tapd-mirror/internal/jsontext"
 )
 
 // BundleFormat names the bundle format written in bundle.json.
@@ -132,6 +135,77 @@ func toLine(e BundleEntry) line {
 	return l
 }
 
+// appendLine appends l as one NDJSON line: what encoding/json writes
+// (without HTML escaping) for line, written by hand, since reflection was
+// most of a backup's time.
+func appendLine(b []byte, l line) []byte {
+	var scratch []byte
+	str := func(b []byte, s string) []byte {
+		scratch = append(scratch[:0], s...)
+		return jsontext.AppendString(b, scratch)
+	}
+	num := func(b []byte, name string, v int64) []byte {
+		return strconv.AppendInt(append(b, name...), v, 10)
+	}
+	hashes := func(b []byte, name string, hs []tlog.Hash) []byte {
+		b = append(b, name...)
+		for i, h := range hs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(append(append(b, '"'), h.String()...), '"')
+		}
+		return append(b, ']')
+	}
+	b = num(b, `{"index":`, l.Index)
+	b = str(append(b, `,"kind":`...), string(l.Kind))
+	if r := l.Record; r != nil {
+		b = num(b, `,"record":{"id":`, r.ID)
+		b = str(append(b, `,"platform":`...), r.Platform)
+		b = str(append(b, `,"serial":`...), r.Serial)
+		b = str(append(b, `,"action_type":`...), r.ActionType)
+		b = str(append(b, `,"action_detail":`...), r.ActionDetail)
+		b = str(append(b, `,"username":`...), r.Username)
+		b = num(b, `,"timestamp":`, r.Timestamp)
+		b = str(append(b, `,"source":`...), r.Source)
+		b = str(append(b, `,"source_id":`...), r.SourceID)
+		b = str(append(b, `,"workspace_id":`...), r.WorkspaceID)
+		b = jsontext.AppendStringMap(append(b, `,"extra":`...), r.Extra)
+		b = append(num(b, `,"ingested_at":`, r.IngestedAt), '}')
+	}
+	if l.Prev != 0 {
+		b = num(b, `,"prev":`, l.Prev)
+	}
+	if l.RecordID != 0 {
+		b = num(b, `,"record_id":`, l.RecordID)
+	}
+	if l.Token != "" {
+		b = str(append(b, `,"token":`...), l.Token)
+	}
+	if l.Policy != "" {
+		b = str(append(b, `,"policy":`...), l.Policy)
+	}
+	if h := l.Hold; h != nil {
+		b = num(b, `,"hold":{"id":`, h.ID)
+		b = str(append(b, `,"name":`...), h.Name)
+		b = str(append(b, `,"reason":`...), h.Reason)
+		b = append(str(append(b, `,"filter":`...), h.Filter), '}')
+	}
+	if l.Time != nil {
+		b = num(b, `,"time":`, *l.Time)
+	}
+	if l.LeafHash != nil {
+		b = append(append(append(b, `,"leaf_hash":"`...), l.LeafHash.String()...), '"')
+	}
+	if len(l.Hints) > 0 {
+		b = hashes(b, `,"hints":[`, l.Hints)
+	}
+	if len(l.Proof) > 0 {
+		b = hashes(b, `,"proof":[`, l.Proof)
+	}
+	return append(b, '}', '\n')
+}
+
 func (l line) entry() BundleEntry {
 	e := BundleEntry{Index: l.Index, Hints: l.Hints, Proof: l.Proof}
 	ev := Event{Kind: l.Kind, Prev: l.Prev, RecordID: l.RecordID, Token: l.Token, Policy: l.Policy}
@@ -181,6 +255,7 @@ type BundleWriter struct {
 	tw      *tar.Writer
 	opts    BundleOptions
 	cp      Checkpoint
+	from    int64 // the first event of a full bundle or backup (a backup's may be > 0)
 	next    int64 // full: the next index expected; filtered: the least allowed
 	pending []BundleEntry
 	bytes   int
@@ -193,6 +268,14 @@ type BundleWriter struct {
 // NewBundleWriter starts a bundle for the log state of signedCheckpoint,
 // which must verify with verifierKey, and writes its header entries.
 func NewBundleWriter(w io.Writer, signedCheckpoint []byte, verifierKey string, opts BundleOptions) (*BundleWriter, error) {
+	m, _ := json.Marshal(manifest{Format: BundleFormat, Filtered: opts.Filtered, Filter: opts.Filter})
+	return newBundleWriter(w, signedCheckpoint, verifierKey, opts, 0, append(m, '\n'), manifestName)
+}
+
+// newBundleWriter starts the events of a bundle, or of a backup whose
+// events start at from, after the header entries: the manifest (named
+// manifestAs), the checkpoint and the key.
+func newBundleWriter(w io.Writer, signedCheckpoint []byte, verifierKey string, opts BundleOptions, from int64, m []byte, manifestAs string) (*BundleWriter, error) {
 	cp, err := OpenCheckpoint(signedCheckpoint, verifierKey)
 	if err != nil {
 		return nil, fmt.Errorf("starting a bundle: %w", err)
@@ -203,12 +286,14 @@ func NewBundleWriter(w io.Writer, signedCheckpoint []byte, verifierKey string, o
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = defaultChunk
 	}
-	b := &BundleWriter{tw: tar.NewWriter(w), opts: opts, cp: cp}
-	m, _ := json.Marshal(manifest{Format: BundleFormat, Filtered: opts.Filtered, Filter: opts.Filter})
+	if from < 0 || from > cp.Size {
+		return nil, fmt.Errorf("starting a bundle at event %d of a log of %d", from, cp.Size)
+	}
+	b := &BundleWriter{tw: tar.NewWriter(w), opts: opts, cp: cp, from: from, next: from}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{manifestName, append(m, '\n')}, {checkpointName, signedCheckpoint}, {keyName, []byte(strings.TrimSpace(verifierKey) + "\n")}} {
+	}{{manifestAs, m}, {checkpointName, signedCheckpoint}, {keyName, []byte(strings.TrimSpace(verifierKey) + "\n")}} {
 		if err := b.file(f.name, f.data); err != nil {
 			return nil, err
 		}
@@ -242,6 +327,13 @@ func (b *BundleWriter) Add(index int64, e Event) error {
 		h := *e.Hold
 		e.Hold = &h
 	}
+	return b.add(BundleEntry{Index: index, Event: e, LeafHash: LeafHash(enc)}, len(enc))
+}
+
+// AddEncoded is Add for an event whose canonical encoding enc is at hand
+// (DecodeEvent(enc) returned e): nothing is encoded again, and e is kept as
+// it is, so the caller must not change it afterwards.
+func (b *BundleWriter) AddEncoded(index int64, e Event, enc []byte) error {
 	return b.add(BundleEntry{Index: index, Event: e, LeafHash: LeafHash(enc)}, len(enc))
 }
 
@@ -297,6 +389,11 @@ func hintCount(i, n int64) int { return depth(firstSubtree(i, n)) }
 // length of the proof of its first leaf.
 func depth(size int64) int { return bits.Len64(uint64(size - 1)) }
 
+// fullProof reports whether event i carries its whole audit path: the first
+// event of a backup that starts after event 0, whose subtree no earlier
+// event's hints prove (SPEC.md §6).
+func (b *BundleWriter) fullProof(i int64) bool { return !b.opts.Filtered && b.from > 0 && i == b.from }
+
 // flushPending reads the hashes the pending events need in one call, checks
 // each event against its stored leaf hash, and writes their lines.
 func (b *BundleWriter) flushPending() error {
@@ -315,7 +412,7 @@ func (b *BundleWriter) flushPending() error {
 	})
 	for _, e := range b.pending {
 		need[tlog.StoredHashIndex(0, e.Index)] = true
-		if b.opts.Filtered || hintCount(e.Index, n) > 0 {
+		if b.opts.Filtered || b.fullProof(e.Index) || hintCount(e.Index, n) > 0 {
 			if _, err := tlog.ProveRecord(n, e.Index, record); err != nil {
 				return b.fail(fmt.Errorf("proving event %d: %w", e.Index, err))
 			}
@@ -349,23 +446,19 @@ func (b *BundleWriter) flushPending() error {
 		if e.LeafHash != stored {
 			return b.fail(fmt.Errorf("writing event %d: its leaf hash %s is not the one the log stores (%s)", e.Index, e.LeafHash, stored))
 		}
-		if m := hintCount(e.Index, n); b.opts.Filtered || m > 0 {
+		if m := hintCount(e.Index, n); b.opts.Filtered || b.fullProof(e.Index) || m > 0 {
 			p, err := tlog.ProveRecord(n, e.Index, fetched)
 			if err != nil {
 				return b.fail(fmt.Errorf("proving event %d: %w", e.Index, err))
 			}
-			if b.opts.Filtered {
+			if b.opts.Filtered || b.fullProof(e.Index) {
 				e.Proof = p
 			} else {
 				e.Hints = p[:m]
 			}
 		}
 		b.line.Reset()
-		enc := json.NewEncoder(&b.line)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(toLine(e)); err != nil {
-			return b.fail(fmt.Errorf("writing event %d: %w", e.Index, err))
-		}
+		b.line.Write(appendLine(b.line.AvailableBuffer(), toLine(e)))
 		if b.chunk.Len() > 0 && b.chunk.Len()+b.line.Len() > b.opts.ChunkSize {
 			if err := b.flushChunk(); err != nil {
 				return err
@@ -392,6 +485,15 @@ func (b *BundleWriter) flushChunk() error {
 // Close writes what is buffered and ends the tar stream (not the underlying
 // writer). A full bundle must have every event of its checkpoint by then.
 func (b *BundleWriter) Close() error {
+	if err := b.endEvents(); err != nil {
+		return err
+	}
+	return b.closeTar()
+}
+
+// endEvents writes the buffered events; a full bundle (or backup) must have
+// every event of its checkpoint by then.
+func (b *BundleWriter) endEvents() error {
 	if b.err != nil {
 		return b.err
 	}
@@ -401,9 +503,10 @@ func (b *BundleWriter) Close() error {
 	if !b.opts.Filtered && b.next != b.cp.Size {
 		return b.fail(fmt.Errorf("closing a full bundle after %d of the checkpoint's %d events", b.next, b.cp.Size))
 	}
-	if err := b.flushChunk(); err != nil {
-		return err
-	}
+	return b.flushChunk()
+}
+
+func (b *BundleWriter) closeTar() error {
 	if err := b.tw.Close(); err != nil {
 		return b.fail(fmt.Errorf("finishing the bundle: %w", err))
 	}
@@ -422,6 +525,10 @@ type BundleReader struct {
 	chunks     int           // events files opened so far
 	long       []byte        // a line longer than the buffer, assembled
 	done       bool
+	// backup: entries other than events files end the events (Next returns
+	// io.EOF) and the first of them is kept in after.
+	backup bool
+	after  *tar.Header
 }
 
 // OpenBundle reads a bundle's header entries.
@@ -492,6 +599,10 @@ func (b *BundleReader) Next() (BundleEntry, error) {
 		}
 		if err != nil {
 			return BundleEntry{}, fmt.Errorf("%w: reading the next events file: %v", ErrMalformed, err)
+		}
+		if b.backup && !strings.HasPrefix(h.Name, "events/") {
+			b.done, b.after = true, h
+			break
 		}
 		if want := fmt.Sprintf(eventsPattern, b.chunks); h.Name != want || h.Typeflag != tar.TypeReg {
 			return BundleEntry{}, fmt.Errorf("%w: entry %q where %s belongs", ErrMalformed, h.Name, want)

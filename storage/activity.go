@@ -49,6 +49,9 @@ func (a Activity) ExtraFields() map[string]string {
 	if a.Extra != nil || a.extraJSON == "" {
 		return nonNil(a.Extra)
 	}
+	if m, ok := jsontext.ParseStringMap(a.extraJSON); ok {
+		return m
+	}
 	m := map[string]string{}
 	if err := json.Unmarshal([]byte(a.extraJSON), &m); err != nil {
 		return map[string]string{"_unparsed": a.extraJSON}

@@ -189,7 +189,7 @@ func (s *Store) eachEvent(ctx context.Context, q sqlx.QueryerContext, cond strin
 	dst := []any{&e.Idx, &e.Kind, &e.RecordID, &e.Body, &e.Leaf, &e.InRow, &rowID, &r.Platform, &r.Serial, &r.ActionType,
 		&r.ActionDetail, &r.Username, &r.Timestamp, &r.Source, &r.SourceID, &r.WorkspaceID, &r.Extra, &r.IngestedAt}
 	for rows.Next() {
-		rowID, r.SourceID = nil, nil
+		rowID, r.SourceID, e.event = nil, nil, nil
 		if err := rows.Scan(dst...); err != nil {
 			return err
 		}
@@ -205,9 +205,11 @@ func (s *Store) eachEvent(ctx context.Context, q sqlx.QueryerContext, cond strin
 			r.ID = *rowID
 			// A row changed behind the service's back encodes to content
 			// that does not hash to the leaf: verifiers name the event.
-			if e.Body, err = integrity.EncodeEvent(integrity.RecordEvent(toRecord(r.activity()))); err != nil {
+			ev := integrity.RecordEvent(toRecord(r.activity()))
+			if e.Body, err = integrity.EncodeEvent(ev); err != nil {
 				return fmt.Errorf("event %d: record %d: %w (run tapd-mirror verify --database)", e.Idx, e.RecordID, err)
 			}
+			e.event = &ev
 		}
 		if err := fn(e); err != nil {
 			return err

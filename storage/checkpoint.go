@@ -45,6 +45,9 @@ const (
 	ReasonUnreachableMinute = "unreachable: TAPD's end_time excludes its minute and a query may not cross months, so no query can ask for the last minute of a month"
 	// ReasonBeyondHorizon: TAPD refused the span as older than its half year.
 	ReasonBeyondHorizon = "beyond TAPD's half year: TAPD refused it before it could be fetched"
+	// ReasonExpired: the span left TAPD's half year after the run planned
+	// it and before the run reached it (a backfill slower than the horizon).
+	ReasonExpired = "expired: it left TAPD's half year before it was fetched"
 )
 
 // Gap is a span the mirror never verified, whether an operator acknowledged
@@ -89,6 +92,17 @@ func (st SyncState) Retryable(from, to time.Time) []Interval {
 		}
 	}
 	return Holes(from, to, Merge(known))
+}
+
+// OldestUnfetched is the oldest minute of [horizon, now) the mirror has not
+// fetched and may still fetch: the next TAPD time to expire unmirrored. ok
+// is false when everything up to now is covered or known unfetchable.
+func (st SyncState) OldestUnfetched(horizon, now time.Time) (oldest time.Time, ok bool) {
+	holes := st.Retryable(horizon.Truncate(time.Minute), now.Truncate(time.Minute))
+	if len(holes) == 0 {
+		return time.Time{}, false
+	}
+	return holes[0].Start, true
 }
 
 // Merge sorts intervals and joins the ones that overlap or touch.

@@ -219,45 +219,48 @@ func (s *Store) EnsureCounts(ctx context.Context) (rebuilt bool, err error) {
 
 // RebuildCounts recomputes the daily and hourly counts from activity_log.
 func (s *Store) RebuildCounts(ctx context.Context) error {
-	return s.inIdempotentTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error {
-		for _, t := range countTables {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.name); err != nil {
-				return fmt.Errorf("emptying %s: %w", t.name, err)
+	return s.inIdempotentTx(ctx, "rebuilding counts", func(tx *sqlx.Tx) error { return s.rebuildCounts(ctx, tx) })
+}
+
+// rebuildCounts is RebuildCounts inside tx (a restore's).
+func (s *Store) rebuildCounts(ctx context.Context, tx *sqlx.Tx) error {
+	for _, t := range countTables {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.name); err != nil {
+			return fmt.Errorf("emptying %s: %w", t.name, err)
+		}
+	}
+	if _, err := time.LoadLocation(s.zone().String()); err == nil && s.dialect == config.Postgres && s.zone().String() != "Local" {
+		// dialect: PostgreSQL knows an IANA zone itself and groups in SQL.
+		day := `((timestamp AT TIME ZONE $1)::date - DATE '1970-01-01')`
+		hour := `floor(extract(epoch FROM timestamp) / 3600)`
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO activity_daily (day, source, platform, serial, action_type, n)
+				SELECT ` + day + `, source, platform, serial, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4, 5`, []any{s.zone().String()}},
+			{`INSERT INTO activity_daily_total (day, source, platform, action_type, n)
+				SELECT day, source, platform, action_type, SUM(n) FROM activity_daily GROUP BY 1, 2, 3, 4`, nil},
+			{`INSERT INTO activity_hourly (hour, source, platform, action_type, n)
+				SELECT ` + hour + `, source, platform, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4`, nil},
+		} {
+			if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
+				return fmt.Errorf("rebuilding counts: %w", err)
 			}
 		}
-		if _, err := time.LoadLocation(s.zone().String()); err == nil && s.dialect == config.Postgres && s.zone().String() != "Local" {
-			// dialect: PostgreSQL knows an IANA zone itself and groups in SQL.
-			day := `((timestamp AT TIME ZONE $1)::date - DATE '1970-01-01')`
-			hour := `floor(extract(epoch FROM timestamp) / 3600)`
-			for _, q := range []struct {
-				sql  string
-				args []any
-			}{
-				{`INSERT INTO activity_daily (day, source, platform, serial, action_type, n)
-					SELECT ` + day + `, source, platform, serial, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4, 5`, []any{s.zone().String()}},
-				{`INSERT INTO activity_daily_total (day, source, platform, action_type, n)
-					SELECT day, source, platform, action_type, SUM(n) FROM activity_daily GROUP BY 1, 2, 3, 4`, nil},
-				{`INSERT INTO activity_hourly (hour, source, platform, action_type, n)
-					SELECT ` + hour + `, source, platform, action_type, COUNT(*) FROM activity_log GROUP BY 1, 2, 3, 4`, nil},
-			} {
-				if _, err := tx.ExecContext(ctx, q.sql, q.args...); err != nil {
-					return fmt.Errorf("rebuilding counts: %w", err)
-				}
-			}
-		} else {
-			deltas, err := s.countsOfTable(ctx, tx)
-			if err != nil {
-				return err
-			}
-			if err := s.applyCounts(ctx, tx, deltas); err != nil {
-				return err
-			}
+	} else {
+		deltas, err := s.countsOfTable(ctx, tx)
+		if err != nil {
+			return err
 		}
-		_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO sync_meta (key, value, updated_at) VALUES (?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
-			metaCountsZone, s.zone().String(), s.timeArg(time.Now()))
-		return err
-	})
+		if err := s.applyCounts(ctx, tx, deltas); err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO sync_meta (key, value, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+		metaCountsZone, s.zone().String(), s.timeArg(time.Now()))
+	return err
 }
 
 // countable reports whether the counts can answer f: only filters

@@ -114,6 +114,9 @@ type eventRow struct {
 	// InRow: body is NULL, a record event whose content is its live row.
 	// (An empty body is content withheld by a purge.)
 	InRow bool `db:"in_row"`
+	// event is the content eachEvent encoded Body from (InRow), so that
+	// readers need not decode it again.
+	event *integrity.Event
 }
 
 func (e eventRow) leaf() tlog.Hash {

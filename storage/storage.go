@@ -272,6 +272,18 @@ func (s *Store) inIdempotentTx(ctx context.Context, what string, fn func(tx *sql
 	return s.runTx(ctx, what, true, fn)
 }
 
+// inTxOnce is inTx without the retry after a failover, for a transaction
+// that consumes a stream it cannot read again (a restore): a failover fails
+// it, with nothing committed.
+func (s *Store) inTxOnce(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
+	if s.dialect == config.SQLite {
+		s.writeMu.Lock() // dialect: see runTx
+		defer s.writeMu.Unlock()
+	}
+	_, err := s.txAttempt(ctx, what, fn)
+	return err
+}
+
 func (s *Store) runTx(ctx context.Context, what string, idempotent bool, fn func(tx *sqlx.Tx) error) error {
 	if s.dialect == config.SQLite {
 		// dialect: SQLite has one writer at a time. Writers of this process

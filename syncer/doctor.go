@@ -85,7 +85,7 @@ type TargetVolume struct {
 	Months   []MonthVolume `json:"months"`
 	Records  int           `json:"records"`
 	Requests int           `json:"requests"` // estimated backfill requests
-	AtRisk   *AtRisk       `json:"at_risk,omitempty"`
+	AtRisk   *ExpiryRisk   `json:"at_risk,omitempty"`
 	Error    string        `json:"error,omitempty"`
 }
 
@@ -97,9 +97,9 @@ type MonthVolume struct {
 	Records int       `json:"records"`
 }
 
-// AtRisk is what of a target would expire before the backfill reaches it:
+// ExpiryRisk is what of a target would expire before the backfill reaches it:
 // TAPD's horizon moves a minute every minute.
-type AtRisk struct {
+type ExpiryRisk struct {
 	Minutes float64 `json:"minutes"` // of TAPD time, from the horizon on
 	Records int     `json:"records"` // estimated at the oldest window's density
 }
@@ -338,12 +338,25 @@ type chunk struct {
 }
 
 // backfillChunks is how a backfill fetches a target's planned windows
-// (months, oldest first): each window with its pages (windowRequests).
+// (months, oldest first): each window with its pages (windowRequests),
+// except that the oldest, when it is longer than a day and takes more than
+// a page, is fetched as its first day (after one look at its page 1, see
+// oldestDayFirst) and then the rest; the records are taken as spread
+// evenly over the window.
 func (s *Syncer) backfillChunks(target int, months []MonthVolume) []chunk {
-	out := make([]chunk, 0, len(months))
-	for _, m := range months {
-		out = append(out, chunk{target: target, start: m.Start, minutes: m.End.Sub(m.Start).Minutes(),
-			records: m.Records, requests: s.windowRequests(m.Records)})
+	out := make([]chunk, 0, len(months)+1)
+	for i, m := range months {
+		c := chunk{target: target, start: m.Start, minutes: m.End.Sub(m.Start).Minutes(), records: m.Records,
+			requests: s.windowRequests(m.Records)}
+		if i > 0 || m.End.Sub(m.Start) <= firstWindow || m.Records <= s.o.PageSize {
+			out = append(out, c)
+			continue
+		}
+		day := int(math.Round(float64(m.Records) * firstWindow.Minutes() / c.minutes))
+		out = append(out,
+			chunk{target: target, start: m.Start, minutes: firstWindow.Minutes(), records: day, requests: 1 + s.windowRequests(day)},
+			chunk{target: target, start: m.Start.Add(firstWindow), minutes: c.minutes - firstWindow.Minutes(), records: m.Records - day,
+				requests: s.windowRequests(m.Records - day)})
 	}
 	return out
 }
@@ -406,7 +419,7 @@ func (s *Syncer) estimate(d *Diagnosis, overhead int, perMinute float64) {
 		}
 		v := &d.Targets[c.target]
 		if v.AtRisk == nil {
-			v.AtRisk = &AtRisk{}
+			v.AtRisk = &ExpiryRisk{}
 		}
 		v.AtRisk.Minutes = math.Round((v.AtRisk.Minutes+late)*10) / 10
 		v.AtRisk.Records += risk

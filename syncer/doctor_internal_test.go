@@ -12,6 +12,15 @@ func TestWindowRequestsFollowPagingAndSplits(t *testing.T) {
 			t.Errorf("a window of %d records: %d requests, want %d", n, got, want)
 		}
 	}
+	// The oldest window, two days of 1000 records, is fetched as its first
+	// day after a look at page 1 (1 + 3 pages), then the rest (3 pages);
+	// later windows whole.
+	h := at("2026-06-01 00:00")
+	months := []MonthVolume{{Start: h, End: h.Add(48 * time.Hour), Records: 1000},
+		{Start: h.Add(48 * time.Hour), End: h.Add(96 * time.Hour), Records: 1000}}
+	if got := s.backfillRequests(months); got != 1+3+3+5 {
+		t.Errorf("backfill of %v: %d requests, want %d", months, got, 1+3+3+5)
+	}
 }
 
 // TestEstimateSaysWhatExpiresBeforeItIsReached: at 6 requests a minute,

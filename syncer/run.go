@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,8 @@ type runState struct {
 	done      time.Duration // TAPD time committed so far
 	writeErr  error         // the writer's first error; it only drains after it
 	candidate *tapd.Record  // a record created at seconds > 0, to learn end_time's meaning
+
+	prefetched *prefetched // page 1 of the next window, when oldestDayFirst fetched it
 }
 
 // writeJob is a batch of records to upsert, or a window to commit once
@@ -72,6 +75,17 @@ func (s *Syncer) plan(state storage.SyncState, ro RunOptions, now time.Time) (wi
 		windows = append(windows, splitByMonth(sp, s.loc)...)
 	}
 	return windows, horizon, to
+}
+
+// firstWindow is how much of a plan's oldest window is fetched first when
+// that window takes more than one page (see oldestDayFirst).
+const firstWindow = 24 * time.Hour
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -166,7 +180,7 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	if err := r.s.learnedEndMinute(ctx); err != nil {
 		return err
 	}
-	windows, horizon, to := r.s.plan(state, ro, r.s.o.Now())
+	windows, horizon, to := r.s.plan(state, ro, r.s.planTime(ro))
 	r.horizon, r.to = horizon, to
 	if len(windows) > 0 {
 		if err := r.discoverEndMinute(ctx); err != nil {
@@ -206,14 +220,27 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 	}
 	r.log.Info("sync run started", "trigger", ro.Trigger, "windows", len(windows), "full", ro.Full,
 		"from", r.fmtOr(r.run.WindowStart), "to", r.fmt(to))
-	for _, w := range windows {
+	for i := 0; i < len(windows); i++ {
+		w := windows[i]
 		if err = ctx.Err(); err != nil {
 			break
+		}
+		if i > 0 {
+			r.s.yieldSlot(w.Start)
+		}
+		var ok bool
+		if w, ok = r.unexpired(w); !ok {
+			continue
+		}
+		if i == 0 { // the plan's oldest window only: its second part is never split again
+			if parts := r.oldestDayFirst(ctx, w); len(parts) > 1 {
+				windows = slices.Insert(windows, i+1, parts[1:]...)
+				w = parts[0]
+			}
 		}
 		if err = r.window(ctx, w, w.Start.Before(rereadBefore), 0); err != nil {
 			break
 		}
-		r.s.yieldSlot()
 	}
 	close(r.writes)
 	<-writerDone // what was fetched is written, even when stopping
@@ -229,13 +256,16 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		}
 	}
 	// Report every remaining gap on every run until it is filled or
-	// acknowledged; minutes TAPD's rules cannot reach are listed in status
-	// with their reason instead (warning about them forever helps nobody).
+	// acknowledged; minutes TAPD's rules cannot reach and spans that expired
+	// are listed in status with their reason instead (warning about them
+	// forever helps nobody).
 	if state, err = store.SyncState(ctx, r.t.Key); err != nil {
 		return err
 	}
 	for _, g := range state.Gaps() {
-		if !g.Acknowledged && g.Reason != storage.ReasonUnreachableMinute {
+		// An expired span was warned about by the run that lost it; no
+		// later run can do anything about it.
+		if !g.Acknowledged && g.Reason != storage.ReasonUnreachableMinute && g.Reason != storage.ReasonExpired {
 			why := ""
 			if g.Reason != "" {
 				why = " (" + g.Reason + ")"
@@ -245,6 +275,50 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		}
 	}
 	return nil
+}
+
+// unexpired is the part of w still inside TAPD's half year by the syncer's
+// clock; ok is false when none is. A part planned while still inside, and
+// reached only after it left, is lost: it becomes a gap that says so.
+func (r *runState) unexpired(w Interval) (_ Interval, ok bool) {
+	expired := r.s.horizonAt(r.s.o.Now()).Truncate(time.Minute)
+	if !w.Start.Before(expired) {
+		return w, true
+	}
+	lost := Interval{Start: w.Start, End: minTime(expired, w.End)}
+	r.warn(fmt.Sprintf("%s expired at TAPD before it was fetched", r.fmtWindow(lost)))
+	r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonExpired}})})
+	w.Start = lost.End
+	return w, w.Start.Before(w.End)
+}
+
+// oldestDayFirst splits an urgent window (one starting within a day of the
+// horizon) longer than a day that takes more than one page into its first
+// day and the rest: TAPD pages newest first, so otherwise its oldest
+// records, the first to expire, would come last. Page 1 tells; when it
+// holds the whole window it is kept for window() to use, so a window that
+// fits one page costs one request as before, and one that does not costs
+// one request more than its pages.
+func (r *runState) oldestDayFirst(ctx context.Context, w Interval) []Interval {
+	if w.End.Sub(w.Start) <= firstWindow || r.s.urgency(w.Start).Equal(notUrgent) {
+		return nil
+	}
+	p, err := r.page(ctx, w, 1, r.s.o.PageSize, false)
+	switch {
+	case err != nil:
+		return nil // window() asks again, and handles the error
+	case p.TotalItems <= len(p.Records):
+		r.prefetched = &prefetched{w: w, page: p}
+		return nil
+	}
+	cut := w.Start.Add(firstWindow)
+	return []Interval{{Start: w.Start, End: cut}, {Start: cut, End: w.End}}
+}
+
+// prefetched is page 1 of a window, fetched before the window was started.
+type prefetched struct {
+	w    Interval
+	page tapd.Page
 }
 
 // minPageSize is the smallest page a failing window is retried with.
@@ -262,8 +336,18 @@ const horizonSlack = 15 * time.Minute
 func (r *runState) window(ctx context.Context, w Interval, reread bool, depth int) error {
 	o := r.s.o
 	limit := o.PageSize
+	var ok bool
+	if w, ok = r.unexpired(w); !ok {
+		return nil
+	}
 	for attempt := 1; ; {
-		first, err := r.page(ctx, w, 1, limit, false)
+		var first tapd.Page
+		var err error
+		if pre := r.prefetched; pre != nil && pre.w == w && attempt == 1 {
+			first, r.prefetched = pre.page, nil
+		} else {
+			first, err = r.page(ctx, w, 1, limit, false)
+		}
 		if err == nil && (first.TotalItems > o.SplitAbove || first.TotalItems > o.PagingCap) {
 			// Cut it into parts of about SplitAbove records each (fewer probes
 			// than halving); page 1 is not stored: the newest part reads it again.
@@ -294,17 +378,23 @@ func (r *runState) window(ctx context.Context, w Interval, reread bool, depth in
 				return err
 			case nearHorizon:
 				// TAPD's horizon is later than ours (whatever words its 422
-				// uses): find the oldest minute it accepts, and say what was
-				// given up.
+				// uses), or it moved past w's start since it was checked:
+				// find the oldest minute it accepts, and say what was given up.
 				start, err := r.oldestAccepted(ctx, w)
 				if err != nil {
 					return err
 				}
 				r.horizon = maxTime(r.horizon, start) // the next window starts there: near it too
 				lost := Interval{Start: w.Start, End: start}
-				r.warn(fmt.Sprintf("TAPD refused %s as beyond its half year (tapd.horizon_days may be too large); fetching from %s",
-					r.fmtWindow(lost), r.fmt(start)))
-				r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonBeyondHorizon}})})
+				reason := storage.ReasonBeyondHorizon
+				if r.s.horizonAt(o.Now()).Truncate(time.Minute).After(w.Start) {
+					reason = storage.ReasonExpired
+					r.warn(fmt.Sprintf("%s expired at TAPD before it was fetched", r.fmtWindow(lost)))
+				} else {
+					r.warn(fmt.Sprintf("TAPD refused %s as beyond its half year (tapd.horizon_days may be too large); fetching from %s",
+						r.fmtWindow(lost), r.fmt(start)))
+				}
+				r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: reason}})})
 				if w.Start = start; !w.Start.Before(w.End) {
 					return nil
 				}

@@ -200,14 +200,14 @@ func TestExpiredLeaseIsTakenOverAndItsRunAbandoned(t *testing.T) {
 		if err := st.CreateRun(ctx, dead); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, err := st.TakeLease(ctx, "7", "deadhost:1:a", "deadhost:1", 2*time.Second); err != nil || !ok {
+		if _, ok, err := st.TakeLease(ctx, "7", "deadhost:1:a", "deadhost:1", storage.Holder{}, 2*time.Second); err != nil || !ok {
 			t.Fatalf("first take: %v %v", ok, err)
 		}
-		if cur, ok, _ := st.TakeLease(ctx, "7", "live:2:b", "live:2", time.Minute); ok || cur.Process != "deadhost:1" {
+		if cur, ok, _ := st.TakeLease(ctx, "7", "live:2:b", "live:2", storage.Holder{}, time.Minute); ok || cur.Process != "deadhost:1" {
 			t.Fatalf("an unexpired lease was taken over: %+v", cur)
 		}
 		time.Sleep(2100 * time.Millisecond) // SQLite keeps whole seconds
-		if _, ok, err := st.TakeLease(ctx, "7", "live:2:b", "live:2", time.Minute); err != nil || !ok {
+		if _, ok, err := st.TakeLease(ctx, "7", "live:2:b", "live:2", storage.Holder{}, time.Minute); err != nil || !ok {
 			t.Fatalf("expired lease not taken over: %v %v", ok, err)
 		}
 		if err := st.RenewLease(ctx, "7", "deadhost:1:a", time.Minute); !errors.Is(err, storage.ErrLeaseLost) {
@@ -314,7 +314,7 @@ func TestManualTriggerNamesEveryForm(t *testing.T) {
 		}
 		s.Wait()
 		// Another process holds one: named, with where it runs.
-		if _, ok, err := h.store.TakeLease(ctx, "10074561", "elsewhere:9:z", "elsewhere:9", time.Minute); !ok || err != nil {
+		if _, ok, err := h.store.TakeLease(ctx, "10074561", "elsewhere:9:z", "elsewhere:9", storage.Holder{}, time.Minute); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		got, _ := s.Trigger(ctx, "10074561", false)

@@ -30,9 +30,30 @@ type WorkspaceStatus struct {
 	// through a project and its company counts for both).
 	RecordsStored int64        `json:"records_stored"`
 	Settle        *SettleCheck `json:"settle,omitempty"`
+	// AtRisk is the oldest TAPD time the mirror has not fetched yet, and
+	// how long until it leaves TAPD's half year (absent when all is fetched).
+	AtRisk *AtRisk `json:"at_risk,omitempty"`
 	// TAPDQuotaPausedUntil is set while TAPD's quota penalty pauses every
 	// request of the account (all targets alike); runs resume by themselves.
 	TAPDQuotaPausedUntil *time.Time `json:"tapd_quota_paused_until,omitempty"`
+}
+
+// AtRisk is a target's oldest unfetched minute and its time to expiry.
+type AtRisk struct {
+	OldestUnfetched  time.Time `json:"oldest_unfetched"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	ExpiresInSeconds int64     `json:"expires_in_seconds"` // 0 when it is expiring now
+}
+
+// atRisk is state's AtRisk at now (nil when nothing is left to fetch).
+func (s *Syncer) atRisk(state storage.SyncState, now time.Time) *AtRisk {
+	horizon := s.horizonAt(now)
+	oldest, ok := state.OldestUnfetched(horizon, now)
+	if !ok {
+		return nil
+	}
+	expires := oldest.In(s.loc).AddDate(0, 0, s.o.HorizonDays)
+	return &AtRisk{OldestUnfetched: oldest, ExpiresAt: expires, ExpiresInSeconds: max(int64(expires.Sub(now)/time.Second), 0)}
 }
 
 // QuotaPausedUntil is when TAPD's quota penalty ends (every target shares
@@ -83,10 +104,12 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 		return nil, err
 	}
 	out := []WorkspaceStatus{}
+	now := s.o.Now()
 	paused := s.QuotaPausedUntil()
 	for _, t := range known {
 		state := states[t.Key]
-		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key]}
+		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key],
+			AtRisk: s.atRisk(state, now)}
 		if !paused.IsZero() {
 			st.TAPDQuotaPausedUntil = &paused
 		}
@@ -95,7 +118,7 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 		}
 		if a := active[t.Key]; a != "" {
 			st.Running, st.RunningOn = true, "this process ("+a+")"
-		} else if l, ok := leases[t.Key]; ok {
+		} else if l, ok := leases[t.Key]; ok && s.heldElsewhere(l) {
 			st.Running, st.RunningOn = true, l.Process
 		}
 		if state.Synced() {
@@ -134,6 +157,16 @@ func (s *Syncer) KnownKeys() []string {
 
 // Horizon is the oldest instant TAPD still answers for, by the syncer's clock.
 func (s *Syncer) Horizon() time.Time { return s.horizonAt(s.o.Now()) }
+
+// ExpiresIn is how long until target's oldest unfetched minute leaves
+// TAPD's half year; ok is false when nothing is left to fetch (metrics).
+func (s *Syncer) ExpiresIn(state storage.SyncState) (time.Duration, bool) {
+	r := s.atRisk(state, s.o.Now())
+	if r == nil {
+		return 0, false
+	}
+	return time.Duration(r.ExpiresInSeconds) * time.Second, true
+}
 
 // horizonAt is TAPD's horizon, computed in TAPD's zone: days back on TAPD's
 // calendar, so a server in a daylight-saving zone never asks for an hour

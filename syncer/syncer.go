@@ -16,8 +16,8 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -36,6 +36,24 @@ const (
 
 // ErrBusy means the target is being synced already (here or by another process).
 var ErrBusy = errors.New("workspace is already being synced")
+
+// BusyError is ErrBusy with who holds the target: another process (its
+// lease), or this one.
+type BusyError struct {
+	Target    string
+	InProcess bool
+	Lease     storage.Lease // the lease in force, when another process holds it
+}
+
+func (e *BusyError) Error() string {
+	if e.InProcess {
+		return e.Target + ": " + ErrBusy.Error() + " (in this process)"
+	}
+	return fmt.Sprintf("%s: %v by %s (run %d, lease until %s)", e.Target, ErrBusy, e.Lease.Process,
+		e.Lease.RunID, e.Lease.ExpiresAt.Format(time.RFC3339))
+}
+
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
 // ErrUnknownWorkspace means a trigger named a workspace that is not configured.
 var ErrUnknownWorkspace = errors.New("workspace is not configured")
@@ -94,9 +112,9 @@ type Syncer struct {
 	o       Options
 	log     *slog.Logger
 	loc     *time.Location
-	process string        // host:pid:instance, the lease holder prefix of this Syncer
-	pool    chan struct{} // one slot per run allowed to sync at once
-	waiting atomic.Int64  // runs waiting for a slot
+	process string         // host:pid:instance, the lease holder prefix of this Syncer
+	self    storage.Holder // this process, as recorded on its leases
+	pool    *deadlinePool  // one slot per run allowed to sync at once, earliest deadline first
 
 	mu        sync.Mutex
 	active    map[string]string     // target key → "queued" or "running" in this process
@@ -155,7 +173,7 @@ func New(o Options) *Syncer {
 	// so two Syncers in one process (tests) exclude each other like processes.
 	s := &Syncer{o: o, log: o.Logger, loc: o.TAPD.Location(),
 		process: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(instance)),
-		pool:    make(chan struct{}, o.MaxConcurrent), active: map[string]string{}, recording: map[int64]bool{},
+		self:    storage.ThisProcess(host), pool: newDeadlinePool(o.MaxConcurrent), active: map[string]string{}, recording: map[int64]bool{},
 		jobs: map[string]gocron.Job{}, bgCtx: bgCtx, stopBg: stop}
 	for _, w := range o.Workspaces {
 		if !w.ExpandProjects {
@@ -243,6 +261,22 @@ type RunOptions struct {
 	Trigger string
 	Full    bool      // re-fetch the whole half year
 	Since   time.Time // re-fetch from here (clipped to the half year)
+	// WaitForLease makes a target held by another live process wait for
+	// its lease instead of being skipped.
+	WaitForLease bool
+	// planAt is the instant every run of one batch plans from: each
+	// target's plan starts where its data expires (the horizon then), not
+	// where the horizon happens to be when its run gets a pool slot, so
+	// what expires meanwhile is seen (a gap) rather than silently skipped.
+	planAt time.Time
+}
+
+// planTime is when a run plans from: its batch's instant, or now.
+func (s *Syncer) planTime(ro RunOptions) time.Time {
+	if ro.planAt.IsZero() {
+		return s.o.Now()
+	}
+	return ro.planAt
 }
 
 // reserve marks t as queued in this process; false when it is queued or
@@ -272,19 +306,42 @@ func (s *Syncer) setActive(key, state string) {
 // another process.
 func (s *Syncer) RunTarget(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
 	if !s.reserve(t) {
-		return storage.SyncRun{}, fmt.Errorf("%s: %w (in this process)", t.Key, ErrBusy)
+		return storage.SyncRun{}, &BusyError{Target: t.Key, InProcess: true}
 	}
 	defer s.setActive(t.Key, "")
 	return s.runReserved(ctx, t, ro)
 }
 
 // runReserved waits for a pool slot, takes the target's lease, and runs.
+// With ro.WaitForLease a lease held by another live process is waited for
+// (without holding a slot meanwhile).
 func (s *Syncer) runReserved(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
-	if err := s.acquireSlot(ctx); err != nil {
+	for {
+		run, err := s.runOnce(ctx, t, ro)
+		var busy *BusyError
+		if !ro.WaitForLease || !errors.As(err, &busy) {
+			return run, err
+		}
+		wait := min(max(time.Until(busy.Lease.ExpiresAt), 0), s.o.LeaseTTL/10, 2*time.Second) + 50*time.Millisecond
+		s.log.Info("waiting for the sync lease held by another process", "workspace", t.Key,
+			"holder", busy.Lease.Process, "until", busy.Lease.ExpiresAt.Format(time.RFC3339))
+		select {
+		case <-ctx.Done():
+			return storage.SyncRun{}, context.Cause(ctx)
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Syncer) runOnce(ctx context.Context, t Target, ro RunOptions) (storage.SyncRun, error) {
+	d := s.deadline(ctx, t, ro)
+	s.log.Debug("run waiting for a pool slot", "workspace", t.Key, "deadline", d)
+	if err := s.pool.acquire(ctx, d); err != nil {
 		return storage.SyncRun{}, err
 	}
-	defer func() { <-s.pool }()
+	defer s.pool.release()
 	s.setActive(t.Key, "running")
+	defer s.setActive(t.Key, "queued")
 
 	c, err := s.claim(ctx, t, ro.Trigger)
 	if err != nil {
@@ -305,30 +362,45 @@ func (s *Syncer) runReserved(ctx context.Context, t Target, ro RunOptions) (stor
 	return run, err
 }
 
-// acquireSlot waits for a pool slot. Goroutines blocked on a channel send
-// are served in arrival order, so waiting runs queue fairly.
-func (s *Syncer) acquireSlot(ctx context.Context) error {
-	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
-	select {
-	case s.pool <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
+// deadline is the urgency of the first window t's run would fetch: its
+// place in the pool's queue. Unknown (the database away) counts as most
+// urgent: such a run fails at once and frees its slot.
+func (s *Syncer) deadline(ctx context.Context, t Target, ro RunOptions) time.Time {
+	state, err := s.o.Store.SyncState(ctx, t.Key)
+	if err != nil {
+		return time.Time{}
 	}
+	windows, _, _ := s.plan(state, ro, s.planTime(ro))
+	if len(windows) == 0 {
+		return notUrgent
+	}
+	return s.urgency(windows[0].Start)
 }
 
-// yieldSlot lets waiting runs go first: a long run (a backfill) calls it
-// between windows, so an incremental run of another target never waits for
-// a whole backfill, only for one window. The run keeps its lease meanwhile.
-// It waits for the slot back even when ctx ends, so the run still holds one
-// when it returns it.
-func (s *Syncer) yieldSlot() {
-	if s.waiting.Load() == 0 {
+// urgency is a window's deadline in the pool: its start while that is
+// within firstWindow of the horizon (it expires within a day: earliest
+// first), else notUrgent.
+func (s *Syncer) urgency(start time.Time) time.Time {
+	if start.Before(s.horizonAt(s.o.Now()).Add(firstWindow)) {
+		return start
+	}
+	return notUrgent
+}
+
+// yieldSlot lets more urgent runs go first: every run calls it between
+// windows with the start of its next window. A window about to expire goes
+// before any that is not, earliest first, so a backfill of many targets
+// fetches every target's oldest day before anyone's newer windows; the rest
+// take turns window by window, so an incremental run never waits for a
+// whole backfill. The run keeps its lease meanwhile. It waits for the slot
+// back even when ctx ends, so the run still holds one when it returns it.
+func (s *Syncer) yieldSlot(next time.Time) {
+	d := s.urgency(next)
+	if !s.pool.shouldYield(d) {
 		return
 	}
-	<-s.pool
-	s.acquireSlot(context.Background()) //nolint:errcheck // cannot fail without a deadline
+	s.pool.release()
+	s.pool.acquire(context.Background(), d) //nolint:errcheck // cannot fail without a deadline
 }
 
 // claimed is a run that holds its target's lease.
@@ -343,13 +415,16 @@ func (s *Syncer) claim(ctx context.Context, t Target, trigger string) (claimed, 
 	token := make([]byte, 6)
 	rand.Read(token) //nolint:errcheck // crypto/rand never fails on supported platforms
 	holder := s.process + ":" + hex.EncodeToString(token)
-	current, ok, err := s.o.Store.TakeLease(ctx, t.Key, holder, s.process, s.o.LeaseTTL)
+	current, ok, err := s.o.Store.TakeLease(ctx, t.Key, holder, s.process, s.self, s.o.LeaseTTL)
 	if err != nil {
 		return claimed{}, err
 	}
 	if !ok {
-		return claimed{}, fmt.Errorf("%s: %w by %s (run %d, lease until %s)", t.Key, ErrBusy,
-			current.Process, current.RunID, current.ExpiresAt.Format(time.RFC3339))
+		return claimed{}, &BusyError{Target: t.Key, Lease: current}
+	}
+	if current.TakenOver != "" {
+		s.log.Warn("sync lease taken over: its holder's process is gone", "workspace", t.Key,
+			"holder", current.TakenOver)
 	}
 	release := func() { s.o.Store.ReleaseLease(context.WithoutCancel(ctx), t.Key, holder) } //nolint:errcheck // it expires anyway
 	if n, err := s.o.Store.AbandonRuns(ctx, t.Key, s.recordingRuns()...); err != nil {
@@ -419,16 +494,35 @@ func (s *Syncer) recordingRuns() []int64 {
 // RunAll syncs every configured workspace once, up to MaxConcurrent at a
 // time. Targets busy elsewhere are skipped; the error joins every failure.
 func (s *Syncer) RunAll(ctx context.Context, ro RunOptions, only string) ([]storage.SyncRun, error) {
+	rep, err := s.Sync(ctx, ro, only)
+	return rep.Runs, err
+}
+
+// Report is what one batch did with every target it was asked for.
+type Report struct {
+	Targets []Target          // every target asked for, in configuration order
+	Runs    []storage.SyncRun // by run id
+	Skipped []*BusyError      // targets held by another run, here or elsewhere
+	Failed  map[string]error  // targets whose run could not start or failed, by key
+}
+
+// Sync is RunAll with a report of every target: run, skipped (and who
+// holds it), or failed to start.
+func (s *Syncer) Sync(ctx context.Context, ro RunOptions, only string) (Report, error) {
 	targets, err := s.choose(ctx, only)
 	return s.runMany(ctx, targets, ro, err)
 }
 
-// runMany runs targets through the pool and waits for all of them.
-func (s *Syncer) runMany(ctx context.Context, targets []Target, ro RunOptions, err error) ([]storage.SyncRun, error) {
+// runMany runs targets through the pool and waits for all of them. They
+// all plan from one instant (see RunOptions.planAt).
+func (s *Syncer) runMany(ctx context.Context, targets []Target, ro RunOptions, err error) (Report, error) {
+	if ro.planAt.IsZero() {
+		ro.planAt = s.o.Now()
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := []error{err}
-	var runs []storage.SyncRun
+	rep := Report{Targets: targets, Failed: map[string]error{}}
 	for _, t := range targets {
 		wg.Add(1)
 		go func() {
@@ -436,19 +530,24 @@ func (s *Syncer) runMany(ctx context.Context, targets []Target, ro RunOptions, e
 			run, err := s.RunTarget(ctx, t, ro)
 			mu.Lock()
 			defer mu.Unlock()
+			var busy *BusyError
 			switch {
-			case errors.Is(err, ErrBusy):
+			case errors.As(err, &busy):
 				s.log.Info("workspace skipped: already being synced", "workspace", t.Key, "why", err)
+				rep.Skipped = append(rep.Skipped, busy)
 				return
 			case run.ID != 0:
-				runs = append(runs, run)
+				rep.Runs = append(rep.Runs, run)
+			case err != nil:
+				rep.Failed[t.Key] = err
 			}
 			errs = append(errs, err)
 		}()
 	}
 	wg.Wait()
-	slices.SortFunc(runs, func(a, b storage.SyncRun) int { return int(a.ID - b.ID) })
-	return runs, errors.Join(errs...)
+	slices.SortFunc(rep.Runs, func(a, b storage.SyncRun) int { return int(a.ID - b.ID) })
+	slices.SortFunc(rep.Skipped, func(a, b *BusyError) int { return strings.Compare(a.Target, b.Target) })
+	return rep, errors.Join(errs...)
 }
 
 // choose expands the configured workspaces and keeps the ones named by
@@ -514,8 +613,9 @@ func (s *Syncer) trigger(ctx context.Context, workspace string, ro RunOptions) (
 	if err != nil {
 		return out, err
 	}
+	ro.planAt = s.o.Now() // one batch: see RunOptions.planAt
 	for _, t := range chosen {
-		if l, held := leases[t.Key]; held && l.Process != s.process {
+		if l, held := leases[t.Key]; held && s.heldElsewhere(l) {
 			out.AlreadyRunning = append(out.AlreadyRunning, RunningElsewhere{Workspace: t.Key, Where: l.Process, RunID: l.RunID})
 			continue
 		}
@@ -539,6 +639,12 @@ func (s *Syncer) trigger(ctx context.Context, workspace string, ro RunOptions) (
 		}()
 	}
 	return out, nil
+}
+
+// heldElsewhere reports whether l is held by another live process (a lease
+// of a process gone from this host is taken over by the next run).
+func (s *Syncer) heldElsewhere(l storage.Lease) bool {
+	return l.Process != s.process && !l.Owner.GoneFrom(s.self.Host)
 }
 
 // Wait blocks until background (manual) runs end.

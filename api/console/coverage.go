@@ -46,6 +46,7 @@ type runRow struct {
 type workspaceView struct {
 	syncer.WorkspaceStatus
 	Checkpoint, Fresh, Next string
+	AtRiskText              string // oldest unfetched minute, and when it leaves TAPD's half year
 	Axis                    *axis
 	Gaps                    []gapRow
 	OpenGaps                bool
@@ -119,6 +120,10 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 		}
 		if st.NextRun != nil {
 			wv.Next = v.Time(*st.NextRun)
+		}
+		if a := st.AtRisk; a != nil {
+			wv.AtRiskText = v.Time(a.OldestUnfetched) + " (" + v.Time(a.ExpiresAt) + ", " +
+				(time.Duration(a.ExpiresInSeconds) * time.Second).Round(time.Minute).String() + ")"
 		}
 		for _, g := range st.Gaps {
 			wv.Gaps = append(wv.Gaps, gapRow{From: v.Time(g.Start), To: v.Time(g.End), Reason: g.Reason, Acked: g.Acknowledged})

@@ -57,22 +57,11 @@ func (b *bench) companyRequests(ctx context.Context, entries ...string) ([][]str
 	}
 	backfill := counted.calls.Load()
 	streams := len(runs)
-	// The floor: per stream, per calendar month of its window.
 	floor := 0
+	truth := fake.Truth()
 	for _, run := range runs {
-		perMonth := map[string]int{}
-		for t := run.WindowStart.In(tapdtest.Shanghai); t.Before(run.WindowEnd); t = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, tapdtest.Shanghai) {
-			perMonth[t.Format("2006-01")] = 0
-		}
-		for _, r := range fake.Truth() {
-			if r.Created.Before(run.WindowStart) || !r.Created.Before(run.WindowEnd) || !inStream(run.Workspace, r) {
-				continue
-			}
-			perMonth[r.Created.In(tapdtest.Shanghai).Format("2006-01")]++
-		}
-		for _, n := range perMonth {
-			floor += max(1, (n+199)/200)
-		}
+		_, f := streamFloor(truth, run.Workspace, run.WindowStart, run.WindowEnd)
+		floor += f
 	}
 	fake.Advance(10 * time.Minute)
 	before := counted.calls.Load()
@@ -85,6 +74,28 @@ func (b *bench) companyRequests(ctx context.Context, entries ...string) ([][]str
 		{name, "first backfill", fmt.Sprint(backfill), fmt.Sprint(floor), ratio(float64(backfill), float64(floor)), "≤ 1.10 (+ one-time probes)", passFail(float64(backfill) <= 1.1*float64(floor)+4)},
 		{name, "idle poll", fmt.Sprint(idle), fmt.Sprint(streams), ratio(float64(idle), float64(streams)), "= streams", passFail(int(idle) <= streams)},
 	}, nil
+}
+
+// streamFloor is the fewest requests TAPD's rules allow for reading one
+// stream's records in [from, to): per calendar month of TAPD's zone (a query
+// may not cross months), max(1, ⌈records / 200⌉). It also returns how many
+// records that is.
+func streamFloor(truth []tapdtest.Record, key string, from, to time.Time) (records, floor int) {
+	perMonth := map[string]int{}
+	for t := from.In(tapdtest.Shanghai); t.Before(to); t = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, tapdtest.Shanghai) {
+		perMonth[t.Format("2006-01")] = 0
+	}
+	for _, r := range truth {
+		if r.Created.Before(from) || !r.Created.Before(to) || !inStream(key, r) {
+			continue
+		}
+		perMonth[r.Created.In(tapdtest.Shanghai).Format("2006-01")]++
+		records++
+	}
+	for _, n := range perMonth {
+		floor += max(1, (n+199)/200)
+	}
+	return records, floor
 }
 
 // inStream says whether a fake record belongs to the stream (target key).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -57,7 +58,11 @@ func (b *bench) doctorEstimate(ctx context.Context) error {
 		var backfill int
 		if err == nil {
 			fake.ResetRequests()
-			_, err = b.runBinary(ctx, env, "sync", "--log-level", "warn")
+			_, err = b.runBinary(ctx, env, "sync", "--log-level", "error")
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 3 {
+				err = nil // partial: TAPD's horizon passed a minute between doctor and sync (real clock)
+			}
 			backfill = len(fake.Requests())
 		}
 		fake.Close()
@@ -88,7 +93,7 @@ func (b *bench) runBinary(ctx context.Context, env map[string]string, args ...st
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("tapd-mirror %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+		return stdout.Bytes(), fmt.Errorf("tapd-mirror %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.Bytes(), nil
 }

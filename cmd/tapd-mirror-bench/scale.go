@@ -42,6 +42,11 @@ func (b *bench) syncAtScale(ctx context.Context) error {
 // syncerFor builds a syncer over st and the fake, its TAPD client paced at
 // perMinute (< 0: unpaced).
 func (b *bench) syncerFor(st *storage.Store, fake *tapdtest.Server, perMinute int, entries ...string) (*syncer.Syncer, *countingTAPD, error) {
+	return b.syncerWith(st, fake, perMinute, nil, entries...)
+}
+
+// syncerWith is syncerFor with mod (if not nil) applied to the options.
+func (b *bench) syncerWith(st *storage.Store, fake *tapdtest.Server, perMinute int, mod func(*syncer.Options), entries ...string) (*syncer.Syncer, *countingTAPD, error) {
 	user, pw := fake.Credentials()
 	client, err := tapd.New(tapd.Options{BaseURL: fake.URL, APIUser: user, APIPassword: pw, RequestsPerMinute: perMinute, Logger: b.log})
 	if err != nil {
@@ -56,7 +61,11 @@ func (b *bench) syncerFor(st *storage.Store, fake *tapdtest.Server, perMinute in
 		ws = append(ws, w)
 	}
 	counted := &countingTAPD{TAPD: client}
-	return syncer.New(syncer.Options{Store: st, TAPD: counted, Workspaces: ws, Now: fake.Now, Logger: b.log}), counted, nil
+	o := syncer.Options{Store: st, TAPD: counted, Workspaces: ws, Now: fake.Now, Logger: b.log}
+	if mod != nil {
+		mod(&o)
+	}
+	return syncer.New(o), counted, nil
 }
 
 // steadyState backfills 20 small projects, then simulates 6 hours of

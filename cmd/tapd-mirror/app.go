@@ -25,6 +25,12 @@ var errHelp = flag.ErrHelp
 // usageError is a mistake on the command line (exit code 2).
 type usageError struct{ error }
 
+// exitError ends the program with a code of its own (sync's 3 and 4).
+type exitError struct {
+	code int
+	error
+}
+
 // Main is the whole program, callable from tests: they run it in-process
 // against a fake TAPD and a real database, exactly as main does.
 type Main struct {
@@ -32,6 +38,9 @@ type Main struct {
 	Getenv         func(string) string
 	// Listening, when set, is told the API's bound address once serving starts.
 	Listening func(addr string)
+	// Clock, when set, is the sync engine's and the backups' clock (the
+	// drill runs on its fake TAPD's clock); nil: the real time.
+	Clock func() time.Time
 
 	// secrets of the loaded configuration: scrubbed from every log line and
 	// from the error Run returns.
@@ -53,10 +62,21 @@ func commands() []command {
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},
 		{"maintenance", "maintenance rebuild-counts: recompute the daily and hourly counts from the table", (*Main).maintenance},
 		{"export", "export --bundle FILE [filters]: write an archive bundle for auditors", (*Main).exportCmd},
-		{"verify", "verify BUNDLE --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
+		{"backup", "backup --out FILE [--incremental-from EARLIER]: write a self-verifying backup", (*Main).backupCmd},
+		{"restore", "restore FULL [INCREMENTAL…]: replay backups into an empty database of either dialect", (*Main).restoreCmd},
+		{"drill", "drill: a disaster drill against a fake TAPD: backfill, back up, lose the database, restore, sync", (*Main).drill},
+		{"verify", "verify BUNDLE|BACKUP… --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},
 		{"version", "print the version", (*Main).printVersion},
 	}
+}
+
+// now is the program's clock (Clock, or the real time).
+func (m *Main) now() time.Time {
+	if m.Clock != nil {
+		return m.Clock()
+	}
+	return time.Now()
 }
 
 // Run parses args (the subcommand first) and runs it until ctx ends.

@@ -179,7 +179,9 @@ func TestDoctorChecksTheAccountAndTeachesTheSync(t *testing.T) {
 		f.ResetRequests()
 		var syncOut, syncErr syncBuffer
 		m := &Main{Stdout: &syncOut, Stderr: &syncErr, Getenv: func(k string) string { return env[k] }}
-		if err := m.Run(ctx, []string{"sync"}); err != nil {
+		// On the real clock TAPD's horizon may pass a minute between the two:
+		// that minute expired, and the sync says so (partial, exit 3).
+		if err := m.Run(ctx, []string{"sync"}); err != nil && exitCode(err) != 3 {
 			t.Fatalf("sync: %v\n%s", err, syncErr.String())
 		}
 		for _, q := range f.Requests() {

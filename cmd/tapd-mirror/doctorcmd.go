@@ -70,7 +70,7 @@ func (m *Main) doctor(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	s, client, err := newSyncerOver(cfg, st, log, nil, rec)
+	s, client, err := newSyncerOver(cfg, st, log, nil, m.Clock, rec)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -45,14 +43,13 @@ type archive struct {
 
 // newArchive loads (or creates) the signing key and the last saved verification.
 func newArchive(ctx context.Context, cfg config.Config, st *storage.Store, log *slog.Logger) (*archive, error) {
-	path := cfg.IntegrityKeyFile()
-	key, created, err := integrity.LoadOrCreateKey(path, cfg.Integrity.LogName)
+	key, created, err := signingKey(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("integrity signing key (integrity.key_file, TAPD_MIRROR_INTEGRITY_KEY_FILE): %w", err)
+		return nil, err
 	}
 	if created {
 		log.Warn("created the integrity signing key: keep it secret, back it up, and give auditors its public key",
-			"key_file", path, "verifier_key", key.VerifierKey())
+			"key_file", cfg.IntegrityKeyFile(), "verifier_key", key.VerifierKey())
 	}
 	a := &archive{st: st, key: key, cfg: cfg, log: log, client: &http.Client{Timeout: 10 * time.Second},
 		kick: make(chan struct{}, 1), fullNow: make(chan struct{}, 1)}
@@ -392,23 +389,11 @@ func (m *Main) exportCmd(ctx context.Context, args []string) error {
 	if filtered {
 		req.Filter, req.Describe = &f, describeFilter(f)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".bundle-*")
-	if err != nil {
-		return fmt.Errorf("creating the bundle: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	n, err := st.WriteBundle(ctx, bw, req)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), *out)
-	}
-	if err != nil {
+	var n int64
+	if _, err := writeFileAtomic(*out, func(w io.Writer) error {
+		n, err = st.WriteBundle(ctx, w, req)
+		return err
+	}); err != nil {
 		return fmt.Errorf("writing bundle %s: %w", *out, err)
 	}
 	kind := "full"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 	"github.com/tapd-mirror/tapd-mirror/tapd"
 )
@@ -47,6 +48,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		LimitWait:  func() time.Duration { return client.LimiterWait() },
 		RateLimit:  func() float64 { return client.RateLimit() },
 		QuotaPause: func() time.Time { return client.PausedUntil() },
+		ExpiresIn:  func(st storage.SyncState) (time.Duration, bool) { return s.ExpiresIn(st) },
 		Logger:     log,
 	})
 	arch, stopArchive, err := startArchive(ctx, cfg, st, log, metrics) // checkpoints, verification, retention
@@ -54,7 +56,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopArchive()
-	if s, client, err = newSyncer(cfg, st, log, metrics); err != nil {
+	defer startBackups(ctx, cfg, st, arch.key, log, metrics, m.now)()
+	if s, client, err = newSyncer(cfg, st, log, metrics, m.Clock); err != nil {
 		return err
 	}
 	scheduled := len(cfg.Sync.Workspaces) > 0

@@ -98,6 +98,10 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 					Trigger string `json:"trigger"`
 				} `json:"last_success"`
 				NextRun *time.Time `json:"next_run"`
+				AtRisk  *struct {
+					OldestUnfetched  time.Time `json:"oldest_unfetched"`
+					ExpiresInSeconds int64     `json:"expires_in_seconds"`
+				} `json:"at_risk"`
 			} `json:"data"`
 		}
 		deadline := time.Now().Add(30 * time.Second)
@@ -112,7 +116,9 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if s := status.Data[0]; s.LastSuccess.Trigger != "schedule" || s.RecordsStored == 0 || s.NextRun == nil {
+		// What is left to fetch after a sync is the last minutes: months from expiring.
+		if s := status.Data[0]; s.LastSuccess.Trigger != "schedule" || s.RecordsStored == 0 || s.NextRun == nil ||
+			s.AtRisk == nil || s.AtRisk.ExpiresInSeconds < 180*24*3600 {
 			t.Fatalf("status = %+v", s)
 		}
 		_, metrics := get(t, p.base+"/metrics")
@@ -124,6 +130,7 @@ func TestServeSchedulesAndTriggers(t *testing.T) {
 			`tapdmirror_workspace_gaps{workspace="10074561"} 0`,
 			`tapdmirror_tapd_rate_limit_wait_seconds_total`,
 			`tapdmirror_tapd_rate_limit_per_minute 60000`,
+			`tapdmirror_workspace_oldest_unfetched_expiry_seconds{workspace="10074561"}`,
 			`tapdmirror_tapd_quota_paused_until_seconds 0`,
 		} {
 			if !strings.Contains(metrics, want) {

@@ -53,9 +53,10 @@ func (m *Main) integrityCmd(_ context.Context, args []string) error {
 
 func (m *Main) verify(ctx context.Context, args []string) error {
 	var c common
-	fs := m.flags("verify BUNDLE | verify --database", "Verify an archive bundle offline: its checkpoint's signature, that its events are\n"+
+	fs := m.flags("verify BUNDLE | verify BACKUP [INCREMENTAL…] | verify --database", "Verify an archive bundle offline: its checkpoint's signature, that its events are\n"+
 		"exactly the signed log (a full bundle) or each belong to it (a filtered one); with\n"+
 		"--checkpoint that the log extends a checkpoint kept from an earlier audit.\n"+
+		"Backups (a full one, then its incrementals) are verified as restore would, offline.\n"+
 		"Needs no config and no database. Exit code 1 names the first bad event.\n\n"+
 		"With --database, verify the configured database instead (config from --config and\n"+
 		"env as for serve): every live record against its latest event, every event against\n"+
@@ -80,9 +81,10 @@ func (m *Main) verify(ctx context.Context, args []string) error {
 		}
 		return m.verifyDatabase(ctx, c, vkey)
 	}
-	if len(pos) != 1 {
+	backups := len(pos) > 0 && isBackupFile(pos[0])
+	if len(pos) != 1 && !backups {
 		fs.Usage()
-		return usageError{fmt.Errorf("verify: want one bundle file, got %d arguments", len(pos))}
+		return usageError{fmt.Errorf("verify: want one bundle file (or a chain of backups), got %d arguments", len(pos))}
 	}
 	if *key == "" {
 		return usageError{fmt.Errorf("verify: --key is required")}
@@ -104,6 +106,9 @@ func (m *Main) verify(ctx context.Context, args []string) error {
 			return fmt.Errorf("earlier checkpoint %s: %w", *earlierFile, err)
 		}
 		earlier = &c
+	}
+	if backups {
+		return m.verifyBackups(pos, vkey, earlier)
 	}
 	f, err := os.Open(pos[0])
 	if err != nil {
@@ -186,4 +191,34 @@ func (m *Main) printSummary(file, vkey string, s integrity.Summary) {
 	if !s.Filtered {
 		fmt.Fprintf(w, "keep this bundle's checkpoint for the next audit: tar -xOf %s checkpoint > checkpoint-%d.txt\n", file, s.Checkpoint.Size)
 	}
+}
+
+func isBackupFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return integrity.IsBackup(f)
+}
+
+// verifyBackups verifies a chain of backups offline, as restore would.
+func (m *Main) verifyBackups(paths []string, vkey string, earlier *integrity.Checkpoint) error {
+	files, closeAll, err := openAll(paths)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	sum, err := integrity.VerifyBackups(files, vkey, earlier)
+	if err != nil {
+		return fmt.Errorf("backups FAILED verification: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "OK: %d backups verified with key %s: %d events (%d withheld), %d state lines\n", sum.Backups, vkey,
+		sum.Events, sum.Withheld, sum.StateLines)
+	fmt.Fprintf(m.Stdout, "log        %s: %d events, root %s, signed %s\n", sum.Checkpoint.Origin, sum.Checkpoint.Size,
+		sum.Checkpoint.Root, sum.Checkpoint.Time.Format(time.RFC3339))
+	if earlier != nil {
+		fmt.Fprintf(m.Stdout, "earlier    the checkpoint of %d events is a prefix of this log\n", earlier.Size)
+	}
+	return nil
 }

@@ -13,14 +13,15 @@ import (
 )
 
 // newSyncer builds the TAPD client and the sync engine from configuration;
-// m (may be nil) receives their metrics.
-func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics) (*syncer.Syncer, *tapd.Client, error) {
-	return newSyncerOver(cfg, st, log, m, nil)
+// m (may be nil) receives their metrics; now (may be nil) is the engine's clock.
+func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
+	return newSyncerOver(cfg, st, log, m, now, nil)
 }
 
 // newSyncerOver is newSyncer with the client's HTTP transport given (nil:
 // the default), e.g. doctor's recorder.
-func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, transport http.RoundTripper) (*syncer.Syncer, *tapd.Client, error) {
+func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time,
+	transport http.RoundTripper) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
 	if m != nil {
@@ -69,5 +70,6 @@ func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *ap
 		RunHistory:    cfg.Sync.RunHistory.Duration,
 		Logger:        log,
 		Metrics:       sm,
+		Now:           now,
 	}), client, nil
 }

@@ -82,3 +82,68 @@ func AppendStringMap(b []byte, m map[string]string) []byte {
 	}
 	return append(b, '}')
 }
+
+// ParseStringMap parses a JSON object of string values, as json.Unmarshal
+// into a map[string]string would, for the common case only: keys and values
+// without escapes or invalid UTF-8, any JSON whitespace. ok is false for
+// anything else, which the caller then hands to encoding/json; reading
+// every stored record's extra this way costs a fraction of reflection.
+func ParseStringMap(s string) (m map[string]string, ok bool) {
+	i := skipSpace(s, 0)
+	if i == len(s) || s[i] != '{' {
+		return nil, false
+	}
+	m = make(map[string]string, 16)
+	if i = skipSpace(s, i+1); i < len(s) && s[i] == '}' {
+		return m, skipSpace(s, i+1) == len(s)
+	}
+	for {
+		var k, v string
+		if k, i, ok = plainString(s, i); !ok {
+			return nil, false
+		}
+		if i = skipSpace(s, i); i == len(s) || s[i] != ':' {
+			return nil, false
+		}
+		if v, i, ok = plainString(s, skipSpace(s, i+1)); !ok {
+			return nil, false
+		}
+		m[k] = v
+		if i = skipSpace(s, i); i == len(s) {
+			return nil, false
+		}
+		switch s[i] {
+		case ',':
+			i = skipSpace(s, i+1)
+		case '}':
+			return m, skipSpace(s, i+1) == len(s)
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads the string at s[i], which must hold no escape, control
+// character or invalid UTF-8, and returns it and the index after it.
+func plainString(s string, i int) (string, int, bool) {
+	if i >= len(s) || s[i] != '"' {
+		return "", i, false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			v := s[i+1 : j]
+			return v, j + 1, utf8.ValidString(v)
+		case c == '\\' || c < 0x20:
+			return "", i, false
+		}
+	}
+	return "", i, false
+}

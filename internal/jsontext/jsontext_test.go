@@ -3,6 +3,8 @@ package jsontext
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"strings"
 	"testing"
 )
 
@@ -47,4 +49,25 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("AppendString(%q) = %s, encoding/json says %s", s, got, want)
 		}
 	})
+}
+
+func TestParseStringMapIsUnmarshal(t *testing.T) {
+	for _, in := range []string{
+		`{}`, ` { } `, `{"a":"b"}`, `{"ip": "1.1.1.1", "ua": "Mozilla/5.0 (X11)"}`, "{\n\t\"k\" : \"v\" ,\r\n \"x\":\"\"}",
+		`{"项目":"演示 🚀","a":"b","a":"c"}`, `{"a":"b\"c"}`, `{"a":"\u00e9"}`, `{"a":1}`, `{"a":null}`, `{"a":"b",}`,
+		`{"a":"b"} x`, `{"a" "b"}`, `[]`, ``, `{"a":"b"`, "{\"a\":\"\xff\"}", "{\"a\":\"\x01\"}", `{"a":{"b":"c"}}`,
+	} {
+		got, ok := ParseStringMap(in)
+		var want map[string]string
+		err := json.Unmarshal([]byte(in), &want)
+		if ok && (err != nil || !maps.Equal(got, want)) {
+			t.Errorf("%q: parsed %v, json.Unmarshal gives %v (%v)", in, got, want, err)
+		}
+		if !ok && err == nil && !strings.ContainsAny(in, "\\\xff") {
+			t.Logf("%q: left to encoding/json", in)
+		}
+	}
+	if _, ok := ParseStringMap(`{"ip": "1.1.1.1", "ua": "Mozilla/5.0"}`); !ok {
+		t.Fatal("the common case fell back to encoding/json")
+	}
 }

@@ -54,6 +54,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	logRequest := func() {
 		s.mu.Lock()
 		s.requests = append(s.requests, Request{Path: r.URL.Path, Query: r.Form, Status: rec.status, Fault: string(fault), RequestID: requestID})
+		if isLog {
+			s.offset += s.opts.TimePerRequest // the time the answer took, as TAPD's clock sees it
+		}
 		s.mu.Unlock()
 	}
 	if fault == FaultReset {

@@ -41,6 +41,8 @@
 //   - Every JSON answer carries meta.request_id (Request.RequestID), as
 //     TAPD's do; an unknown path answers "Hello world from TAPD API" even
 //     without credentials.
+//   - Options.TimePerRequest, PlaceNearHorizon: a horizon that moves as the
+//     client spends its quota, and dense records just after it.
 //
 // Choices where TAPD is silent:
 //   - start_time is inclusive; the end_time minute is inclusive (records up
@@ -138,6 +140,11 @@ type Options struct {
 	// any entry, member_count a number, null dates. Default: TAPD's
 	// documented shape, the company as category "organization".
 	CaptureProjectList bool
+	// TimePerRequest moves the fake's clock (and so the horizon) forward by
+	// this much after every member_activity_log answer: a client at TAPD's
+	// quota, e.g. 1s per request at 60/min, on a clock that needs no real
+	// waiting. With PlaceNearHorizon it makes a backfill race the horizon.
+	TimePerRequest time.Duration
 	// CompanyWideIncludesCompanyLevel makes the company-wide query
 	// (workspace_id = company id, no company_only) also return the
 	// company-level logs; by default it returns only its projects' logs.
@@ -441,6 +448,23 @@ func (s *Server) AddRecords(workspace string, at time.Time, n int) []Record {
 	out := make([]Record, 0, n)
 	for range n {
 		out = append(out, s.appendLocked(newRecord(s.rng, workspace, name, companyLevel, at)))
+	}
+	return out
+}
+
+// PlaceNearHorizon adds perProject records to every project, spread evenly
+// over [horizon+after, horizon+after+span) by the fake's clock now: dense
+// records that expire soon, which a slow first backfill loses.
+func (s *Server) PlaceNearHorizon(after, span time.Duration, perProject int) []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := s.horizonLocked().Add(after)
+	var out []Record
+	for _, p := range s.projects {
+		for i := range perProject {
+			at := from.Add(span * time.Duration(i) / time.Duration(max(perProject, 1)))
+			out = append(out, s.appendLocked(newRecord(s.rng, p.ID, p.Name, false, at)))
+		}
 	}
 	return out
 }
