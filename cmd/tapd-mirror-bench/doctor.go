@@ -19,7 +19,7 @@ import (
 // configuration, and compares doctor's estimate of the backfill's requests
 // with the requests the backfill sent.
 func (b *bench) doctorEstimate(ctx context.Context) error {
-	fmt.Fprintln(b.out, "### 9. `doctor`'s backfill estimate against the backfill that follows it (PostgreSQL, loopback fake TAPD, real binary)")
+	fmt.Fprintln(b.out, "### 11. `doctor`'s backfill estimate against the backfill that follows it (PostgreSQL, loopback fake TAPD, real binary)")
 	fmt.Fprintln(b.out)
 	const projects = 100
 	perDay := b.n(3)
