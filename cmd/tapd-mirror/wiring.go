@@ -13,7 +13,8 @@ import (
 )
 
 // newSyncer builds the TAPD client and the sync engine from configuration;
-// m (may be nil) receives their metrics; now (may be nil) is the engine's clock.
+// m (may be nil) receives their metrics; now (may be nil) is the engine's
+// clock, which the demo sets back.
 func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
 	return newSyncerOver(cfg, st, log, m, now, nil)
 }
