@@ -68,26 +68,22 @@ forward:
     kind: file
     path: %s
     filter: {source: tapd}
+  - name: down
+    kind: webhook
+    url: http://hook-user:hook-pw@127.0.0.1:1/in?key=down-k3y
+    secret: down-s3cret
 `, rc.URL, dir)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		p := start(t, fakeEnv(f, dbURL, "10074561"), "serve", "--config", cfgPath)
+		env := fakeEnv(f, dbURL, "10074561")
+		env["TAPD_MIRROR_READ_TOKEN"] = "read-tok"
+		p := start(t, env, "serve", "--config", cfgPath)
 		type statusJSON struct {
 			Data struct {
 				Destinations []forward.Status `json:"destinations"`
 			} `json:"data"`
 		}
-		authed := func(path string) (int, string) {
-			req, _ := http.NewRequest("GET", p.base+path, nil)
-			req.Header.Set("Authorization", "Bearer tok")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return resp.StatusCode, string(b)
-		}
+		authed := func(path string) (int, string) { return getAs(t, p.base+path, "tok") }
 		st := storagetest.Open(t, dbURL)
 		ctx := context.Background()
 		var size int64
@@ -98,8 +94,11 @@ forward:
 			code, body := authed("/api/v1/forward")
 			status = statusJSON{}
 			json.Unmarshal([]byte(body), &status)
-			if code == 200 && n > 0 && head.Size >= n && len(status.Data.Destinations) == 2 &&
+			if code == 200 && n > 0 && head.Size >= n && len(status.Data.Destinations) == 3 &&
 				status.Data.Destinations[0].Cursor == head.Size && status.Data.Destinations[1].Cursor == head.Size {
+				if down := status.Data.Destinations[2]; down.LastError == "" || down.Cursor != 0 || down.LagEvents != head.Size {
+					t.Fatalf("the down destination: %+v", down)
+				}
 				size = head.Size
 				break
 			}
@@ -118,6 +117,9 @@ forward:
 		}
 		if code, _ := get(t, p.base+"/api/v1/forward"); code != http.StatusUnauthorized {
 			t.Errorf("GET /api/v1/forward without a token: %d", code)
+		}
+		if code, _ := getAs(t, p.base+"/api/v1/forward", "read-tok"); code != http.StatusForbidden {
+			t.Errorf("GET /api/v1/forward with a read token: %d", code)
 		}
 		if err := p.stop(); err != nil {
 			t.Fatal(err)
@@ -156,10 +158,26 @@ forward:
 		if files == nil || int64(lines) != size {
 			t.Errorf("files %v hold %d lines, want %d", files, lines, size)
 		}
-		for _, secret := range []string{"hmac-s3cret", "url-k3y"} {
+		if !strings.Contains(p.stderr.String(), "forward delivery failed") {
+			t.Fatalf("the down destination's failures are not logged:\n%s", p.stderr)
+		}
+		for _, secret := range []string{"hmac-s3cret", "url-k3y", "down-k3y", "down-s3cret", "hook-pw"} {
 			if strings.Contains(p.stderr.String(), secret) {
 				t.Errorf("%s in the logs:\n%s", secret, p.stderr)
 			}
 		}
 	})
+}
+
+func getAs(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
