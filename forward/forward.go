@@ -73,7 +73,7 @@ type Status struct {
 	Cursor       int64      `json:"cursor"`
 	LagEvents    int64      `json:"lag_events"`
 	LastSuccess  *time.Time `json:"last_success"`
-	LastError    string     `json:"last_error,omitempty"`
+	LastError    string     `json:"last_error"`
 	FailingSince *time.Time `json:"failing_since"` // the current run of failures began
 	Failing      bool       `json:"failing"`       // failures for longer than dead_after
 }

@@ -227,3 +227,36 @@ func TestWebhookLosesNothingWhileTheReceiverIsDown(t *testing.T) {
 		}
 	})
 }
+
+// TestFilterSelectsRecordsButPassesDeletionsAndHolds: a filtered-out event
+// is not sent, yet the cursor moves past it; deletions and holds always go.
+func TestFilterSelectsRecordsButPassesDeletionsAndHolds(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		fill(t, s, 3) // alice's downloads, bob's login (deleted), a hold
+		size := headSize(t, s)
+		rc := &receiver{t: t, secret: "k"}
+		srv := httptest.NewServer(rc)
+		defer srv.Close()
+		fw, err := forward.New(fast(forward.Options{Store: s, Destinations: []config.Forward{{Name: "siem", Kind: "webhook",
+			URL: srv.URL, Secret: "k", Filter: config.ForwardFilter{Source: "tapd", Username: "alice", Object: "attachment"}}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := start(fw)
+		waitFor(t, "the cursor at the log's end", func() bool {
+			st, err := fw.Status(context.Background())
+			return err == nil && st[0].Cursor == size
+		})
+		stop()
+		var types []string
+		for _, e := range rc.events() {
+			if e.Record != nil && e.Record.Username != "alice" {
+				t.Errorf("filtered-out record sent: %+v", e.Record)
+			}
+			types = append(types, e.Type)
+		}
+		if got := strings.Join(types, ","); got != "record,record,record,delete,hold" {
+			t.Fatalf("sent %s", got)
+		}
+	})
+}
