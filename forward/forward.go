@@ -266,7 +266,7 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(logged) == 0 || logged[0].Index != next || logged[len(logged)-1].Index != to-1 {
+	if int64(len(logged)) != to-next || logged[0].Index != next || logged[len(logged)-1].Index != to-1 {
 		return false, fmt.Errorf("the integrity log has no event at %d..%d (run tapd-mirror verify --database)", next, to-1)
 	}
 	var events []Event

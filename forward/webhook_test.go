@@ -206,9 +206,9 @@ func TestWebhookLosesNothingWhileTheReceiverIsDown(t *testing.T) {
 		srv.Listener = ln
 		srv.Start()
 		defer srv.Close()
-		waitFor(t, "some deliveries", func() bool { return len(rc.events()) >= 10 })
+		waitFor(t, "some acknowledged deliveries", func() bool { return status().Cursor > 0 })
 		stop() // the mirror stops mid-stream
-		if cur, err := s.ForwardCursor(context.Background(), "siem"); err != nil || cur.Next == 0 || cur.Next >= size {
+		if cur, err := s.ForwardCursor(context.Background(), "siem"); err != nil || cur.Next == 0 || cur.Next != status().Cursor {
 			t.Fatalf("cursor after the stop %+v %v", cur, err)
 		}
 		fw, err = forward.New(opts) // and starts again from its cursor
@@ -257,6 +257,36 @@ func TestFilterSelectsRecordsButPassesDeletionsAndHolds(t *testing.T) {
 		}
 		if got := strings.Join(types, ","); got != "record,record,record,delete,hold" {
 			t.Fatalf("sent %s", got)
+		}
+	})
+}
+
+// TestFailingSinceSurvivesARestart: dead_after counts from the first
+// failure, not from the last start, so a destination down for days is
+// failing at once after a restart, and still delivers from its cursor.
+func TestFailingSinceSurvivesARestart(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		fill(t, s, 2)
+		ctx := context.Background()
+		now := time.Unix(1_800_000_000, 0).UTC()
+		since := now.Add(-48 * time.Hour)
+		if err := s.SaveForwardCursor(ctx, storage.ForwardCursor{Name: "siem", Next: 1, LastError: "old", FailingSince: since}); err != nil {
+			t.Fatal(err)
+		}
+		fw, err := forward.New(fast(forward.Options{Store: s, Now: func() time.Time { return now }, Destinations: []config.Forward{
+			{Name: "siem", Kind: "webhook", URL: "http://127.0.0.1:1/in", Secret: "k"}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := start(fw)
+		waitFor(t, "a new failure", func() bool {
+			st, err := fw.Status(ctx)
+			return err == nil && st[0].LastError != "old" && st[0].LastError != ""
+		})
+		stop()
+		st, err := fw.Status(ctx)
+		if err != nil || !st[0].Failing || st[0].FailingSince == nil || !st[0].FailingSince.Equal(since) || st[0].Cursor != 1 {
+			t.Fatalf("status %+v %v", st, err)
 		}
 	})
 }
