@@ -83,7 +83,7 @@ forward:
 				Destinations []forward.Status `json:"destinations"`
 			} `json:"data"`
 		}
-		authed := func(path string) (int, string) { return getAs(t, p.base+path, "tok") }
+		authed := func(path string) (int, string) { return getAuth(t, p.base+path, "tok") }
 		st := storagetest.Open(t, dbURL)
 		ctx := context.Background()
 		var size int64
@@ -118,7 +118,7 @@ forward:
 		if code, _ := get(t, p.base+"/api/v1/forward"); code != http.StatusUnauthorized {
 			t.Errorf("GET /api/v1/forward without a token: %d", code)
 		}
-		if code, _ := getAs(t, p.base+"/api/v1/forward", "read-tok"); code != http.StatusForbidden {
+		if code, _ := getAuth(t, p.base+"/api/v1/forward", "read-tok"); code != http.StatusForbidden {
 			t.Errorf("GET /api/v1/forward with a read token: %d", code)
 		}
 		if err := p.stop(); err != nil {
@@ -167,17 +167,4 @@ forward:
 			}
 		}
 	})
-}
-
-func getAs(t *testing.T, url, token string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
