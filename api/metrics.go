@@ -114,6 +114,13 @@ func NewMetrics(g *WorkspaceGauges) *Metrics {
 	return m
 }
 
+// Register adds collectors of other parts of the process (forwarding).
+func (m *Metrics) Register(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		m.reg.MustRegister(c)
+	}
+}
+
 // Handler serves the metrics in Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -209,10 +216,15 @@ var (
 		"Seconds until the workspace's oldest TAPD minute not yet mirrored leaves TAPD's half year (absent when all is fetched); near 0: records are about to be lost.", []string{"workspace"}, nil)
 	descUnreachable = prometheus.NewDesc("tapdmirror_workspace_unreachable_minutes",
 		"Minutes TAPD's query rules cannot reach (last minute of a month with an exclusive end_time), listed in sync status.", []string{"workspace"}, nil)
+	descBeyond = prometheus.NewDesc("tapdmirror_workspace_records_beyond_horizon",
+		"Records the workspace reported that are older than TAPD's half year and still in the archive: only the mirror has them.", []string{"workspace"}, nil)
+	descBeyondTotal = prometheus.NewDesc("tapdmirror_records_beyond_horizon",
+		"Mirrored records older than TAPD's half year, each once however many workspaces reported it: only the mirror has them.", nil, nil)
 )
 
 func (c *workspaceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable, descAtRisk} {
+	for _, d := range []*prometheus.Desc{descSinceSuccess, descSinceNewest, descMirrorOnly, descGaps, descUnreachable, descAtRisk,
+		descBeyond, descBeyondTotal} {
 		ch <- d
 	}
 }
@@ -228,29 +240,46 @@ func (c *workspaceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return
 	}
-	for _, ws := range c.g.Workspaces() {
-		if err := c.collect(ctx, ch, ws, states[ws], now); err != nil && c.g.Logger != nil {
+	horizon, workspaces := c.g.Horizon(), c.g.Workspaces()
+	beyond, err := c.g.Store.ReportedBeyond(ctx, horizon, workspaces)
+	if err != nil {
+		if c.g.Logger != nil {
+			c.g.Logger.Warn("metrics: counting records older than TAPD's horizon", "err", err)
+		}
+		return
+	}
+	for _, ws := range workspaces {
+		if err := c.collect(ctx, ch, ws, states[ws], beyond[ws], now); err != nil && c.g.Logger != nil {
 			c.g.Logger.Warn("metrics: reading workspace state", "workspace", ws, "err", err)
 		}
 	}
+	if total, err := c.g.Store.RecordsBeyond(ctx, horizon); err != nil {
+		if c.g.Logger != nil {
+			c.g.Logger.Warn("metrics: counting records older than TAPD's horizon", "err", err)
+		}
+	} else {
+		ch <- prometheus.MustNewConstMetric(descBeyondTotal, prometheus.GaugeValue, float64(total.Records))
+	}
 }
 
-func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.Metric, ws string, state storage.SyncState, now time.Time) error {
+func (c *workspaceCollector) collect(ctx context.Context, ch chan<- prometheus.Metric, ws string, state storage.SyncState,
+	beyond storage.Beyond, now time.Time) error {
 	gauge := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, ws)
 	}
 	if !state.FreshAt.IsZero() {
 		gauge(descSinceSuccess, now.Sub(state.FreshAt).Seconds())
 	}
-	oldest, newest, err := c.g.Store.WorkspaceSpan(ctx, ws)
+	if beyond.Oldest != nil {
+		gauge(descMirrorOnly, float64(beyond.Oldest.Unix()))
+	}
+	gauge(descBeyond, float64(beyond.Records))
+	_, newest, err := c.g.Store.WorkspaceSpan(ctx, ws)
 	if err != nil {
 		return err
 	}
 	if !newest.IsZero() {
 		gauge(descSinceNewest, now.Sub(newest).Seconds())
-	}
-	if !oldest.IsZero() && oldest.Before(c.g.Horizon()) {
-		gauge(descMirrorOnly, float64(oldest.Unix()))
 	}
 	open, unreachable := 0, 0
 	for _, g := range state.Gaps() {

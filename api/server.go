@@ -34,6 +34,7 @@ type Server struct {
 	// exportStall: an export whose client takes nothing for this long is dropped.
 	exportStall time.Duration
 	integrity   Integrity
+	forward     ForwardStatus
 	console     http.Handler // the compliance console, at /
 	log         *slog.Logger
 	now         func() time.Time
@@ -68,6 +69,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// Integrity: the log's key and verification status (see integrity.go).
 	Integrity Integrity
+	// Forward reports the forwarding destinations (GET /api/v1/forward);
+	// nil: none are configured.
+	Forward ForwardStatus
 }
 
 // New returns a Server.
@@ -88,7 +92,7 @@ func New(o Options) *Server {
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		exportStall: o.ExportStall, integrity: o.Integrity, log: o.Logger, now: time.Now}
+		exportStall: o.ExportStall, integrity: o.Integrity, forward: o.Forward, log: o.Logger, now: time.Now}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
@@ -124,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
 	s.integrityRoutes(mux)
+	s.forwardRoutes(mux)
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
@@ -94,7 +95,30 @@ func (s *Server) syncStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.ok(w, st)
+	answer := statusEnvelope{envelope: envelope{Code: 0, Message: "success", Data: st}}
+	if h, ok := s.syncer.(interface{ Horizon() time.Time }); ok {
+		total := beyondTotal{Horizon: h.Horizon()}
+		if total.Beyond, err = s.store.RecordsBeyond(r.Context(), total.Horizon); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		answer.BeyondHorizon = &total
+	}
+	writeJSON(w, http.StatusOK, answer)
+}
+
+// statusEnvelope is the sync status: the targets in data and, beside them,
+// what only the mirror holds in all (each record once, however many
+// targets reported it) — the figure a compliance team reports.
+type statusEnvelope struct {
+	envelope
+	BeyondHorizon *beyondTotal `json:"beyond_horizon,omitempty"`
+}
+
+// beyondTotal is the archive's records older than TAPD's current horizon.
+type beyondTotal struct {
+	Horizon time.Time `json:"horizon"`
+	storage.Beyond
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {

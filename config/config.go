@@ -37,6 +37,9 @@ type Config struct {
 	Integrity Integrity `yaml:"integrity"`
 	Retention Retention `yaml:"retention"`
 	Backup    Backup    `yaml:"backup"`
+
+	// Forward lists the destinations of the integrity log's events: see forward.go.
+	Forward []Forward `yaml:"forward"`
 }
 
 // Auth holds the API's bearer tokens beyond admin_token.
@@ -377,6 +380,7 @@ func (c Config) Validate() error {
 	}
 	c.validateIntegrity(bad)
 	c.validateBackup(bad)
+	c.validateForward(bad)
 	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
 		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
 	}
@@ -463,6 +467,9 @@ func (c Config) Redacted() string {
 			tok = ""
 		}
 		fmt.Fprintf(&b, "%-26s = name=%s scope=%s token=%s\n", fmt.Sprintf("auth.tokens[%d]", i), t.Name, t.Scope, tok)
+	}
+	for _, l := range c.forwardLines() {
+		b.WriteString(l + "\n")
 	}
 	return b.String()
 }

@@ -71,6 +71,90 @@ func TestOneStreamPerCompany(t *testing.T) {
 	}
 }
 
+// TestCompanyProbeAtAMonthStart: on the 3rd of a month whose company-level
+// log is still empty, whether the company-wide query includes company-level
+// logs is learned from an older month, once: the backfill fetches them
+// separately only when TAPD really keeps them apart, and idle polls never
+// probe again.
+func TestCompanyProbeAtAMonthStart(t *testing.T) {
+	third := time.Date(2026, 12, 3, 10, 0, 30, 0, tapdtest.Shanghai)
+	for _, includes := range []bool{false, true} {
+		t.Run(map[bool]string{false: "company-level apart", true: "company-level included"}[includes], func(t *testing.T) {
+			storagetest.Each(t, func(t *testing.T, dbURL string) {
+				h := newHarness(t, dbURL, tapdtest.Options{Now: third, Projects: 3, RecordsPerDay: 2, CompanyWideIncludesCompanyLevel: includes,
+					CompanyQuietSince: time.Date(2026, 12, 1, 0, 0, 0, 0, tapdtest.Shanghai)}, "all:2001")
+				s := h.syncer()
+				ctx := context.Background()
+				runs, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI}, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if keys, want := strings.Join(keysOf(runs), ","), map[bool]string{false: "all:2001,company:2001", true: "all:2001"}[includes]; keys != want {
+					t.Fatalf("backfill ran %s, want %s", keys, want)
+				}
+				// The first poll may retry month-end minutes committed before the
+				// concurrent run learned end_time's meaning; measure the ones after it.
+				for i := range 3 {
+					h.fake.Advance(10 * time.Minute)
+					before := h.client.Calls()
+					if _, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI}, ""); err != nil {
+						t.Fatal(err)
+					}
+					if idle, want := h.client.Calls()-before, map[bool]int{false: 2, true: 1}[includes]; i > 0 && idle != want {
+						t.Fatalf("idle poll cost %d requests, want %d", idle, want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestCompanyProbeInconclusiveIsRememberedForADay: a company without any
+// company-level record in the half year cannot tell; polls within a day
+// do not ask again, the first poll after it does.
+func TestCompanyProbeInconclusiveIsRememberedForADay(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		h := newHarness(t, dbURL, tapdtest.Options{Projects: 2, RecordsPerDay: 1, CompanyQuietSince: fakeNow.AddDate(-1, 0, 0)}, "all:2001")
+		s := h.syncer()
+		ctx := context.Background()
+		poll := func() int {
+			before := h.client.Calls()
+			if _, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI}, ""); err != nil {
+				t.Fatal(err)
+			}
+			return h.client.Calls() - before
+		}
+		probed := func() string {
+			v, err := h.store.Meta(ctx, "tapd.company_wide_includes_company_level")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		poll()
+		first := probed()
+		if !strings.HasPrefix(first, "unknown since ") {
+			t.Fatalf("after a probe that found no company-level record: %q", first)
+		}
+		h.fake.Advance(10 * time.Minute)
+		poll() // may retry month-end minutes committed before end_time's meaning was learned
+		for range 3 {
+			h.fake.Advance(10 * time.Minute)
+			if n := poll(); n != 2 { // the company-wide stream and the company-level one, no probe
+				t.Fatalf("idle poll within the day cost %d requests, want 2", n)
+			}
+		}
+		if probed() != first {
+			t.Fatalf("probed again within the day: %q, then %q", first, probed())
+		}
+		h.fake.Advance(25 * time.Hour)
+		poll()
+		if again := probed(); again == first || !strings.HasPrefix(again, "unknown since ") {
+			t.Fatalf("a day later: %q (was %q)", again, first)
+		}
+	})
+}
+
 func TestMovingFromProjectsToAllKeepsEveryRecordOnce(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, dbURL string) {
 		h := newHarness(t, dbURL, tapdtest.Options{Projects: 5, RecordsPerDay: 2}, "projects:2001", "company:2001")

@@ -3,7 +3,9 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
@@ -194,46 +196,119 @@ func (r *runState) settleFrom(state storage.SyncState) time.Time {
 }
 
 // metaCompanyWide keeps whether TAPD's company-wide query (workspace_id =
-// the company id) also returns company-level logs, which TAPD does not say.
+// the company id) also returns company-level logs, which TAPD does not say:
+// "yes", "no", or "unknown since T" (T RFC3339, by the syncer's clock) when
+// the last probe could not tell.
 const metaCompanyWide = "tapd.company_wide_includes_company_level"
 
+// companyWideRetry is how long an inconclusive probe is remembered: polls
+// in between fetch the company-level logs as their own stream without
+// probing again.
+const companyWideRetry = 24 * time.Hour
+
+const companyWideUnknown = "unknown since "
+
+// CompanyWide is what is known of TAPD's company-wide query: Includes is
+// "yes", "no" or "" (unknown), Since when it was learned (or last probed).
+type CompanyWide struct {
+	Includes string    `json:"includes_company_level"`
+	Since    time.Time `json:"since,omitzero"`
+}
+
+// learnedCompanyWide reads the stored answer; an unknown one is returned
+// with the time of its probe.
+func (s *Syncer) learnedCompanyWide(ctx context.Context) (CompanyWide, error) {
+	v, err := s.o.Store.Meta(ctx, metaCompanyWide)
+	if err != nil {
+		return CompanyWide{}, err
+	}
+	if at, ok := strings.CutPrefix(v, companyWideUnknown); ok {
+		t, _ := time.Parse(time.RFC3339, at) // unreadable: probed long ago
+		return CompanyWide{Since: t}, nil
+	}
+	return CompanyWide{Includes: v}, nil
+}
+
 // companyWideIncludesCompanyLevel answers from what was learned before, or
-// probes once: find a company-level record (company_only=1, newest first)
-// and ask the company-wide query for its minute. When nothing can be
-// learned yet (no company-level record) the answer is false, which is safe:
-// the company-level logs are then fetched as their own stream.
+// probes (see probeCompanyWide). When nothing can be learned the answer is
+// false, which is safe: the company-level logs are then fetched as their own
+// stream; the inconclusive probe is remembered for a day.
 func (s *Syncer) companyWideIncludesCompanyLevel(ctx context.Context, companyID string) (bool, error) {
-	switch v, err := s.o.Store.Meta(ctx, metaCompanyWide); {
+	cw, err := s.CompanyWide(ctx, companyID)
+	return cw.Includes == "yes", err
+}
+
+// CompanyWide returns what is known of whether TAPD's company-wide query
+// includes company-level logs, probing through companyID when it is not
+// known and not probed inconclusively within a day. The answer is stored
+// where every later run reads it.
+func (s *Syncer) CompanyWide(ctx context.Context, companyID string) (CompanyWide, error) {
+	now := s.o.Now()
+	switch cw, err := s.learnedCompanyWide(ctx); {
 	case err != nil:
-		return false, err
-	case v != "":
-		return v == "yes", nil
+		return CompanyWide{}, err
+	case cw.Includes != "", now.Sub(cw.Since) < companyWideRetry:
+		return cw, nil
 	}
-	now := s.o.Now().Truncate(time.Minute)
-	month := now.In(s.loc)
-	from := maxTime(time.Date(month.Year(), month.Month(), 1, 0, 0, 0, 0, s.loc), s.horizonAt(now).Truncate(time.Minute))
-	p, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: companyID, CompanyOnly: true, Limit: 20, Page: 1,
-		Start: from, End: now.Add(-time.Minute)})
-	if err != nil || len(p.Records) == 0 {
-		return false, err
+	includes, err := s.probeCompanyWide(ctx, companyID, now)
+	if err != nil {
+		return CompanyWide{}, err
 	}
-	rec := p.Records[0]
+	value := includes
+	if includes == "" {
+		value = companyWideUnknown + now.UTC().Format(time.RFC3339)
+		s.log.Info("could not learn whether TAPD's company-wide query includes company-level logs; fetching them separately, asking again in a day",
+			"company", companyID)
+	} else {
+		s.log.Info("learned whether TAPD's company-wide query includes company-level logs", "company", companyID, "includes", includes)
+	}
+	if err := s.o.Store.SetMeta(ctx, metaCompanyWide, value); err != nil {
+		return CompanyWide{}, err
+	}
+	return CompanyWide{Includes: includes, Since: now}, nil
+}
+
+// probeCompanyWide finds the newest company-level record of the whole half
+// year (company_only=1, limit 1, one month at a time from the newest, so a
+// quiet start of a month is not taken for "none") and asks the company-wide
+// query for its minute: "yes" or "no", or "" when there is no company-level
+// record at all or the minute is too busy to tell.
+func (s *Syncer) probeCompanyWide(ctx context.Context, companyID string, now time.Time) (string, error) {
+	now = now.Truncate(time.Minute)
+	months := splitByMonth(Interval{Start: s.horizonAt(now).Truncate(time.Minute), End: now}, s.loc)
+	var rec *tapd.Record
+	for i := len(months) - 1; i >= 0 && rec == nil; i-- {
+		m := months[i]
+		end := m.End
+		if s.monthStart(end) || i == len(months)-1 { // stay inside the month, and in closed minutes
+			end = end.Add(-time.Minute)
+		}
+		p, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: companyID, CompanyOnly: true, Limit: 1, Page: 1,
+			Start: m.Start, End: end})
+		if err != nil {
+			return "", fmt.Errorf("looking for a company-level record of company %s: %w", companyID, err)
+		}
+		if len(p.Records) > 0 {
+			rec = &p.Records[0]
+		}
+	}
+	if rec == nil {
+		return "", nil
+	}
 	start, end := rec.Created.Truncate(time.Minute), rec.Created.Truncate(time.Minute).Add(time.Minute)
 	if s.monthStart(end) { // stay inside the record's month whatever end_time means
 		start, end = start.Add(-time.Minute), start
 	}
 	wide, err := s.o.TAPD.MemberActivityLog(ctx, tapd.Query{WorkspaceID: companyID, Limit: tapd.MaxLimit, Page: 1, Start: start, End: end})
 	if err != nil {
-		return false, err
+		return "", fmt.Errorf("asking company %s's company-wide query for a company-level record: %w", companyID, err)
 	}
 	found := slices.ContainsFunc(wide.Records, func(x tapd.Record) bool { return x.ID == rec.ID })
-	if !found && wide.TotalItems > len(wide.Records) {
-		return false, nil // inconclusive: too busy a minute; ask again next time
+	switch {
+	case found:
+		return "yes", nil
+	case wide.TotalItems > len(wide.Records):
+		return "", nil // too busy a minute to tell
 	}
-	answer := map[bool]string{true: "yes", false: "no"}[found]
-	if err := s.o.Store.SetMeta(ctx, metaCompanyWide, answer); err != nil {
-		return false, err
-	}
-	s.log.Info("learned whether TAPD's company-wide query includes company-level logs", "company", companyID, "includes", answer)
-	return found, nil
+	return "no", nil
 }

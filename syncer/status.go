@@ -30,6 +30,9 @@ type WorkspaceStatus struct {
 	// through a project and its company counts for both).
 	RecordsStored int64        `json:"records_stored"`
 	Settle        *SettleCheck `json:"settle,omitempty"`
+	// BeyondHorizon counts the target's records older than TAPD's horizon
+	// now (by the syncer's clock), still in the archive: only the mirror has them.
+	BeyondHorizon storage.Beyond `json:"beyond_horizon"`
 	// AtRisk is the oldest TAPD time the mirror has not fetched yet, and
 	// how long until it leaves TAPD's half year (absent when all is fetched).
 	AtRisk *AtRisk `json:"at_risk,omitempty"`
@@ -103,13 +106,21 @@ func (s *Syncer) Status(ctx context.Context) ([]WorkspaceStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys := make([]string, len(known))
+	for i, t := range known {
+		keys[i] = t.Key
+	}
+	beyond, err := store.ReportedBeyond(ctx, s.Horizon(), keys)
+	if err != nil {
+		return nil, err
+	}
 	out := []WorkspaceStatus{}
 	now := s.o.Now()
 	paused := s.QuotaPausedUntil()
 	for _, t := range known {
 		state := states[t.Key]
 		st := WorkspaceStatus{Workspace: t.Key, Covered: state.Coverage, Gaps: state.Gaps(), RecordsStored: counts[t.Key],
-			AtRisk: s.atRisk(state, now)}
+			BeyondHorizon: beyond[t.Key], AtRisk: s.atRisk(state, now)}
 		if !paused.IsZero() {
 			st.TAPDQuotaPausedUntil = &paused
 		}

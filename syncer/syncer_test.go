@@ -183,6 +183,12 @@ func TestTimeTravelKeepsHistoryAndReportsGaps(t *testing.T) {
 		if after == 0 {
 			t.Fatal("records older than TAPD's horizon were not kept")
 		}
+		// Status counts them, with the oldest one's time.
+		oldest, _ := h.store.ListActivities(context.Background(), storage.Filter{}, 1, int(stored+6))
+		if st, err := h.syncer().Status(context.Background()); err != nil || st[0].BeyondHorizon.Records != after ||
+			st[0].BeyondHorizon.Oldest == nil || !st[0].BeyondHorizon.Oldest.Equal(oldest[0].Timestamp) {
+			t.Fatalf("status beyond the horizon = %+v (%v), want %d records from %v", st[0].BeyondHorizon, err, after, oldest[0].Timestamp)
+		}
 		if n, _ := h.store.CountActivities(context.Background(), storage.Filter{}); n != stored+7 {
 			t.Fatalf("stored %d, want %d", n, stored+7)
 		}

@@ -21,6 +21,7 @@ type tokenSource struct {
 	mu       sync.Mutex
 	token    string
 	renewAt  time.Time
+	lifetime time.Duration // of the current token, as TAPD announced it
 	inflight *tokenCall
 }
 
@@ -64,7 +65,7 @@ func (ts *tokenSource) fetch(ctx context.Context, call *tokenCall) {
 	ts.mu.Lock()
 	if err == nil {
 		// Counted from when it was asked for, so a slow answer renews early, not late.
-		ts.token, ts.renewAt = token, asked.Add(lifetime*8/10)
+		ts.token, ts.renewAt, ts.lifetime = token, asked.Add(lifetime*8/10), lifetime
 	}
 	ts.inflight = nil
 	ts.mu.Unlock()

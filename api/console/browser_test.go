@@ -384,7 +384,7 @@ func writeScreenshots(b *browser, base string) {
 	}
 	for _, shot := range []struct{ file, path string }{
 		{"console.png", "/?" + query("action", "download", "object", "attachment")},
-		{"console-coverage.png", "/coverage"},
+		{"console-outage.png", "/coverage"}, // console-coverage*.png: TestConsoleInBrowserBeyondHorizon
 		{"console-timeline.png", "/timeline?" + query("action", "download")},
 	} {
 		b.open(base + shot.path)

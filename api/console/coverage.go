@@ -22,15 +22,25 @@ type span struct {
 }
 
 // axis is one workspace's time line: coverage, gaps, TAPD's horizon and
-// the part older than it, which only the mirror still holds.
+// the records older than it, which only the mirror still holds (drawn
+// from the oldest of them to the horizon). Every span and label lies
+// inside [0, W]: the lane labels are placed by their estimated width.
 type axis struct {
 	W, H, Left, PlotW  float64
 	Covered, Gaps      []span
 	Mirror             *span
+	MirrorLabel        *laneLabel // under the grey span
 	HorizonX           float64
 	HasHorizon         bool
+	HorizonLabel       laneLabel
 	Ticks              []tick
 	StartLabel, EndLbl string
+}
+
+// laneLabel is a text under the bars, start-anchored at X.
+type laneLabel struct {
+	X    float64
+	Text string
 }
 
 type gapRow struct {
@@ -52,6 +62,19 @@ type workspaceView struct {
 	OpenGaps                bool
 	Runs                    []runRow
 	Stored                  string
+	Beyond                  beyondView
+}
+
+// beyondView is what only the mirror holds, as shown: a count and the
+// oldest record's time ("" when there is none).
+type beyondView struct{ Records, Oldest string }
+
+func (v *view) beyond(b storage.Beyond) beyondView {
+	out := beyondView{Records: thousands(b.Records)}
+	if b.Oldest != nil {
+		out.Oldest = v.Time(*b.Oldest)
+	}
+	return out
 }
 
 type coveragePage struct {
@@ -60,6 +83,7 @@ type coveragePage struct {
 	Workspaces []workspaceView
 	CanSince   bool
 	Horizon    string
+	Beyond     *beyondView // in all, each record once; nil without a horizon or such records
 	// QuotaPaused is when TAPD's quota penalty ends, while it lasts.
 	QuotaPaused string
 }
@@ -103,6 +127,15 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 	if h, ok := c.o.Syncer.(horizoner); ok {
 		horizon = h.Horizon()
 		p.Horizon = v.Time(horizon)
+		total, err := c.o.Store.RecordsBeyond(r.Context(), horizon)
+		if err != nil {
+			c.internal(w, r, v, "counting records older than TAPD's horizon", err)
+			return
+		}
+		if total.Records > 0 {
+			b := v.beyond(total)
+			p.Beyond = &b
+		}
 	}
 	if q, ok := c.o.Syncer.(quotaPauser); ok {
 		if until := q.QuotaPausedUntil(); !until.IsZero() {
@@ -111,7 +144,7 @@ func (c *Console) coverage(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	now := c.o.Now()
 	for _, st := range statuses {
-		wv := workspaceView{WorkspaceStatus: st, Stored: thousands(st.RecordsStored)}
+		wv := workspaceView{WorkspaceStatus: st, Stored: thousands(st.RecordsStored), Beyond: v.beyond(st.BeyondHorizon)}
 		if st.Checkpoint != nil {
 			wv.Checkpoint = v.Time(*st.Checkpoint)
 		}
@@ -158,7 +191,7 @@ func drawAxis(v *view, st syncer.WorkspaceStatus, horizon, now time.Time) *axis 
 	if len(st.Covered) == 0 && len(st.Gaps) == 0 {
 		return nil
 	}
-	// The axis runs from the oldest span known to now, or to the
+	// The axis runs from the oldest span or record known to now, or to the
 	// checkpoint when the engine's clock is ahead of this one.
 	start, end := now, now
 	for _, iv := range st.Covered {
@@ -167,11 +200,17 @@ func drawAxis(v *view, st syncer.WorkspaceStatus, horizon, now time.Time) *axis 
 	for _, g := range st.Gaps {
 		start, end = minTime(start, g.Start), maxTime(end, g.End)
 	}
+	beyond := st.BeyondHorizon
+	if beyond.Records == 0 || beyond.Oldest == nil || horizon.IsZero() || !beyond.Oldest.Before(horizon) {
+		beyond = storage.Beyond{}
+	} else {
+		start = minTime(start, *beyond.Oldest)
+	}
 	if !horizon.IsZero() {
 		start, end = minTime(start, horizon), maxTime(end, horizon)
 	}
 	now = end
-	ax := &axis{W: 960, H: 80, Left: 8}
+	ax := &axis{W: 960, H: 96, Left: 8}
 	ax.PlotW = ax.W - 2*ax.Left
 	total := now.Sub(start)
 	if total <= 0 {
@@ -183,8 +222,9 @@ func drawAxis(v *view, st syncer.WorkspaceStatus, horizon, now time.Time) *axis 
 	}
 	stretch := func(from, to time.Time, label string, minW float64) span {
 		s := span{X: x(from), W: x(to) - x(from), Label: label}
-		if s.W < minW { // a one-minute gap must still show
+		if s.W < minW { // a one-minute gap must still show, inside the plot
 			s.X, s.W = s.X-(minW-s.W)/2, minW
+			s.X = min(max(s.X, ax.Left), ax.Left+ax.PlotW-s.W)
 		}
 		return s
 	}
@@ -206,9 +246,19 @@ func drawAxis(v *view, st syncer.WorkspaceStatus, horizon, now time.Time) *axis 
 	}
 	if !horizon.IsZero() {
 		ax.HasHorizon, ax.HorizonX = true, x(horizon)
-		if horizon.After(start) {
-			m := stretch(start, horizon, v.T("c.legend_mirror"), 0)
+		// Right of the line when it fits there, else left of it.
+		text := v.T("c.horizon") + ": " + horizon.In(v.loc).Format("2006-01-02")
+		at := ax.HorizonX + 4
+		if at+labelWidth(text) > ax.W-ax.Left {
+			at = ax.HorizonX - 4 - labelWidth(text)
+		}
+		ax.HorizonLabel = ax.lane(text, at)
+		if beyond.Records > 0 {
+			text := v.T("c.mirror_span", thousands(beyond.Records), beyond.Oldest.In(v.loc).Format("2006-01-02"))
+			m := stretch(*beyond.Oldest, horizon, text, 2)
 			ax.Mirror = &m
+			l := ax.lane(text, m.X)
+			ax.MirrorLabel = &l
 		}
 	}
 	for i := 0; i <= 4; i++ {
@@ -217,6 +267,29 @@ func drawAxis(v *view, st syncer.WorkspaceStatus, horizon, now time.Time) *axis 
 			Anchor: []string{"start", "middle", "middle", "middle", "end"}[i]})
 	}
 	return ax
+}
+
+// lane places text start-anchored at x, moved so that it lies inside the
+// plot however long it is.
+func (ax *axis) lane(text string, x float64) laneLabel {
+	return laneLabel{X: max(ax.Left, min(x, ax.Left+ax.PlotW-labelWidth(text))), Text: text}
+}
+
+// labelWidth is an upper estimate of text's width in the axis' units at
+// the lane's 11px: CJK and other wide characters take a full em, the rest
+// at most about 0.65 em in the console's sans-serif fonts.
+func labelWidth(text string) float64 {
+	w := 0.0
+	for _, r := range text {
+		switch {
+		case r >= 0x1100 && (r <= 0x115f || r >= 0x2e80 && r <= 0xa4cf || r >= 0xac00 && r <= 0xd7a3 ||
+			r >= 0xf900 && r <= 0xfaff || r >= 0xfe30 && r <= 0xfe4f || r >= 0xff00 && r <= 0xff60 || r >= 0x20000):
+			w += 11
+		default:
+			w += 7.2
+		}
+	}
+	return w
 }
 
 func minTime(a, b time.Time) time.Time {

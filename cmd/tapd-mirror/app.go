@@ -56,6 +56,7 @@ func commands() []command {
 	return []command{
 		{"serve", "serve the API and run the sync schedule (default)", (*Main).serve},
 		{"sync", "sync the configured workspaces once and exit", (*Main).sync},
+		{"doctor", "doctor [--json] [--record DIR]: check the TAPD account and workspaces before a first sync", (*Main).doctor},
 		{"demo", "mirror a built-in fake TAPD into a temp SQLite file and serve it", (*Main).demo},
 		{"config", "config check: validate settings and print them, secrets masked", (*Main).configCmd},
 		{"migrate", "apply pending database migrations and exit", (*Main).migrate},

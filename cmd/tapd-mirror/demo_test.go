@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
 func TestDemoEndToEnd(t *testing.T) {
@@ -29,7 +34,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		base = "http://" + a
 	case err := <-done:
 		t.Fatalf("demo exited: %v\n%s", err, errOut.String())
-	case <-time.After(30 * time.Second):
+	case <-time.After(4 * time.Minute): // it syncs its history first: minutes under -race (the embedded SQLite is Go code, instrumented too)
 		t.Fatal("demo did not listen")
 	}
 	banner := out.String()
@@ -48,26 +53,20 @@ func TestDemoEndToEnd(t *testing.T) {
 	if token == nil {
 		t.Fatalf("no admin token in banner:\n%s", banner)
 	}
-	// Wait until all four demo workspaces (3 projects + company) synced once
-	// (minutes under -race: the embedded SQLite is Go code, instrumented too)...
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		req, _ := http.NewRequest("GET", base+"/api/v1/sync/status", nil)
-		req.Header.Set("Authorization", "Bearer "+token[1])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if strings.Count(string(b), `"last_success":{`) == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demo workspaces did not all sync: %s\n%s", b, errOut.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	assertDemoBeyondHorizon(t, base, token[1], banner, errOut)
+	// All four demo workspaces (3 projects + company) synced before serving...
+	req, _ := http.NewRequest("GET", base+"/api/v1/sync/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(string(b), `"last_success":{`); n != 4 {
+		t.Fatalf("%d demo workspaces synced when it began serving, want 4: %s", n, b)
+	}
+	deadline := time.Now().Add(4 * time.Minute)
 	// ...then the mirror keeps growing as records arrive and the schedule syncs them.
 	_, first := get(t, base+"/api/v1/activity_log/count?platform=tapd")
 	for {
@@ -95,6 +94,91 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(db); err != nil {
 		t.Fatalf("demo database: %v", err)
+	}
+}
+
+// assertDemoBeyondHorizon checks that the demo's archive is older than
+// TAPD's memory, as the banner says: its count, its ready curl, the sync
+// status (per target and in all) and the metrics agree.
+func assertDemoBeyondHorizon(t *testing.T, base, token, banner string, logs *syncBuffer) {
+	t.Helper()
+	m := regexp.MustCompile(`\n(\d+) records are older than TAPD's horizon: only this archive has them`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner does not say what only the archive holds:\n%s", banner)
+	}
+	held, _ := strconv.ParseInt(m[1], 10, 64)
+	if held == 0 {
+		t.Fatalf("the demo's archive holds nothing older than TAPD's horizon:\n%s", banner)
+	}
+	curl := regexp.MustCompile(`curl '(\S+/api/v1/activity_log/count\?platform=tapd&until=\d+)'`).FindStringSubmatch(banner)
+	if curl == nil {
+		t.Fatalf("no curl for the records older than the horizon:\n%s", banner)
+	}
+	if code, body := get(t, curl[1]); code != 200 || !strings.Contains(body, fmt.Sprintf(`"count":%d}`, held)) {
+		t.Fatalf("%s = %d %s, want the banner's %d", curl[1], code, body, held)
+	}
+	req, _ := http.NewRequest("GET", base+"/api/v1/sync/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var status struct {
+		Data []struct {
+			Workspace     string         `json:"workspace"`
+			BeyondHorizon storage.Beyond `json:"beyond_horizon"`
+		} `json:"data"`
+		BeyondHorizon struct {
+			Horizon time.Time `json:"horizon"`
+			storage.Beyond
+		} `json:"beyond_horizon"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil || len(status.Data) != 4 {
+		t.Fatalf("sync status: %+v, %v", status, err)
+	}
+	// The horizon has moved on a little since the banner: at least as many.
+	total := status.BeyondHorizon
+	if total.Records < held || total.Oldest == nil || !total.Oldest.Before(total.Horizon) || time.Since(total.Horizon) < 180*24*time.Hour {
+		t.Fatalf("status in all: %+v, want at least the banner's %d records, oldest before the horizon", total, held)
+	}
+	var sum int64
+	for _, ws := range status.Data {
+		if ws.BeyondHorizon.Records == 0 || ws.BeyondHorizon.Oldest == nil || ws.BeyondHorizon.Oldest.Before(*total.Oldest) {
+			t.Fatalf("status of %s: %+v (in all: %+v)", ws.Workspace, ws.BeyondHorizon, total.Beyond)
+		}
+		sum += ws.BeyondHorizon.Records
+	}
+	if sum != total.Records { // the demo's targets share no records
+		t.Fatalf("targets hold %d records beyond the horizon, %d in all", sum, total.Records)
+	}
+	// A scrape gives up after 10 s; under -race, beside the schedule's
+	// syncs, one may: scrape again until the series are there.
+	var metrics string
+	const companyBeyond = `tapdmirror_workspace_records_beyond_horizon{workspace="company:2001"}`
+	series := func(name string) []string {
+		return regexp.MustCompile(`\n` + regexp.QuoteMeta(name) + ` (\d+)\n`).FindStringSubmatch(metrics)
+	}
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(time.Second) {
+		_, metrics = get(t, base+"/metrics")
+		if series("tapdmirror_records_beyond_horizon") != nil && series(companyBeyond) != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	gauge := func(name string) int64 {
+		t.Helper()
+		m := series(name)
+		if m == nil {
+			t.Fatalf("metrics lack %s:\n%s\nlogs:\n%s", name, metrics, logs.String())
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n
+	}
+	if n := gauge("tapdmirror_records_beyond_horizon"); n < held {
+		t.Fatalf("tapdmirror_records_beyond_horizon = %d, banner %d", n, held)
+	}
+	if n := gauge(companyBeyond); n == 0 {
+		t.Fatal("the company-level logs hold nothing beyond the horizon in the metrics")
 	}
 }
 

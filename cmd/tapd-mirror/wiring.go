@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/api"
@@ -12,8 +13,16 @@ import (
 )
 
 // newSyncer builds the TAPD client and the sync engine from configuration;
-// m (may be nil) receives their metrics; now (may be nil) is the engine's clock.
+// m (may be nil) receives their metrics; now (may be nil) is the engine's
+// clock, which the demo sets back.
 func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
+	return newSyncerOver(cfg, st, log, m, now, nil)
+}
+
+// newSyncerOver is newSyncer with the client's HTTP transport given (nil:
+// the default), e.g. doctor's recorder.
+func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time,
+	transport http.RoundTripper) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
 	if m != nil {
@@ -32,6 +41,7 @@ func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Me
 		PenaltyMax:        cfg.TAPD.PenaltyMax.Duration,
 		Logger:            log,
 		Observe:           observe,
+		Transport:         transport,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -20,7 +20,8 @@
 //   - Options.HorizonClamp: a too-old start_time answers from the horizon
 //     instead of 422.
 //   - Options.CompanyWideIncludesCompanyLevel: the company-wide query also
-//     returns company-level logs.
+//     returns company-level logs; Options.CompanyQuietSince: no company-level
+//     records from then on (a quiet start of a month).
 //   - SetArrivals, AddRecords, AddRecord: records that arrive while a client
 //     pages, records that show up hours after their created time, records
 //     with hostile titles or creators (NUL, lone surrogates, invalid UTF-8).
@@ -104,10 +105,13 @@ type Options struct {
 	Months               int              // history generated, default 8 (more than the half year)
 	RecordsPerDay        int              // per project, default 20
 	CompanyRecordsPerDay int              // company-level, default 2
-	User, Password       string           // Basic Auth; default "bot" / "secret-pw"
-	Token                string           // personal Bearer token, never expires; default "secret-token"
-	PagingCap            int              // page×limit cap; default 20000
-	HorizonDays          int              // default 182
+	// CompanyQuietSince, when set, generates no company-level records at or
+	// after it: a company whose own log is quiet this month (or since).
+	CompanyQuietSince time.Time
+	User, Password    string // Basic Auth; default "bot" / "secret-pw"
+	Token             string // personal Bearer token, never expires; default "secret-token"
+	PagingCap         int    // page×limit cap; default 20000
+	HorizonDays       int    // default 182
 
 	// EndExclusive makes end_time hh:mm mean "before hh:mm:00"; by default
 	// the end minute is inclusive (through hh:mm:59).
@@ -275,7 +279,10 @@ func (s *Server) generate() {
 			}
 		}
 		for range s.opts.CompanyRecordsPerDay {
-			recs = append(recs, newRecord(s.rng, s.opts.CompanyID, "", true, day.Add(time.Duration(s.rng.Int64N(int64(24*time.Hour))))))
+			at := day.Add(time.Duration(s.rng.Int64N(int64(24 * time.Hour))))
+			if q := s.opts.CompanyQuietSince; q.IsZero() || at.Before(q) {
+				recs = append(recs, newRecord(s.rng, s.opts.CompanyID, "", true, at))
+			}
 		}
 	}
 	recs = slices.DeleteFunc(recs, func(r Record) bool { return r.Created.After(now) })

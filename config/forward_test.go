@@ -1,0 +1,86 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+)
+
+func loadYAML(t *testing.T, raw string) (config.Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path, env(nil))
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// TestForwardConfigInTheIssuesShape: the documented shape loads, and every
+// secret of a destination is masked in config check and scrubbed from logs.
+func TestForwardConfigInTheIssuesShape(t *testing.T) {
+	c, err := loadYAML(t, `
+forward:
+  - name: siem
+    kind: webhook
+    url: https://user:pw1@siem.example/ingest?key=k3y
+    secret: "hmac-s3cret"
+    format: json
+    filter: {source: tapd, action_type: download}
+  - name: lake
+    kind: file
+    path: /var/lib/tapd-mirror/out
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Forward) != 2 || c.Forward[0].Filter.ActionType != "download" || c.Forward[1].Path != "/var/lib/tapd-mirror/out" {
+		t.Fatalf("loaded %+v", c.Forward)
+	}
+	if d := c.Forward[1].WithDefaults(); d.DeadAfter.Hours() != 24 || d.Format != "json" {
+		t.Fatalf("defaults %+v", d)
+	}
+	shown := c.Redacted()
+	for _, s := range []string{"hmac-s3cret", "k3y", "pw1"} {
+		if strings.Contains(shown, s) {
+			t.Errorf("config check shows %q:\n%s", s, shown)
+		}
+		if !slices.Contains(c.Secrets(), s) {
+			t.Errorf("secrets lack %q", s)
+		}
+	}
+	if !strings.Contains(shown, "forward[0]") || !strings.Contains(shown, "kind=webhook") || !strings.Contains(shown, "siem.example") {
+		t.Errorf("config check does not show the destination:\n%s", shown)
+	}
+}
+
+func TestForwardConfigRefusesWhatIsNotBuilt(t *testing.T) {
+	for raw, want := range map[string]string{
+		"forward:\n  - {name: s, kind: splunk_hec, url: 'https://s.example', token: t}\n":      "not supported yet",
+		"forward:\n  - {name: s, kind: syslog, address: 's.example:6514', tls: true}\n":        "not supported yet",
+		"forward:\n  - {name: s, kind: kafka}\n":                                               "not a destination kind",
+		"forward:\n  - {name: s, kind: webhook, url: 'https://h.example'}\n":                   "needs a secret",
+		"forward:\n  - {name: s, kind: webhook, url: 'http://h.example', secret: x}\n":         "plain http",
+		"forward:\n  - {name: s, kind: webhook, url: 'ftp://h', secret: x}\n":                  "not an http(s) URL",
+		"forward:\n  - {name: s, kind: file}\n":                                                "needs path",
+		"forward:\n  - {name: s, kind: file, path: /x, format: ocsf}\n":                        "not supported yet",
+		"forward:\n  - {name: s, kind: file, path: /x, secret: x}\n":                           "not used by kind file",
+		"forward:\n  - {name: s, kind: file, path: /x}\n  - {name: s, kind: file, path: /y}\n": "unique",
+		"forward:\n  - {name: 'Bad Name', kind: file, path: /x}\n":                             "lowercase",
+	} {
+		_, err := loadYAML(t, raw)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error saying %q", raw, err, want)
+		}
+	}
+	if _, err := loadYAML(t, "forward:\n  - {name: local, kind: webhook, url: 'http://127.0.0.1:9/in', secret: x}\n"); err != nil {
+		t.Errorf("plain http to loopback refused: %v", err)
+	}
+}

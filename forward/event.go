@@ -1,0 +1,126 @@
+package forward
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
+	"github.com/tapd-mirror/tapd-mirror/storage"
+)
+
+// Event is one line of what destinations receive: an integrity log event,
+// with its index so that a duplicate (at-least-once) is recognisable.
+type Event struct {
+	Index int64  `json:"index"`
+	Type  string `json:"type"` // record, update, delete, purge, hold, release
+	Time  int64  `json:"time"` // Unix seconds: ingested (record, update) or when it happened
+	// Record is the record (record) or its new version (update).
+	Record *Record `json:"record,omitempty"`
+	// RecordID is the record removed (delete, purge), or the record of an
+	// event whose content a purge withheld.
+	RecordID int64 `json:"record_id,omitempty"`
+	// Prev is the index of the event holding the version replaced (update)
+	// or removed (delete, purge).
+	Prev     int64  `json:"prev,omitempty"`
+	Token    string `json:"token,omitempty"`  // the API token that asked (delete, hold, release)
+	Policy   string `json:"policy,omitempty"` // the retention policy (purge)
+	Hold     *Hold  `json:"hold,omitempty"`
+	Withheld bool   `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
+}
+
+// Record is a record with every contract field and the mirror's fields.
+type Record struct {
+	ID           int64  `json:"id"`
+	Platform     string `json:"platform"`
+	Serial       string `json:"serial"`
+	ActionType   string `json:"action_type"`
+	ActionDetail string `json:"action_detail"`
+	Username     string `json:"username"`
+	Timestamp    int64  `json:"timestamp"`
+	Source       string `json:"source"`
+	SourceID     string `json:"source_id"` // TAPD's id of a mirrored record
+	WorkspaceID  string `json:"workspace_id"`
+	IP           string `json:"ip"`
+	UA           string `json:"ua"`
+	URL          string `json:"url"`
+	Object       string `json:"object"`
+	ObjectKey    string `json:"object_key"`
+	Title        string `json:"title"`
+	IngestedAt   int64  `json:"ingested_at"`
+	// Extra is every raw TAPD field as stored.
+	Extra map[string]string `json:"extra"`
+}
+
+// Hold is a legal hold placed or lifted.
+type Hold struct {
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+	Filter string `json:"filter"`
+}
+
+func toEvent(le storage.LoggedEvent) Event {
+	out := Event{Index: le.Index, Type: string(le.Kind)}
+	e := le.Event
+	if e == nil {
+		out.RecordID, out.Withheld = le.RecordID, true
+		return out
+	}
+	out.Time = e.When().Unix()
+	out.Prev, out.RecordID, out.Token, out.Policy = e.Prev, e.RecordID, e.Token, e.Policy
+	if r := e.Record; r != nil {
+		x := r.Extra
+		if x == nil {
+			x = map[string]string{}
+		}
+		out.Record = &Record{ID: r.ID, Platform: r.Platform, Serial: r.Serial, ActionType: r.ActionType,
+			ActionDetail: r.ActionDetail, Username: r.Username, Timestamp: r.Timestamp.Unix(), Source: r.Source,
+			SourceID: r.SourceID, WorkspaceID: r.WorkspaceID, IP: x["ip"], UA: x["ua"], URL: x["url"],
+			Object: x["operate_object"], ObjectKey: x["operate_object_key"], Title: x["title"],
+			IngestedAt: r.IngestedAt.Unix(), Extra: x}
+	}
+	if h := e.Hold; h != nil {
+		out.Hold = &Hold{ID: h.ID, Name: h.Name, Reason: h.Reason, Filter: h.Filter}
+	}
+	return out
+}
+
+// matches reports whether f lets e through. Only record and update events
+// are filtered: deletions, purges and holds always pass, so the
+// destination's copy can be reconciled. Withheld content matches only an
+// empty filter (nothing is known to compare).
+func matches(f config.ForwardFilter, e Event) bool {
+	if f == (config.ForwardFilter{}) {
+		return true
+	}
+	if e.Type != string(integrity.KindRecord) && e.Type != string(integrity.KindUpdate) {
+		return true
+	}
+	r := e.Record
+	if r == nil {
+		return false
+	}
+	eq := func(want, got string) bool { return want == "" || want == got }
+	return eq(f.Source, r.Source) && eq(f.Serial, r.Serial) && eq(f.ActionType, r.ActionType) &&
+		eq(f.Username, r.Username) && (eq(f.Object, r.ObjectKey) || eq(f.Object, r.Object))
+}
+
+// Batch is what one delivery carries: NDJSON lines of events in log order.
+type Batch struct {
+	First, Last int64 // the indexes of its first and last line
+	Count       int
+	Body        []byte
+}
+
+func encodeBatch(events []Event) (Batch, error) {
+	b := Batch{First: events[0].Index, Last: events[len(events)-1].Index, Count: len(events)}
+	for _, e := range events {
+		line, err := json.Marshal(e)
+		if err != nil {
+			return Batch{}, fmt.Errorf("encoding event %d: %w", e.Index, err)
+		}
+		b.Body = append(append(b.Body, line...), '\n')
+	}
+	return b, nil
+}

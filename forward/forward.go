@@ -1,0 +1,331 @@
+// Package forward delivers the integrity log's events to the destinations
+// of config forward: (README "Forwarding"). Each destination is a cursor
+// over the log's index (storage.ForwardCursor), moved only after the
+// destination acknowledged a batch: at-least-once, in log order, each event
+// carrying its index so a duplicate is recognisable. The log is the buffer:
+// a destination that is down only falls behind, it never slows the sync.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/storage"
+)
+
+// destination is one kind's delivery: nil from Deliver is the ack.
+type destination interface {
+	Deliver(ctx context.Context, b Batch) error
+	Close() error
+}
+
+// idler is a destination with work to do while no events come (file: close
+// by age).
+type idler interface{ Idle() error }
+
+// Options configure a Forwarder.
+type Options struct {
+	Store        *storage.Store
+	Destinations []config.Forward
+	Logger       *slog.Logger
+	Now          func() time.Time // nil: time.Now
+	// Poll is how often a caught-up destination looks for new events
+	// (default 1s). Backoff bounds the wait between failed deliveries
+	// (default 1s doubling up to 5m).
+	Poll                   time.Duration
+	BackoffMin, BackoffMax time.Duration
+}
+
+// Forwarder runs every destination.
+type Forwarder struct {
+	o         Options
+	runners   []*runner
+	delivered *prometheus.CounterVec
+	failures  *prometheus.CounterVec
+	lag       *prometheus.Desc
+}
+
+// runner is one destination's loop and status.
+type runner struct {
+	f    *Forwarder
+	cfg  config.Forward
+	dest destination
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	cur    storage.ForwardCursor
+	head   int64 // the log's size when last looked at
+	failed bool  // marked failing (dead_after passed)
+}
+
+// Status is a destination's state (GET /api/v1/forward).
+type Status struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Cursor is the next index to deliver: every event before it was acknowledged.
+	Cursor       int64      `json:"cursor"`
+	LagEvents    int64      `json:"lag_events"`
+	LastSuccess  *time.Time `json:"last_success"`
+	LastError    string     `json:"last_error"`
+	FailingSince *time.Time `json:"failing_since"` // the current run of failures began
+	Failing      bool       `json:"failing"`       // failures for longer than dead_after
+}
+
+// New builds the destinations; it opens nothing remote.
+func New(o Options) (*Forwarder, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = time.Second
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(5*time.Minute, o.BackoffMin)
+	}
+	fw := &Forwarder{o: o,
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_forward_delivered_total",
+			Help: "Events acknowledged by each forwarding destination (a batch sent again counts again)."}, []string{"destination"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapdmirror_forward_failures_total",
+			Help: "Failed deliveries to each forwarding destination (each is retried with backoff)."}, []string{"destination"}),
+		lag: prometheus.NewDesc("tapdmirror_forward_lag_events",
+			"Integrity log events not yet acknowledged by each forwarding destination.", []string{"destination"}, nil),
+	}
+	for _, c := range o.Destinations {
+		c = c.WithDefaults()
+		var d destination
+		switch c.Kind {
+		case config.ForwardWebhook:
+			d = newWebhook(c)
+		case config.ForwardFile:
+			fd, err := newFile(c, o.Now)
+			if err != nil {
+				return nil, err
+			}
+			d = fd
+		default:
+			return nil, fmt.Errorf("forward destination %s: kind %s is not supported yet", c.Name, c.Kind)
+		}
+		fw.delivered.WithLabelValues(c.Name) // present at 0, so alerts on rate() see the destination
+		fw.failures.WithLabelValues(c.Name)
+		fw.runners = append(fw.runners, &runner{f: fw, cfg: c, dest: d, log: o.Logger.With("destination", c.Name, "kind", c.Kind)})
+	}
+	return fw, nil
+}
+
+// Run delivers to every destination, one goroutine each, until ctx ends.
+func (fw *Forwarder) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range fw.runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.run(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// Status is every destination's state; lag is measured against the log's
+// size now.
+func (fw *Forwarder) Status(ctx context.Context) ([]Status, error) {
+	head, err := fw.o.Store.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the integrity log's size: %w", err)
+	}
+	out := make([]Status, 0, len(fw.runners))
+	for _, r := range fw.runners {
+		r.mu.Lock()
+		r.head = max(r.head, head.Size)
+		s := r.status()
+		r.mu.Unlock()
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// status needs r.mu.
+func (r *runner) status() Status {
+	return Status{Name: r.cfg.Name, Kind: r.cfg.Kind, Cursor: r.cur.Next, LagEvents: max(r.head-r.cur.Next, 0),
+		LastSuccess: timePtr(r.cur.LastSuccess), LastError: r.cur.LastError, FailingSince: timePtr(r.cur.FailingSince), Failing: r.failed}
+}
+
+// Collectors are the forwarding metrics, for the process's registry.
+func (fw *Forwarder) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{fw.delivered, fw.failures, lagCollector{fw}}
+}
+
+type lagCollector struct{ fw *Forwarder }
+
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.fw.lag }
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.fw.runners {
+		r.mu.Lock()
+		lag := max(r.head-r.cur.Next, 0)
+		r.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(c.fw.lag, prometheus.GaugeValue, float64(lag), r.cfg.Name)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (r *runner) run(ctx context.Context) {
+	defer func() {
+		if err := r.dest.Close(); err != nil {
+			r.log.Warn("closing forward destination", "err", err)
+		}
+	}()
+	// The cursor is read until it can be: without it nothing is sent.
+	for wait := r.f.o.BackoffMin; ; wait = min(2*wait, r.f.o.BackoffMax) {
+		cur, err := r.f.o.Store.ForwardCursor(ctx, r.cfg.Name)
+		if err == nil {
+			r.mu.Lock()
+			r.cur = cur
+			r.failed = !cur.FailingSince.IsZero() && r.f.o.Now().Sub(cur.FailingSince) >= r.cfg.DeadAfter.Duration
+			r.mu.Unlock()
+			break
+		}
+		r.log.Warn("reading forward cursor", "err", err)
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+	r.log.Info("forwarding", "from_index", r.cur.Next)
+	wait := r.f.o.BackoffMin
+	for ctx.Err() == nil {
+		delivered, err := r.step(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.failure(ctx, err)
+			if !sleep(ctx, wait) {
+				return
+			}
+			wait = min(2*wait, r.f.o.BackoffMax)
+		case delivered:
+			wait = r.f.o.BackoffMin
+		default: // caught up
+			if i, ok := r.dest.(idler); ok {
+				if err := i.Idle(); err != nil {
+					r.log.Warn("forward destination idle work", "err", err)
+				}
+			}
+			if !sleep(ctx, r.f.o.Poll) {
+				return
+			}
+		}
+	}
+}
+
+// step delivers the next batch; it reports false with no error when there
+// was nothing to deliver.
+func (r *runner) step(ctx context.Context) (bool, error) {
+	head, err := r.f.o.Store.Head(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading the integrity log's size: %w", err)
+	}
+	r.mu.Lock()
+	r.head = head.Size
+	next := r.cur.Next
+	r.mu.Unlock()
+	if next >= head.Size {
+		return false, nil
+	}
+	to := min(next+int64(r.cfg.BatchSize), head.Size)
+	logged, err := r.f.o.Store.ReadEvents(ctx, next, to)
+	if err != nil {
+		return false, err
+	}
+	if int64(len(logged)) != to-next || logged[0].Index != next || logged[len(logged)-1].Index != to-1 {
+		return false, fmt.Errorf("the integrity log has no event at %d..%d (run tapd-mirror verify --database)", next, to-1)
+	}
+	var events []Event
+	for _, le := range logged {
+		if e := toEvent(le); matches(r.cfg.Filter, e) {
+			events = append(events, e)
+		}
+	}
+	if len(events) > 0 {
+		b, err := encodeBatch(events)
+		if err != nil {
+			return false, err
+		}
+		if err := r.dest.Deliver(ctx, b); err != nil {
+			return false, err
+		}
+		r.f.delivered.WithLabelValues(r.cfg.Name).Add(float64(b.Count))
+	}
+	// Acknowledged (or filtered out): the cursor moves past the whole range.
+	r.mu.Lock()
+	wasFailing := r.failed
+	r.cur.Next, r.cur.LastSuccess, r.cur.LastError, r.cur.FailingSince, r.failed = to, r.f.o.Now().UTC(), "", time.Time{}, false
+	cur := r.cur
+	r.mu.Unlock()
+	if wasFailing {
+		r.log.Info("forward destination recovered", "cursor", to)
+	}
+	// The ack is in: record it even when shutdown began meanwhile.
+	save, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.f.o.Store.SaveForwardCursor(save, cur); err != nil {
+		// Delivered but not recorded: a restart sends the batch again, which
+		// at-least-once allows.
+		r.log.Warn("saving forward cursor", "err", err)
+	}
+	return true, nil
+}
+
+// failure records a failed delivery; past dead_after the destination is
+// marked failing, logged at ERROR once.
+func (r *runner) failure(ctx context.Context, err error) {
+	r.f.failures.WithLabelValues(r.cfg.Name).Inc()
+	now := r.f.o.Now().UTC()
+	r.mu.Lock()
+	if r.cur.FailingSince.IsZero() {
+		r.cur.FailingSince = now
+	}
+	r.cur.LastError = err.Error()
+	markNow := !r.failed && now.Sub(r.cur.FailingSince) >= r.cfg.DeadAfter.Duration
+	r.failed = r.failed || markNow
+	cur, lag := r.cur, max(r.head-r.cur.Next, 0)
+	r.mu.Unlock()
+	if markNow {
+		r.log.Error("forward destination failing: deliveries have failed since "+cur.FailingSince.Format(time.RFC3339)+
+			" (dead_after "+r.cfg.DeadAfter.String()+"); it resumes from its cursor when it answers", "cursor", cur.Next, "lag_events", lag, "err", err)
+	} else {
+		r.log.Warn("forward delivery failed; retrying", "cursor", cur.Next, "lag_events", lag, "err", err)
+	}
+	if err := r.f.o.Store.SaveForwardCursor(ctx, cur); err != nil && !errors.Is(err, context.Canceled) {
+		r.log.Warn("saving forward status", "err", err)
+	}
+}
