@@ -74,6 +74,23 @@ func startPGCluster(t *testing.T) *pgCluster {
 	c.start("monitor", "create", "monitor", "--pgctl", pgCtl, "--pgdata", c.pgdata("monitor"),
 		"--pgport", strconv.Itoa(c.monitor), "--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl", "--run")
 	c.waitFor("the monitor to accept connections", func(db *sql.DB) (bool, error) { return true, nil })
+	// The monitor promotes the standby once the old primary reports itself
+	// demoted, or after primary_demote_timeout (30 s) in any case. On a
+	// loaded 2-core machine the old primary's keeper can take longer than
+	// that to demote, and the writes it still accepts meanwhile are lost
+	// (seen: a finished run read back as running). Waiting longer for a keeper
+	// that is alive keeps the test about the mirror, not the machine's load.
+	monitor, err := sql.Open("postgres", fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=pg_auto_failover sslmode=disable", c.monitor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer monitor.Close()
+	if _, err := monitor.Exec(`ALTER SYSTEM SET pgautofailover.primary_demote_timeout = '5min'`); err != nil {
+		t.Fatalf("setting the monitor's primary_demote_timeout: %v", err)
+	}
+	if _, err := monitor.Exec(`SELECT pg_reload_conf()`); err != nil {
+		t.Fatalf("reloading the monitor's configuration: %v", err)
+	}
 	c.startNode(1)
 	c.waitStates(map[string]string{"node1": "single"})
 	// The standby's base backup waits for a checkpoint, which is spread over
