@@ -67,13 +67,20 @@ func TestQuotaPauseIsShown(t *testing.T) {
 		}
 		var status struct {
 			Data []struct {
-				Paused *time.Time `json:"tapd_quota_paused_until"`
+				Paused *time.Time     `json:"tapd_quota_paused_until"`
+				AtRisk *syncer.AtRisk `json:"at_risk"`
 			} `json:"data"`
 		}
 		err = json.NewDecoder(resp.Body).Decode(&status)
 		resp.Body.Close()
 		if err != nil || len(status.Data) != 1 || status.Data[0].Paused == nil || !status.Data[0].Paused.Equal(until) {
 			t.Fatalf("status %+v (err %v), want tapd_quota_paused_until %v", status, err, until)
+		}
+		// A first backfill held by the pause has fetched nothing: its oldest
+		// unfetched minute is TAPD's horizon, and it is at risk.
+		risk := status.Data[0].AtRisk
+		if risk == nil || risk.OldestUnfetched.IsZero() || !risk.ExpiresAt.After(risk.OldestUnfetched) {
+			t.Fatalf("status at_risk %+v, want the oldest unfetched minute and its expiry", risk)
 		}
 
 		v := newVisitor(t, hs.URL, nil)
@@ -83,6 +90,10 @@ func TestQuotaPauseIsShown(t *testing.T) {
 			p := v.get("/coverage?lang=" + lang)
 			if p.status != 200 || !strings.Contains(p.body, words) || !strings.Contains(p.body, when) {
 				t.Fatalf("%s coverage page lacks %q %s:\n%s", lang, words, when, p.body)
+			}
+			oldest := risk.OldestUnfetched.In(shanghai).Format("2006-01-02 15:04")
+			if !strings.Contains(p.body, `class="atrisk">`+oldest) {
+				t.Fatalf("%s coverage page lacks the at-risk line starting %s:\n%s", lang, oldest, p.body)
 			}
 		}
 	})
