@@ -81,6 +81,10 @@ var stateTables = []stateTable{
 	{name: "activity_tombstone", cols: cols("source", colText, "source_id", colText, "deleted_at", colTime)},
 	{name: "activity_history", cols: cols("id", colInt, "activity_id", colInt, "source_id", colText, "changed_at", colTime, "previous", colJSON)},
 	{name: "integrity_checkpoint", cols: cols("tree_size", colInt, "root", colBytes, "signed", colText, "signed_at", colTime), grows: true},
+	// Forwarding cursors (log indexes, which a restore keeps): a restored
+	// mirror resumes each destination where the backup saw it, resending
+	// at most what was delivered after it (duplicates carry their index).
+	{name: "forward_cursor", cols: cols("name", colText, "next_idx", colInt, "last_success", colInt, "last_error", colText, "failing_since", colInt)},
 }
 
 // backupReplayed are the tables a restore rebuilds from the events, and

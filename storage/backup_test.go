@@ -61,6 +61,10 @@ func archiveHistory(t *testing.T, s *storage.Store) {
 	if err := s.SetMeta(ctx, "tapd.end_time_minute", "inclusive"); err != nil {
 		t.Fatal(err)
 	}
+	// A destination that has acknowledged the log's first events resumes there.
+	if err := s.SaveForwardCursor(ctx, storage.ForwardCursor{Name: "siem", Next: 3, LastSuccess: t0, LastError: "503 from siem"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // moreHistory adds what comes after a full backup: a new record, a second
@@ -185,6 +189,10 @@ func TestBackupRestoresIntoEitherDialect(t *testing.T) {
 				t.Fatalf("restored archive differs:\n--- source\n%s\n--- restored\n%s", want, got)
 			}
 			verifyOK(t, dst, key.VerifierKey())
+			// Forwarding resumes where the backup saw each destination.
+			if c, err := dst.ForwardCursor(ctx, "siem"); err != nil || c.Next != 3 || c.LastError != "503 from siem" || !c.LastSuccess.Equal(t0) {
+				t.Fatalf("restored forward cursor %+v (%v), want siem at 3", c, err)
+			}
 			// Every backup's checkpoint is kept, beside the source's own.
 			for _, b := range res.Backups {
 				if _, err := dst.CheckpointAt(ctx, b.Checkpoint.Size); err != nil {
