@@ -36,6 +36,7 @@ type runState struct {
 	candidate *tapd.Record  // a record created at seconds > 0, to learn end_time's meaning
 
 	prefetched *prefetched // page 1 of the next window, when oldestDayFirst fetched it
+	held       []Interval  // coverage at the run's start: what a re-read finds already mirrored
 }
 
 // writeJob is a batch of records to upsert, or a window to commit once
@@ -181,7 +182,7 @@ func (r *runState) sync(ctx context.Context, ro RunOptions) error {
 		return err
 	}
 	windows, horizon, to := r.s.plan(state, ro, r.s.planTime(ro))
-	r.horizon, r.to = horizon, to
+	r.horizon, r.to, r.held = horizon, to, state.Coverage
 	if len(windows) > 0 {
 		if err := r.discoverEndMinute(ctx); err != nil {
 			return err
@@ -286,10 +287,22 @@ func (r *runState) unexpired(w Interval) (_ Interval, ok bool) {
 		return w, true
 	}
 	lost := Interval{Start: w.Start, End: minTime(expired, w.End)}
-	r.warn(fmt.Sprintf("%s expired at TAPD before it was fetched", r.fmtWindow(lost)))
-	r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonExpired}})})
+	r.expired(lost)
 	w.Start = lost.End
 	return w, w.Start.Before(w.End)
+}
+
+// expired records that lost left TAPD's half year before this run fetched
+// it: a gap that says so, and a warning. A span already mirrored (a re-read,
+// --full or --since) lost nothing: the archive holds it, now beyond TAPD's
+// reach, so there is nothing to warn about.
+func (r *runState) expired(lost Interval) {
+	if slices.ContainsFunc(r.held, func(c Interval) bool { return !c.Start.After(lost.Start) && !c.End.Before(lost.End) }) {
+		r.log.Debug("already mirrored; left TAPD's half year before this run re-read it", "window", r.fmtWindow(lost))
+		return
+	}
+	r.warn(fmt.Sprintf("%s expired at TAPD before it was fetched", r.fmtWindow(lost)))
+	r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonExpired}})})
 }
 
 // oldestDayFirst splits an urgent window (one starting within a day of the
@@ -386,15 +399,13 @@ func (r *runState) window(ctx context.Context, w Interval, reread bool, depth in
 				}
 				r.horizon = maxTime(r.horizon, start) // the next window starts there: near it too
 				lost := Interval{Start: w.Start, End: start}
-				reason := storage.ReasonBeyondHorizon
 				if r.s.horizonAt(o.Now()).Truncate(time.Minute).After(w.Start) {
-					reason = storage.ReasonExpired
-					r.warn(fmt.Sprintf("%s expired at TAPD before it was fetched", r.fmtWindow(lost)))
+					r.expired(lost)
 				} else {
 					r.warn(fmt.Sprintf("TAPD refused %s as beyond its half year (tapd.horizon_days may be too large); fetching from %s",
 						r.fmtWindow(lost), r.fmt(start)))
+					r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: storage.ReasonBeyondHorizon}})})
 				}
-				r.write(writeJob{commit: r.commitOf(lost, nil, []storage.GapReason{{Interval: lost, Reason: reason}})})
 				if w.Start = start; !w.Start.Before(w.End) {
 					return nil
 				}
