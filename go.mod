@@ -1,6 +1,8 @@
 module github.com/tapd-mirror/tapd-mirror
 
-go 1.26.10
+go 1.26.8
+
+toolchain go1.26.10
 
 require (
 	github.com/chromedp/cdproto v0.159.0
