@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"os/exec"
 	"strings"
 
@@ -81,14 +80,9 @@ func (b *bench) doctorEstimate(ctx context.Context) error {
 
 // runBinary runs the built tapd-mirror to completion and returns its stdout.
 func (b *bench) runBinary(ctx context.Context, env map[string]string, args ...string) ([]byte, error) {
-	bin, err := b.build(ctx)
+	cmd, err := b.command(ctx, env, args...)
 	if err != nil {
 		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -36,7 +36,8 @@ type proc struct {
 	done  chan struct{}
 }
 
-func (b *bench) startProc(ctx context.Context, env map[string]string, args ...string) (*proc, error) {
+// command is the built tapd-mirror with args, in the bench's environment plus env.
+func (b *bench) command(ctx context.Context, env map[string]string, args ...string) (*exec.Cmd, error) {
 	bin, err := b.build(ctx)
 	if err != nil {
 		return nil, err
@@ -45,6 +46,14 @@ func (b *bench) startProc(ctx context.Context, env map[string]string, args ...st
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd, nil
+}
+
+func (b *bench) startProc(ctx context.Context, env map[string]string, args ...string) (*proc, error) {
+	cmd, err := b.command(ctx, env, args...)
+	if err != nil {
+		return nil, err
 	}
 	cmd.Stderr = os.Stderr
 	p := &proc{cmd: cmd, start: time.Now(), done: make(chan struct{})}
