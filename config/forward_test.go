@@ -37,18 +37,37 @@ forward:
   - name: lake
     kind: file
     path: /var/lib/tapd-mirror/out
+  - name: splunk
+    kind: splunk_hec
+    url: https://splunk.example:8088
+    token: "hec-t0ken"
+    index: audit
+  - name: qradar
+    kind: syslog
+    address: siem.example:6514
+    tls: true
+    ca_file: /etc/ssl/siem-ca.pem
+    cert_file: /etc/tapd-mirror/client.pem
+    key_file: /etc/tapd-mirror/client-key.pem
+    format: cef
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Forward) != 2 || c.Forward[0].Filter.ActionType != "download" || c.Forward[1].Path != "/var/lib/tapd-mirror/out" {
+	if d := c.Forward[2].WithDefaults(); d.Source != "tapd-mirror" || d.Sourcetype != "tapd:mirror" || d.Host == "" {
+		t.Errorf("splunk_hec defaults %+v", d)
+	}
+	if d := c.Forward[3].WithDefaults(); d.Facility == nil || *d.Facility != 13 {
+		t.Errorf("syslog defaults %+v", d)
+	}
+	if len(c.Forward) != 4 || c.Forward[0].Filter.ActionType != "download" || c.Forward[1].Path != "/var/lib/tapd-mirror/out" {
 		t.Fatalf("loaded %+v", c.Forward)
 	}
 	if d := c.Forward[1].WithDefaults(); d.DeadAfter.Hours() != 24 || d.Format != "json" {
 		t.Fatalf("defaults %+v", d)
 	}
 	shown := c.Redacted()
-	for _, s := range []string{"hmac-s3cret", "k3y", "pw1"} {
+	for _, s := range []string{"hmac-s3cret", "k3y", "pw1", "hec-t0ken", "/etc/tapd-mirror/client-key.pem"} {
 		if strings.Contains(shown, s) {
 			t.Errorf("config check shows %q:\n%s", s, shown)
 		}
@@ -56,24 +75,31 @@ forward:
 			t.Errorf("secrets lack %q", s)
 		}
 	}
-	if !strings.Contains(shown, "forward[0]") || !strings.Contains(shown, "kind=webhook") || !strings.Contains(shown, "siem.example") {
+	if !strings.Contains(shown, "forward[0]") || !strings.Contains(shown, "kind=webhook") || !strings.Contains(shown, "siem.example") ||
+		!strings.Contains(shown, "address=siem.example:6514 tls=true") || !strings.Contains(shown, "key_file=****") {
 		t.Errorf("config check does not show the destination:\n%s", shown)
 	}
 }
 
-func TestForwardConfigRefusesWhatIsNotBuilt(t *testing.T) {
+func TestForwardConfigRefusesWhatCannotWork(t *testing.T) {
 	for raw, want := range map[string]string{
-		"forward:\n  - {name: s, kind: splunk_hec, url: 'https://s.example', token: t}\n":      "not supported yet",
-		"forward:\n  - {name: s, kind: syslog, address: 's.example:6514', tls: true}\n":        "not supported yet",
-		"forward:\n  - {name: s, kind: kafka}\n":                                               "not a destination kind",
-		"forward:\n  - {name: s, kind: webhook, url: 'https://h.example'}\n":                   "needs a secret",
-		"forward:\n  - {name: s, kind: webhook, url: 'http://h.example', secret: x}\n":         "plain http",
-		"forward:\n  - {name: s, kind: webhook, url: 'ftp://h', secret: x}\n":                  "not an http(s) URL",
-		"forward:\n  - {name: s, kind: file}\n":                                                "needs path",
-		"forward:\n  - {name: s, kind: file, path: /x, format: ocsf}\n":                        "not supported yet",
-		"forward:\n  - {name: s, kind: file, path: /x, secret: x}\n":                           "not used by kind file",
-		"forward:\n  - {name: s, kind: file, path: /x}\n  - {name: s, kind: file, path: /y}\n": "unique",
-		"forward:\n  - {name: 'Bad Name', kind: file, path: /x}\n":                             "lowercase",
+		"forward:\n  - {name: s, kind: splunk_hec, url: 'https://s.example'}\n":                        "needs token",
+		"forward:\n  - {name: s, kind: splunk_hec, url: 'https://s.example', token: t, secret: x}\n":   "not used by kind splunk_hec",
+		"forward:\n  - {name: s, kind: syslog, address: 's.example'}\n":                                "not host:port",
+		"forward:\n  - {name: s, kind: syslog, address: 's.example:514'}\n":                            "without tls",
+		"forward:\n  - {name: s, kind: syslog, address: 's.example:6514', tls: true, cert_file: /c}\n": "go together",
+		"forward:\n  - {name: s, kind: syslog, address: '127.0.0.1:514', facility: 24}\n":              "outside 0..23",
+		"forward:\n  - {name: s, kind: webhook, url: 'https://h.example', secret: x, format: cef}\n":   "cef is for syslog",
+		"forward:\n  - {name: s, kind: file, path: /x, gzip: true}\n":                                  "not used by kind file",
+		"forward:\n  - {name: s, kind: kafka}\n":                                                       "not a destination kind",
+		"forward:\n  - {name: s, kind: webhook, url: 'https://h.example'}\n":                           "needs a secret",
+		"forward:\n  - {name: s, kind: webhook, url: 'http://h.example', secret: x}\n":                 "plain http",
+		"forward:\n  - {name: s, kind: webhook, url: 'ftp://h', secret: x}\n":                          "not an http(s) URL",
+		"forward:\n  - {name: s, kind: file}\n":                                                        "needs path",
+		"forward:\n  - {name: s, kind: file, path: /x, format: xml}\n":                                 "not a format",
+		"forward:\n  - {name: s, kind: file, path: /x, secret: x}\n":                                   "not used by kind file",
+		"forward:\n  - {name: s, kind: file, path: /x}\n  - {name: s, kind: file, path: /y}\n":         "unique",
+		"forward:\n  - {name: 'Bad Name', kind: file, path: /x}\n":                                     "lowercase",
 	} {
 		_, err := loadYAML(t, raw)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -3,6 +3,7 @@ package forward
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/integrity"
@@ -27,6 +28,18 @@ type Event struct {
 	Policy   string `json:"policy,omitempty"` // the retention policy (purge)
 	Hold     *Hold  `json:"hold,omitempty"`
 	Withheld bool   `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
+	// Checkpoint is the latest signed checkpoint covering the event when it
+	// was delivered (its tree size > index); absent until one is signed.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+
+	at time.Time // when it happened, to the millisecond (destinations' timestamps)
+}
+
+// Checkpoint names a signed checkpoint: GET /api/v1/integrity/checkpoint
+// and the proof endpoints take its size.
+type Checkpoint struct {
+	Size int64  `json:"size"`
+	Root string `json:"root"` // base64, as in the signed note
 }
 
 // Record is a record with every contract field and the mirror's fields.
@@ -67,6 +80,10 @@ func toEvent(le storage.LoggedEvent) Event {
 		out.RecordID, out.Withheld = le.RecordID, true
 		return out
 	}
+	out.at = e.When()
+	if e.Record != nil && (e.Kind == integrity.KindRecord || e.Kind == integrity.KindUpdate) {
+		out.at = e.Record.Timestamp // when the person acted, the time a SIEM files it under
+	}
 	out.Time = e.When().Unix()
 	out.Prev, out.RecordID, out.Token, out.Policy = e.Prev, e.RecordID, e.Token, e.Policy
 	if r := e.Record; r != nil {
@@ -106,21 +123,40 @@ func matches(f config.ForwardFilter, e Event) bool {
 		eq(f.Username, r.Username) && (eq(f.Object, r.ObjectKey) || eq(f.Object, r.Object))
 }
 
-// Batch is what one delivery carries: NDJSON lines of events in log order.
+// Batch is what one delivery carries: events in log order.
 type Batch struct {
-	First, Last int64 // the indexes of its first and last line
+	First, Last int64 // the indexes of its first and last event
 	Count       int
-	Body        []byte
+	Events      []Event
 }
 
-func encodeBatch(events []Event) (Batch, error) {
-	b := Batch{First: events[0].Index, Last: events[len(events)-1].Index, Count: len(events)}
-	for _, e := range events {
-		line, err := json.Marshal(e)
-		if err != nil {
-			return Batch{}, fmt.Errorf("encoding event %d: %w", e.Index, err)
-		}
-		b.Body = append(append(b.Body, line...), '\n')
+func newBatch(events []Event) Batch {
+	return Batch{First: events[0].Index, Last: events[len(events)-1].Index, Count: len(events), Events: events}
+}
+
+// encodeJSON is one event as a JSON object in the destination's format
+// (json: Event as is; ocsf: ocsf.go).
+func encodeJSON(format string, e Event) ([]byte, error) {
+	var v any = e
+	if format == "ocsf" {
+		v = toOCSF(e)
 	}
-	return b, nil
+	line, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding event %d: %w", e.Index, err)
+	}
+	return line, nil
+}
+
+// ndjson is the batch as NDJSON lines.
+func ndjson(format string, b Batch) ([]byte, error) {
+	var body []byte
+	for _, e := range b.Events {
+		line, err := encodeJSON(format, e)
+		if err != nil {
+			return nil, err
+		}
+		body = append(append(body, line...), '\n')
+	}
+	return body, nil
 }

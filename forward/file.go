@@ -20,6 +20,7 @@ const partialSuffix = ".partial"
 // age. A batch is acknowledged once written and synced to the open file.
 type file struct {
 	dir, name string
+	format    string
 	maxBytes  int64
 	maxAge    time.Duration
 	now       func() time.Time
@@ -30,7 +31,7 @@ type file struct {
 }
 
 func newFile(f config.Forward, now func() time.Time) (*file, error) {
-	d := &file{dir: f.Path, name: f.Name, maxBytes: f.RotateBytes, maxAge: f.RotateAge.Duration, now: now}
+	d := &file{dir: f.Path, name: f.Name, format: f.Format, maxBytes: f.RotateBytes, maxAge: f.RotateAge.Duration, now: now}
 	if err := os.MkdirAll(d.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("file destination %s: creating %s: %w", f.Name, d.dir, err)
 	}
@@ -91,6 +92,10 @@ func syncDir(dir string) error {
 }
 
 func (d *file) Deliver(ctx context.Context, b Batch) error {
+	body, err := ndjson(d.format, b)
+	if err != nil {
+		return err
+	}
 	if err := d.rotate(false); err != nil {
 		return err
 	}
@@ -105,7 +110,7 @@ func (d *file) Deliver(ctx context.Context, b Batch) error {
 		}
 		d.cur, d.curSize, d.curOpened = f, 0, now
 	}
-	n, err := d.cur.Write(b.Body)
+	n, err := d.cur.Write(body)
 	d.curSize += int64(n)
 	if err == nil {
 		err = d.cur.Sync()

@@ -36,6 +36,7 @@ type Options struct {
 	Destinations []config.Forward
 	Logger       *slog.Logger
 	Now          func() time.Time // nil: time.Now
+	Version      string           // the binary's, named in CEF headers
 	// Poll is how often a caught-up destination looks for new events
 	// (default 1s). Backoff bounds the wait between failed deliveries
 	// (default 1s doubling up to 5m).
@@ -50,6 +51,7 @@ type Forwarder struct {
 	delivered *prometheus.CounterVec
 	failures  *prometheus.CounterVec
 	lag       *prometheus.Desc
+	lagSecs   *prometheus.Desc
 }
 
 // runner is one destination's loop and status.
@@ -63,6 +65,11 @@ type runner struct {
 	cur    storage.ForwardCursor
 	head   int64 // the log's size when last looked at
 	failed bool  // marked failing (dead_after passed)
+	// oldest is when the event at the cursor happened (zero: none waits),
+	// for lag in seconds.
+	oldest time.Time
+	// refusal is the last refusal logged at ERROR, so each is logged once.
+	refusal string
 }
 
 // Status is a destination's state (GET /api/v1/forward).
@@ -70,8 +77,11 @@ type Status struct {
 	Name string `json:"name"`
 	Kind string `json:"kind"`
 	// Cursor is the next index to deliver: every event before it was acknowledged.
-	Cursor       int64      `json:"cursor"`
-	LagEvents    int64      `json:"lag_events"`
+	Cursor    int64 `json:"cursor"`
+	LagEvents int64 `json:"lag_events"`
+	// LagSeconds is the age of the oldest event not yet acknowledged (0
+	// when caught up).
+	LagSeconds   float64    `json:"lag_seconds"`
 	LastSuccess  *time.Time `json:"last_success"`
 	LastError    string     `json:"last_error"`
 	FailingSince *time.Time `json:"failing_since"` // the current run of failures began
@@ -85,6 +95,9 @@ func New(o Options) (*Forwarder, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Version == "" {
+		o.Version = "dev"
 	}
 	if o.Poll <= 0 {
 		o.Poll = time.Second
@@ -102,6 +115,8 @@ func New(o Options) (*Forwarder, error) {
 			Help: "Failed deliveries to each forwarding destination (each is retried with backoff)."}, []string{"destination"}),
 		lag: prometheus.NewDesc("tapdmirror_forward_lag_events",
 			"Integrity log events not yet acknowledged by each forwarding destination.", []string{"destination"}, nil),
+		lagSecs: prometheus.NewDesc("tapdmirror_forward_lag_seconds",
+			"Age of the oldest integrity log event not yet acknowledged by each forwarding destination (0 when caught up).", []string{"destination"}, nil),
 	}
 	for _, c := range o.Destinations {
 		c = c.WithDefaults()
@@ -109,6 +124,14 @@ func New(o Options) (*Forwarder, error) {
 		switch c.Kind {
 		case config.ForwardWebhook:
 			d = newWebhook(c)
+		case config.ForwardSplunkHEC:
+			d = newHEC(c, o.Now)
+		case config.ForwardSyslog:
+			sd, err := newSyslog(c, o.Now, o.Version)
+			if err != nil {
+				return nil, err
+			}
+			d = sd
 		case config.ForwardFile:
 			fd, err := newFile(c, o.Now)
 			if err != nil {
@@ -116,7 +139,7 @@ func New(o Options) (*Forwarder, error) {
 			}
 			d = fd
 		default:
-			return nil, fmt.Errorf("forward destination %s: kind %s is not supported yet", c.Name, c.Kind)
+			return nil, fmt.Errorf("forward destination %s: %q is not a destination kind", c.Name, c.Kind)
 		}
 		fw.delivered.WithLabelValues(c.Name) // present at 0, so alerts on rate() see the destination
 		fw.failures.WithLabelValues(c.Name)
@@ -146,14 +169,24 @@ func (fw *Forwarder) Status(ctx context.Context) ([]Status, error) {
 		return nil, fmt.Errorf("reading the integrity log's size: %w", err)
 	}
 	out := make([]Status, 0, len(fw.runners))
+	now := fw.o.Now()
 	for _, r := range fw.runners {
 		r.mu.Lock()
 		r.head = max(r.head, head.Size)
-		s := r.status()
+		s := r.status(now)
 		r.mu.Unlock()
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// Names are the configured destinations' names, in config order.
+func (fw *Forwarder) Names() []string {
+	var out []string
+	for _, r := range fw.runners {
+		out = append(out, r.cfg.Name)
+	}
+	return out
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -163,10 +196,18 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
+// lagSeconds needs r.mu.
+func (r *runner) lagSeconds(now time.Time) float64 {
+	if r.oldest.IsZero() || r.cur.Next >= r.head {
+		return 0
+	}
+	return max(now.Sub(r.oldest).Seconds(), 0)
+}
+
 // status needs r.mu.
-func (r *runner) status() Status {
+func (r *runner) status(now time.Time) Status {
 	return Status{Name: r.cfg.Name, Kind: r.cfg.Kind, Cursor: r.cur.Next, LagEvents: max(r.head-r.cur.Next, 0),
-		LastSuccess: timePtr(r.cur.LastSuccess), LastError: r.cur.LastError, FailingSince: timePtr(r.cur.FailingSince), Failing: r.failed}
+		LagSeconds: r.lagSeconds(now), LastSuccess: timePtr(r.cur.LastSuccess), LastError: r.cur.LastError, FailingSince: timePtr(r.cur.FailingSince), Failing: r.failed}
 }
 
 // Collectors are the forwarding metrics, for the process's registry.
@@ -176,14 +217,16 @@ func (fw *Forwarder) Collectors() []prometheus.Collector {
 
 type lagCollector struct{ fw *Forwarder }
 
-func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.fw.lag }
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.fw.lag; ch <- c.fw.lagSecs }
 
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.fw.o.Now()
 	for _, r := range c.fw.runners {
 		r.mu.Lock()
-		lag := max(r.head-r.cur.Next, 0)
+		lag, secs := max(r.head-r.cur.Next, 0), r.lagSeconds(now)
 		r.mu.Unlock()
 		ch <- prometheus.MustNewConstMetric(c.fw.lag, prometheus.GaugeValue, float64(lag), r.cfg.Name)
+		ch <- prometheus.MustNewConstMetric(c.fw.lagSecs, prometheus.GaugeValue, secs, r.cfg.Name)
 	}
 }
 
@@ -250,6 +293,9 @@ func (r *runner) run(ctx context.Context) {
 // step delivers the next batch; it reports false with no error when there
 // was nothing to deliver.
 func (r *runner) step(ctx context.Context) (bool, error) {
+	if err := r.takeReplay(ctx); err != nil {
+		return false, err
+	}
 	head, err := r.f.o.Store.Head(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reading the integrity log's size: %w", err)
@@ -257,6 +303,9 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 	r.mu.Lock()
 	r.head = head.Size
 	next := r.cur.Next
+	if next >= head.Size {
+		r.oldest = time.Time{}
+	}
 	r.mu.Unlock()
 	if next >= head.Size {
 		return false, nil
@@ -269,6 +318,11 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 	if int64(len(logged)) != to-next || logged[0].Index != next || logged[len(logged)-1].Index != to-1 {
 		return false, fmt.Errorf("the integrity log has no event at %d..%d (run tapd-mirror verify --database)", next, to-1)
 	}
+	if e := logged[0].Event; e != nil {
+		r.mu.Lock()
+		r.oldest = e.When()
+		r.mu.Unlock()
+	}
 	var events []Event
 	for _, le := range logged {
 		if e := toEvent(le); matches(r.cfg.Filter, e) {
@@ -276,10 +330,10 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 		}
 	}
 	if len(events) > 0 {
-		b, err := encodeBatch(events)
-		if err != nil {
+		if err := r.attachCheckpoint(ctx, events); err != nil {
 			return false, err
 		}
+		b := newBatch(events)
 		if err := r.dest.Deliver(ctx, b); err != nil {
 			return false, err
 		}
@@ -289,6 +343,7 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 	r.mu.Lock()
 	wasFailing := r.failed
 	r.cur.Next, r.cur.LastSuccess, r.cur.LastError, r.cur.FailingSince, r.failed = to, r.f.o.Now().UTC(), "", time.Time{}, false
+	r.refusal = ""
 	cur := r.cur
 	r.mu.Unlock()
 	if wasFailing {
@@ -317,15 +372,66 @@ func (r *runner) failure(ctx context.Context, err error) {
 	r.cur.LastError = err.Error()
 	markNow := !r.failed && now.Sub(r.cur.FailingSince) >= r.cfg.DeadAfter.Duration
 	r.failed = r.failed || markNow
+	var ref *RefusedError
+	newRefusal := errors.As(err, &ref) && r.refusal != err.Error()
+	if newRefusal {
+		r.refusal = err.Error()
+	}
 	cur, lag := r.cur, max(r.head-r.cur.Next, 0)
 	r.mu.Unlock()
-	if markNow {
+	switch {
+	case newRefusal:
+		r.log.Error("forward destination refuses the events: fix its configuration; they wait at the cursor and are retried", "cursor", cur.Next, "lag_events", lag, "err", err)
+	case markNow:
 		r.log.Error("forward destination failing: deliveries have failed since "+cur.FailingSince.Format(time.RFC3339)+
 			" (dead_after "+r.cfg.DeadAfter.String()+"); it resumes from its cursor when it answers", "cursor", cur.Next, "lag_events", lag, "err", err)
-	} else {
+	default:
 		r.log.Warn("forward delivery failed; retrying", "cursor", cur.Next, "lag_events", lag, "err", err)
 	}
 	if err := r.f.o.Store.SaveForwardCursor(ctx, cur); err != nil && !errors.Is(err, context.Canceled) {
 		r.log.Warn("saving forward status", "err", err)
 	}
+}
+
+// RefusedError is a receiver's answer that retrying cannot change (a
+// token refused, an index that does not exist): the events stay at the
+// cursor and are retried with backoff like any failure, since skipping them
+// would lose them, but it is logged at ERROR at once.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// attachCheckpoint gives each event the latest signed checkpoint covering
+// it, if one does yet.
+func (r *runner) attachCheckpoint(ctx context.Context, events []Event) error {
+	cp, err := r.f.o.Store.LatestCheckpoint(ctx)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ref := &Checkpoint{Size: cp.Size, Root: cp.Root.String()}
+	for i := range events {
+		if cp.Size > events[i].Index {
+			events[i].Checkpoint = ref
+		}
+	}
+	return nil
+}
+
+// takeReplay moves the cursor back when a replay asked for it (POST
+// /api/v1/forward/{name}/replay or tapd-mirror forward replay, maybe from
+// another process: the request is a row in the database).
+func (r *runner) takeReplay(ctx context.Context) error {
+	from, ok, err := r.f.o.Store.TakeForwardReplay(ctx, r.cfg.Name)
+	if err != nil || !ok {
+		return err
+	}
+	r.mu.Lock()
+	r.cur.Next = from
+	r.mu.Unlock()
+	r.log.Info("forward replay: resending from the requested index", "from_index", from)
+	return nil
 }

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -31,12 +32,15 @@ const (
 type webhook struct {
 	url, shown string // shown: the URL with its secrets masked, for errors
 	secret     []byte
+	format     string
+	gzip       bool
 	client     *http.Client
 }
 
 func newWebhook(f config.Forward) *webhook {
 	shown, _ := config.RedactDestinationURL(f.URL)
-	return &webhook{url: f.URL, shown: shown, secret: []byte(f.Secret), client: &http.Client{Timeout: time.Minute}}
+	return &webhook{url: f.URL, shown: shown, secret: []byte(f.Secret), format: f.Format, gzip: f.Gzip,
+		client: &http.Client{Timeout: time.Minute}}
 }
 
 // Sign is the signature header's value for body under secret.
@@ -47,17 +51,35 @@ func Sign(secret, body []byte) string {
 }
 
 func (w *webhook) Deliver(ctx context.Context, b Batch) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(b.Body))
+	body, err := ndjson(w.format, b)
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", w.shown, w.scrub(err))
+		return err
+	}
+	if w.gzip {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(body) // a bytes.Buffer does not fail
+		if err := zw.Close(); err != nil {
+			return fmt.Errorf("compressing events %d-%d: %w", b.First, b.Last, err)
+		}
+		body = z.Bytes()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", w.shown, scrubURL(err))
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set(SignatureHeader, Sign(w.secret, b.Body))
+	if w.gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	// Over the bytes sent (compressed, with gzip): the receiver checks
+	// them before it decompresses anything.
+	req.Header.Set(SignatureHeader, Sign(w.secret, body))
 	req.Header.Set(IdempotencyHeader, strconv.FormatInt(b.First, 10)+"-"+strconv.FormatInt(b.Last, 10))
 	req.Header.Set("User-Agent", "tapd-mirror-forward")
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting events %d-%d to %s: %w", b.First, b.Last, w.shown, w.scrub(err))
+		return fmt.Errorf("posting events %d-%d to %s: %w", b.First, b.Last, w.shown, scrubURL(err))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
@@ -69,9 +91,9 @@ func (w *webhook) Deliver(ctx context.Context, b Batch) error {
 	return nil
 }
 
-// scrub replaces the URL net/http puts in its errors (query secrets and
-// all) with the masked one.
-func (w *webhook) scrub(err error) error {
+// scrubURL drops the URL net/http puts in its errors (query secrets and
+// all); callers name the masked one.
+func scrubURL(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return ue.Err

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // ForwardCursor is a forwarding destination's place in the integrity log
@@ -61,4 +63,83 @@ func (s *Store) SaveForwardCursor(ctx context.Context, c ForwardCursor) error {
 		return fmt.Errorf("saving forward cursor %s at %d: %w", c.Name, c.Next, err)
 	}
 	return nil
+}
+
+// ReplayForward moves destination name's cursor back to from and leaves a
+// replay request the running forwarder takes before its next batch (one
+// transaction, so a forwarder reading the row sees both or neither).
+func (s *Store) ReplayForward(ctx context.Context, name string, from int64) error {
+	return s.inIdempotentTx(ctx, "replaying forward destination "+name, func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO forward_cursor (name, next_idx, replay_from) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET next_idx = excluded.next_idx, replay_from = excluded.replay_from`), name, from, from)
+		return err
+	})
+}
+
+// TakeForwardReplay returns and clears destination name's pending replay
+// request, if any.
+func (s *Store) TakeForwardReplay(ctx context.Context, name string) (from int64, ok bool, err error) {
+	var pending sql.NullInt64
+	err = s.db.QueryRowContext(ctx, s.rebind(`SELECT replay_from FROM forward_cursor WHERE name = ?`), name).Scan(&pending)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !pending.Valid) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading forward replay request %s: %w", name, err)
+	}
+	err = s.inIdempotentTx(ctx, "taking forward replay request "+name, func(tx *sqlx.Tx) error {
+		// The latest request wins: read it again inside the transaction.
+		if err := tx.QueryRowContext(ctx, s.rebind(`SELECT replay_from FROM forward_cursor WHERE name = ?`), name).Scan(&pending); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.rebind(`UPDATE forward_cursor SET replay_from = NULL WHERE name = ?`), name)
+		return err
+	})
+	if err != nil || !pending.Valid {
+		return 0, false, err
+	}
+	return pending.Int64, true, nil
+}
+
+// FirstIndexSince is the index of the first event of the log that happened
+// at or after t (events are appended in time order), or the log's size
+// when none did.
+func (s *Store) FirstIndexSince(ctx context.Context, t time.Time) (int64, error) {
+	head, err := s.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := int64(0), head.Size // the answer is in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		when, err := s.eventTimeFrom(ctx, mid, hi)
+		if err != nil {
+			return 0, err
+		}
+		if when.IsZero() || !when.Before(t) { // zero: only withheld events from mid to hi
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
+}
+
+// eventTimeFrom is the time of the first event in [from, to) whose content
+// is kept (a purge withholds some), zero if none.
+func (s *Store) eventTimeFrom(ctx context.Context, from, to int64) (time.Time, error) {
+	for from < to {
+		end := min(from+64, to)
+		evs, err := s.ReadEvents(ctx, from, end)
+		if err != nil {
+			return time.Time{}, err
+		}
+		for _, e := range evs {
+			if e.Event != nil {
+				return e.Event.When(), nil
+			}
+		}
+		from = end
+	}
+	return time.Time{}, nil
 }

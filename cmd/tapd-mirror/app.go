@@ -65,6 +65,7 @@ func commands() []command {
 		{"backup", "backup --out FILE [--incremental-from EARLIER]: write a self-verifying backup", (*Main).backupCmd},
 		{"restore", "restore FULL [INCREMENTAL…]: replay backups into an empty database of either dialect", (*Main).restoreCmd},
 		{"drill", "drill: a disaster drill against a fake TAPD: backfill, back up, lose the database, restore, sync", (*Main).drill},
+		{"forward", "forward replay NAME --from INDEX|--since TIME: deliver a destination's events again", (*Main).forwardCmd},
 		{"verify", "verify BUNDLE|BACKUP… --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},
 		{"version", "print the version", (*Main).printVersion},

@@ -57,7 +57,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	}
 	defer stopArchive()
 	defer startBackups(ctx, cfg, st, arch.key, log, metrics, m.now)()
-	forwardStatus, stopForward, err := startForwarding(ctx, cfg, st, log, metrics)
+	forwardStatus, forwardReplay, stopForward, err := startForwarding(ctx, cfg, st, log, metrics)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
 		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
-		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus})
+		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus, ForwardReplay: forwardReplay})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
