@@ -59,6 +59,13 @@ func cef(e Event, version string) string {
 		b.WriteByte('=')
 		b.WriteString(cefValue.Replace(v))
 	}
+	// labeled adds a custom field and its label, when it has a value.
+	labeled := func(k, label, v string) {
+		if v != "" {
+			add(k+"Label", label)
+			add(k, v)
+		}
+	}
 	num := func(v int64) string {
 		if v == 0 {
 			return ""
@@ -68,16 +75,13 @@ func cef(e Event, version string) string {
 	if !e.at.IsZero() {
 		add("rt", strconv.FormatInt(e.at.UnixMilli(), 10))
 	}
-	add("cn1Label", "logIndex")
-	add("cn1", strconv.FormatInt(e.Index, 10))
+	labeled("cn1", "logIndex", strconv.FormatInt(e.Index, 10))
 	if e.Checkpoint != nil {
-		add("cn2Label", "checkpointSize")
-		add("cn2", strconv.FormatInt(e.Checkpoint.Size, 10))
+		labeled("cn2", "checkpointSize", strconv.FormatInt(e.Checkpoint.Size, 10))
 	}
 	if r != nil {
 		add("externalId", r.SourceID)
-		add("cn3Label", "recordId")
-		add("cn3", num(r.ID))
+		labeled("cn3", "recordId", num(r.ID))
 		add("act", r.ActionType)
 		add("msg", r.ActionDetail)
 		add("suser", r.Username)
@@ -86,39 +90,28 @@ func cef(e Event, version string) string {
 		}
 		add("requestClientApplication", r.UA)
 		add("request", r.URL)
-		add("cs1Label", "project")
-		add("cs1", r.Serial)
-		add("cs2Label", "workspace")
-		add("cs2", r.WorkspaceID)
-		add("cs3Label", "object")
-		add("cs3", r.Object)
-		add("cs4Label", "title")
-		add("cs4", r.Title)
-		add("cs5Label", "source")
-		add("cs5", r.Source)
-		add("cs6Label", "platform")
-		add("cs6", r.Platform)
+		labeled("cs1", "project", r.Serial)
+		labeled("cs2", "workspace", r.WorkspaceID)
+		labeled("cs3", "object", r.Object)
+		labeled("cs4", "title", r.Title)
+		labeled("cs5", "source", r.Source)
+		labeled("cs6", "platform", r.Platform)
 	} else {
 		add("act", e.Type)
-		add("cn3Label", "recordId")
-		add("cn3", num(e.RecordID))
+		labeled("cn3", "recordId", num(e.RecordID))
 		add("suser", e.Token)
 		add("reason", e.Policy)
 		if h := e.Hold; h != nil {
-			add("cs1Label", "hold")
-			add("cs1", h.Name)
+			labeled("cs1", "hold", h.Name)
 			add("reason", h.Reason)
-			add("cs2Label", "holdFilter")
-			add("cs2", h.Filter)
+			labeled("cs2", "holdFilter", h.Filter)
 		}
 		if e.Withheld {
-			add("cs3Label", "withheld")
-			add("cs3", "true")
+			labeled("cs3", "withheld", "true")
 		}
 	}
 	if e.Prev != 0 {
-		add("cn4Label", "previousIndex")
-		add("cn4", strconv.FormatInt(e.Prev, 10))
+		labeled("cn4", "previousIndex", strconv.FormatInt(e.Prev, 10))
 	}
 	return b.String()
 }
