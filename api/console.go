@@ -24,6 +24,7 @@ func (s *Server) newConsole(o Options) http.Handler {
 		Location:   o.Location,
 		Export:     s.exportActivities, // the console checks access itself, by session
 		SameOrigin: s.origins.Check,
+		Forward:    s.forward,
 		Logger:     s.log,
 		Now:        func() time.Time { return s.now() },
 	}).Handler()

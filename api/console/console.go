@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/forward"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
@@ -86,8 +87,11 @@ type Options struct {
 	// and is given up after CountBudget (0: 800 ms).
 	CountCap    int64
 	CountBudget time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Forward reports the forwarding destinations (the /forward page); nil:
+	// none are configured.
+	Forward func(context.Context) ([]forward.Status, error)
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Console serves the pages.
@@ -100,7 +104,7 @@ type Console struct {
 }
 
 // pageNames are the templates; each is parsed with the layout.
-var pageNames = []string{"search", "record", "timeline", "coverage", "signin", "error"}
+var pageNames = []string{"search", "record", "timeline", "coverage", "forward", "signin", "error"}
 
 // New returns a Console; it panics if the embedded templates do not parse
 // (a build defect caught by every test).
@@ -140,6 +144,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /record/{id}", c.page(needRead, c.record))
 	mux.HandleFunc("GET /timeline", c.page(needRead, c.timeline))
 	mux.HandleFunc("GET /coverage", c.page(needRead, c.coverage))
+	mux.HandleFunc("GET /forward", c.page(needAdmin, c.forwardStatus))
 	mux.HandleFunc("GET /export", c.page(needRead, c.export))
 	mux.HandleFunc("GET /signin", c.page(needNothing, c.signinForm))
 	mux.HandleFunc("POST /signin", c.form(needNothing, c.signin))
