@@ -82,4 +82,3 @@ func TestOCSFMapsEventsToAPIActivity(t *testing.T) {
 		}
 	})
 }
-
