@@ -70,6 +70,49 @@ type runner struct {
 	oldest time.Time
 	// refusal is the last refusal logged at ERROR, so each is logged once.
 	refusal string
+	// ahead is the next batch being read while the current one is
+	// delivered (nil: none); savedAt is when the cursor was last saved,
+	// dirty that it moved since. Only the run goroutine touches them.
+	ahead   *readAhead
+	savedAt time.Time
+	dirty   bool
+}
+
+// readAhead is a read of events [from, to) under way.
+type readAhead struct {
+	from, to int64
+	done     chan struct{}
+	logged   []storage.LoggedEvent
+	err      error
+}
+
+// read returns events [next, to) — or fewer, [next, ahead's end), when a
+// read ahead already holds them — and starts reading the batch after them.
+func (r *runner) read(ctx context.Context, next, to, head int64) ([]storage.LoggedEvent, error) {
+	var logged []storage.LoggedEvent
+	var err error
+	if a := r.ahead; a != nil && a.from == next {
+		<-a.done
+		logged, err = a.logged, a.err
+	} else {
+		if a != nil {
+			<-a.done // a replay moved the cursor: that read is of no use
+		}
+		logged, err = r.f.o.Store.ReadEvents(ctx, next, to)
+	}
+	r.ahead = nil
+	if err != nil || len(logged) == 0 {
+		return logged, err
+	}
+	if end := logged[len(logged)-1].Index + 1; end < head {
+		a := &readAhead{from: end, to: min(end+int64(r.cfg.BatchSize), head), done: make(chan struct{})}
+		go func() {
+			defer close(a.done)
+			a.logged, a.err = r.f.o.Store.ReadEvents(ctx, a.from, a.to)
+		}()
+		r.ahead = a
+	}
+	return logged, nil
 }
 
 // Status is a destination's state (GET /api/v1/forward).
@@ -243,6 +286,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 func (r *runner) run(ctx context.Context) {
 	defer func() {
+		if r.ahead != nil {
+			<-r.ahead.done
+		}
+		if r.dirty {
+			r.mu.Lock()
+			cur := r.cur
+			r.mu.Unlock()
+			r.save(ctx, cur)
+		}
 		if err := r.dest.Close(); err != nil {
 			r.log.Warn("closing forward destination", "err", err)
 		}
@@ -311,11 +363,14 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	to := min(next+int64(r.cfg.BatchSize), head.Size)
-	logged, err := r.f.o.Store.ReadEvents(ctx, next, to)
+	logged, err := r.read(ctx, next, to, head.Size)
 	if err != nil {
 		return false, err
 	}
-	if int64(len(logged)) != to-next || logged[0].Index != next || logged[len(logged)-1].Index != to-1 {
+	if len(logged) > 0 {
+		to = logged[len(logged)-1].Index + 1 // a read ahead may hold fewer
+	}
+	if len(logged) == 0 || int64(len(logged)) != to-next || logged[0].Index != next || logged[len(logged)-1].Index != to-1 {
 		return false, fmt.Errorf("the integrity log has no event at %d..%d (run tapd-mirror verify --database)", next, to-1)
 	}
 	if e := logged[0].Event; e != nil {
@@ -349,15 +404,32 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 	if wasFailing {
 		r.log.Info("forward destination recovered", "cursor", to)
 	}
-	// The ack is in: record it even when shutdown began meanwhile.
+	// While a backlog drains, the cursor is saved at most every
+	// saveEvery: a crash resends what was acknowledged since (duplicates,
+	// recognisable by index), and the sync's writes do not queue behind a
+	// cursor write per batch. Caught up, it is saved at once.
+	if to == head.Size || r.f.o.Now().Sub(r.savedAt) >= saveEvery {
+		r.save(ctx, cur)
+	} else {
+		r.dirty = true
+	}
+	return true, nil
+}
+
+// saveEvery bounds how often a draining destination saves its cursor.
+const saveEvery = time.Second
+
+// save records cur, the ack being in: even when shutdown began meanwhile.
+func (r *runner) save(ctx context.Context, cur storage.ForwardCursor) {
 	save, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := r.f.o.Store.SaveForwardCursor(save, cur); err != nil {
 		// Delivered but not recorded: a restart sends the batch again, which
 		// at-least-once allows.
 		r.log.Warn("saving forward cursor", "err", err)
+		return
 	}
-	return true, nil
+	r.savedAt, r.dirty = r.f.o.Now(), false
 }
 
 // failure records a failed delivery; past dead_after the destination is
@@ -388,9 +460,7 @@ func (r *runner) failure(ctx context.Context, err error) {
 	default:
 		r.log.Warn("forward delivery failed; retrying", "cursor", cur.Next, "lag_events", lag, "err", err)
 	}
-	if err := r.f.o.Store.SaveForwardCursor(ctx, cur); err != nil && !errors.Is(err, context.Canceled) {
-		r.log.Warn("saving forward status", "err", err)
-	}
+	r.save(ctx, cur)
 }
 
 // RefusedError is a receiver's answer that retrying cannot change (a

@@ -157,8 +157,9 @@ func (d *syslogDest) write(ctx context.Context, frames [][]byte) error {
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	d.conn.SetWriteDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { d.conn.SetWriteDeadline(time.Unix(1, 0)) })
+	conn := d.conn // the field is cleared below; the AfterFunc runs on another goroutine
+	conn.SetWriteDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var err error
 	for _, f := range frames {

@@ -135,7 +135,7 @@ type LoggedEvent struct {
 // ReadEvents returns events [from, to) of the log, in order.
 func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, error) {
 	var rows []eventRow
-	if err := s.eachEvent(ctx, s.db, `e.idx >= ? AND e.idx < ?`, []any{from, to}, func(e eventRow) error {
+	if err := s.eachEventContent(ctx, s.db, `e.idx >= ? AND e.idx < ?`, []any{from, to}, false, func(e eventRow) error {
 		rows = append(rows, e)
 		return nil
 	}); err != nil {
@@ -144,6 +144,10 @@ func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, 
 	out := make([]LoggedEvent, len(rows))
 	for i, r := range rows {
 		out[i] = LoggedEvent{Index: r.Idx, Kind: integrity.Kind(r.Kind), RecordID: r.RecordID, Leaf: r.leaf()}
+		if r.event != nil { // read from its live row: nothing to decode
+			out[i].Event = r.event
+			continue
+		}
 		if r.Body != nil {
 			ev, err := integrity.DecodeEvent(r.Body)
 			if err != nil {
@@ -176,6 +180,13 @@ const eventsWithContent = `SELECT e.idx, e.kind, e.record_id, e.body, e.leaf_has
 // event whose row is gone though no delete or purge event removed it is an
 // error that names it: the row was removed behind the service's back.
 func (s *Store) eachEvent(ctx context.Context, q sqlx.QueryerContext, cond string, args []any, fn func(eventRow) error) error {
+	return s.eachEventContent(ctx, q, cond, args, true, fn)
+}
+
+// eachEventContent is eachEvent; without encode, an event whose content is
+// its live row comes with event set and Body nil (readers that only need
+// the event, such as forwarding, skip encoding it).
+func (s *Store) eachEventContent(ctx context.Context, q sqlx.QueryerContext, cond string, args []any, encode bool, fn func(eventRow) error) error {
 	rows, err := q.QueryxContext(ctx, s.rebind(eventsWithContent+` WHERE `+cond+` ORDER BY e.idx`), args...)
 	if err != nil {
 		return err
@@ -206,8 +217,11 @@ func (s *Store) eachEvent(ctx context.Context, q sqlx.QueryerContext, cond strin
 			// A row changed behind the service's back encodes to content
 			// that does not hash to the leaf: verifiers name the event.
 			ev := integrity.RecordEvent(toRecord(r.activity()))
-			if e.Body, err = integrity.EncodeEvent(ev); err != nil {
-				return fmt.Errorf("event %d: record %d: %w (run tapd-mirror verify --database)", e.Idx, e.RecordID, err)
+			e.Body = nil
+			if encode {
+				if e.Body, err = integrity.EncodeEvent(ev); err != nil {
+					return fmt.Errorf("event %d: record %d: %w (run tapd-mirror verify --database)", e.Idx, e.RecordID, err)
+				}
 			}
 			e.event = &ev
 		}

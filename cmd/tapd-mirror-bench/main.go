@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 )
 
@@ -28,16 +29,31 @@ type bench struct {
 	log      *slog.Logger
 	tmp      string
 	binary   string // built tapd-mirror, for the RSS measurements
+	// forwardConfig are -forward-config's destinations (nil: the forward
+	// step's own in-process webhook and syslog).
+	forwardConfig []config.Forward
 }
 
 func main() {
 	b := &bench{out: os.Stdout}
 	flag.Float64Var(&b.scale, "scale", 1, "multiply every data size by this (1 = the sizes in BENCHMARKS.md)")
-	only := flag.String("only", "ingest,queries,memory,export,scale,company,counts,integrity,console,horizon,backup,doctor", "comma-separated benchmarks to run")
+	only := flag.String("only", "ingest,queries,memory,export,scale,company,counts,integrity,console,horizon,backup,doctor,forward", "comma-separated benchmarks to run")
 	flag.StringVar(&b.adminURL, "pg", storagetest.AdminURL(), "PostgreSQL URL used to create throwaway databases")
 	verbose := flag.Bool("v", false, "log the engine's progress to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
+	forwardConfig := flag.String("forward-config", "", "config `file` whose forward: destinations the forward step delivers to while the sync ingests (default: an in-process webhook and syslog receiver)")
 	flag.Parse()
+	if *forwardConfig != "" {
+		cfg, err := config.Load(*forwardConfig, func(string) string { return "" })
+		if err == nil && len(cfg.Forward) == 0 {
+			err = fmt.Errorf("%s has no forward: destinations", *forwardConfig)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		b.forwardConfig = cfg.Forward
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -83,6 +99,7 @@ func (b *bench) run(ctx context.Context, which []string) error {
 		"horizon":   b.horizon,
 		"backup":    b.backupBench,
 		"doctor":    b.doctorEstimate,
+		"forward":   b.forwardBench,
 		// the console step's SQLite table alone
 		"console-sqlite": b.consoleSQLite,
 	}

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/forward"
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/syncer"
+	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
+)
+
+// forwardRounds is how many times each side of the ingest ratio is measured.
+const forwardRounds = 2
+
+// sinks are in-process receivers, one per kind, that do a receiver's
+// minimum work: read every byte, check the webhook's signature, split
+// syslog frames, answer HEC's success.
+type sinks struct {
+	webhook, hec *httptest.Server
+	syslog       net.Listener
+	events       atomic.Int64
+	wg           sync.WaitGroup
+}
+
+func newSinks() (*sinks, error) {
+	s := &sinks{}
+	s.webhook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get(forward.SignatureHeader) != forward.Sign([]byte("bench-secret"), body) {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	s.hec = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"text":"Success","code":0}`)
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.syslog = ln
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 1<<20)
+				for {
+					n, err := br.ReadString(' ')
+					if err != nil {
+						return
+					}
+					size, err := strconv.Atoi(n[:len(n)-1])
+					if err != nil {
+						return
+					}
+					if _, err := br.Discard(size); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s, nil
+}
+
+func (s *sinks) close() {
+	s.webhook.Close()
+	s.hec.Close()
+	s.syslog.Close()
+	s.wg.Wait()
+}
+
+// destinations are the bench's destinations of each kind, named with
+// suffix so that each measurement starts a fresh cursor at index 0.
+func (s *sinks) destinations(dir, suffix string) map[string]config.Forward {
+	return map[string]config.Forward{
+		"webhook":      {Name: "webhook" + suffix, Kind: config.ForwardWebhook, URL: s.webhook.URL, Secret: "bench-secret"},
+		"webhook gzip": {Name: "webhookgz" + suffix, Kind: config.ForwardWebhook, URL: s.webhook.URL, Secret: "bench-secret", Gzip: true},
+		"splunk_hec":   {Name: "hec" + suffix, Kind: config.ForwardSplunkHEC, URL: s.hec.URL, Token: "t"},
+		"syslog json":  {Name: "syslog" + suffix, Kind: config.ForwardSyslog, Address: s.syslog.Addr().String()},
+		"syslog cef":   {Name: "syslogcef" + suffix, Kind: config.ForwardSyslog, Address: s.syslog.Addr().String(), Format: "cef"},
+		"file":         {Name: "file" + suffix, Kind: config.ForwardFile, Path: filepath.Join(dir, "file"+suffix)},
+		"file ocsf":    {Name: "fileocsf" + suffix, Kind: config.ForwardFile, Path: filepath.Join(dir, "fileocsf"+suffix), Format: "ocsf"},
+	}
+}
+
+var forwardKinds = []string{"webhook", "webhook gzip", "splunk_hec", "syslog json", "syslog cef", "file", "file ocsf"}
+
+// forwardBench: the sync's ingest rate with and without two destinations
+// (webhook and syslog, or -forward-config's) delivering while it ingests,
+// the lag p99 meanwhile, and each kind's delivery throughput over the
+// logged store afterwards.
+func (b *bench) forwardBench(ctx context.Context) error {
+	n := b.n(200_000)
+	fake := newFake(n)
+	defer fake.Close()
+	sk, err := newSinks()
+	if err != nil {
+		return err
+	}
+	defer sk.close()
+	var ingestRows, lagRows, throughputRows [][]string
+	for _, dialect := range []string{config.Postgres, config.SQLite} {
+		best := map[bool]float64{}
+		var lags map[string][]time.Duration
+		var logged *storage.Store
+		var closeLogged func()
+		for round := range forwardRounds {
+			for _, with := range []bool{false, true} {
+				st, _, closeStore, err := b.freshStore(ctx, dialect, fmt.Sprintf("forward-%d-%v", round, with))
+				if err != nil {
+					return err
+				}
+				var dests []config.Forward
+				if with {
+					dests = b.forwardConfig
+					if dests == nil {
+						d := sk.destinations(b.tmp, fmt.Sprint("-", dialect, round))
+						dests = []config.Forward{d["webhook"], d["syslog json"]}
+					}
+				}
+				rate, l, err := b.ingestForwarding(ctx, st, fake, dests)
+				if err != nil {
+					closeStore()
+					return err
+				}
+				best[with] = max(best[with], rate)
+				if with && round == forwardRounds-1 {
+					lags = l
+				}
+				if with && round == forwardRounds-1 {
+					logged, closeLogged = st, closeStore
+				} else {
+					closeStore()
+				}
+			}
+		}
+		ingestRows = append(ingestRows, []string{dialect, fmt.Sprintf("%.0f", best[false]), fmt.Sprintf("%.0f", best[true]),
+			ratio(best[true], best[false]), "≥ 0.90", passFail(best[true] >= 0.9*best[false])})
+		names := make([]string, 0, len(lags))
+		for name := range lags {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			l := lags[name]
+			slices.Sort(l)
+			p99 := l[min(len(l)-1, len(l)*99/100)]
+			lagRows = append(lagRows, []string{dialect, name, fmt.Sprint(len(l)), fmt.Sprintf("%.2f s", l[len(l)/2].Seconds()),
+				fmt.Sprintf("%.2f s", p99.Seconds()), fmt.Sprintf("%.2f s", l[len(l)-1].Seconds()), "≤ 5 s", passFail(p99 <= 5*time.Second)})
+		}
+		head, err := logged.Head(ctx)
+		if err != nil {
+			closeLogged()
+			return err
+		}
+		all := sk.destinations(b.tmp, "-tp-"+dialect)
+		for _, kind := range forwardKinds {
+			took, err := drain(ctx, logged, all[kind], head.Size)
+			if err != nil {
+				closeLogged()
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+			rate := float64(head.Size) / took.Seconds()
+			throughputRows = append(throughputRows, []string{dialect, kind, fmt.Sprint(head.Size), fmt.Sprintf("%.2f s", took.Seconds()),
+				fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", best[false]), ratio(rate, best[false]), "≥ 2.00", passFail(rate >= 2*best[false])})
+		}
+		closeLogged()
+	}
+	fmt.Fprintf(b.out, "### 12. Forwarding (%d records, loopback fake TAPD, in-process receivers)\n\n", n)
+	fmt.Fprintln(b.out, "Sync = `syncer.RunAll --full` into an empty, migrated store, without destinations and with two delivering while it ingests "+
+		"(webhook and syslog to in-process receivers, or those of -forward-config), alternating, the best rate of each side counting.")
+	fmt.Fprintln(b.out)
+	b.table([]string{"store", "sync rec/s without", "sync rec/s with two destinations", "ratio", "target", "result"}, ingestRows)
+	fmt.Fprintln(b.out, "Lag while the backfill ingests: per event, from the first 20 ms sample at which the log holds it to the first at which the destination's cursor is past it (default poll 1 s, batch 500).")
+	fmt.Fprintln(b.out)
+	b.table([]string{"store", "destination", "events", "p50", "p99", "max", "target", "result"}, lagRows)
+	fmt.Fprintln(b.out, "Delivery throughput: one destination of each kind, from index 0 over the whole logged store, against the sync's ingest rate above (records/s; the log holds at least one event per record).")
+	fmt.Fprintln(b.out)
+	b.table([]string{"store", "kind", "events", "time", "events/s", "sync rec/s", "ratio", "target", "result"}, throughputRows)
+	return nil
+}
+
+// ingestForwarding runs the backfill with dests delivering meanwhile and
+// returns the ingest rate and, per destination, each event's lag.
+func (b *bench) ingestForwarding(ctx context.Context, st *storage.Store, fake *tapdtest.Server, dests []config.Forward) (float64, map[string][]time.Duration, error) {
+	s, _, err := b.syncerFor(st, fake, -1, fake.Projects()[0].ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := settle(ctx, st); err != nil {
+		return 0, nil, err
+	}
+	var fw *forward.Forwarder
+	stop := func() {}
+	type sample struct {
+		at      time.Time
+		head    int64
+		cursors []int64
+	}
+	var samples []sample
+	if len(dests) > 0 {
+		if fw, err = forward.New(forward.Options{Store: st, Destinations: dests, Logger: b.log}); err != nil {
+			return 0, nil, err
+		}
+		fctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); fw.Run(fctx) }()
+		go func() { // sample the log's size and the cursors
+			defer wg.Done()
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-fctx.Done():
+					return
+				case now := <-t.C:
+					sts, err := fw.Status(fctx)
+					if err != nil {
+						continue
+					}
+					sm := sample{at: now}
+					for _, s := range sts {
+						sm.cursors = append(sm.cursors, s.Cursor)
+						sm.head = max(sm.head, s.Cursor+s.LagEvents)
+					}
+					samples = append(samples, sm)
+				}
+			}
+		}()
+		stop = func() { cancel(); wg.Wait() }
+	}
+	start := time.Now()
+	runs, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI, Full: true}, "")
+	took := time.Since(start)
+	if err != nil {
+		stop()
+		return 0, nil, err
+	}
+	rate := float64(runs[0].Inserted) / took.Seconds()
+	if fw == nil {
+		return rate, nil, nil
+	}
+	// Until every destination caught up, for the lag of the last events.
+	head, err := st.Head(ctx)
+	if err != nil {
+		stop()
+		return 0, nil, err
+	}
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		sts, err := fw.Status(ctx)
+		if err == nil && !slices.ContainsFunc(sts, func(s forward.Status) bool { return s.Cursor < head.Size }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return 0, nil, fmt.Errorf("destinations did not catch up: %+v %v", sts, err)
+		}
+	}
+	time.Sleep(40 * time.Millisecond) // a last sample
+	stop()
+	lags := map[string][]time.Duration{}
+	for d, dest := range dests {
+		var out []time.Duration
+		appendedAt, si := make([]time.Time, 0, head.Size), 0
+		for i := int64(0); i < head.Size; i++ {
+			for si < len(samples) && samples[si].head <= i {
+				si++
+			}
+			if si == len(samples) {
+				break
+			}
+			appendedAt = append(appendedAt, samples[si].at)
+		}
+		si = 0
+		for i, at := range appendedAt {
+			for si < len(samples) && samples[si].cursors[d] <= int64(i) {
+				si++
+			}
+			if si == len(samples) {
+				break
+			}
+			out = append(out, samples[si].at.Sub(at))
+		}
+		lags[dest.Name] = out
+	}
+	return rate, lags, nil
+}
+
+// drain delivers the whole log to one fresh destination and times it.
+func drain(ctx context.Context, st *storage.Store, dest config.Forward, size int64) (time.Duration, error) {
+	fw, err := forward.New(forward.Options{Store: st, Destinations: []config.Forward{dest}})
+	if err != nil {
+		return 0, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { fw.Run(fctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		sts, err := fw.Status(ctx)
+		if err == nil && sts[0].Cursor >= size {
+			return time.Since(start), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("not delivered in 10 min: %+v %v", sts, err)
+		}
+	}
+}
