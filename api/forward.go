@@ -63,11 +63,11 @@ func (s *Server) forwardReplay(w http.ResponseWriter, r *http.Request) {
 		}
 		since = t
 	}
-	if s.forwardReplayFn == nil {
+	if s.fwdReplay == nil {
 		s.fail(w, r, errorf(http.StatusNotFound, "forward destination %q is not configured (this process forwards nowhere)", clip(name)))
 		return
 	}
-	rep, err := s.forwardReplayFn(r.Context(), name, from, since)
+	rep, err := s.fwdReplay(r.Context(), name, from, since)
 	var bad *forward.ReplayError
 	switch {
 	case errors.Is(err, forward.ErrUnknownDestination):

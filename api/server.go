@@ -32,13 +32,13 @@ type Server struct {
 	origins   *http.CrossOriginProtection
 	exports   chan struct{} // one slot per export allowed to run
 	// exportStall: an export whose client takes nothing for this long is dropped.
-	exportStall     time.Duration
-	integrity       Integrity
-	forward         ForwardStatus
-	forwardReplayFn ForwardReplay
-	console         http.Handler // the compliance console, at /
-	log             *slog.Logger
-	now             func() time.Time
+	exportStall time.Duration
+	integrity   Integrity
+	forward     ForwardStatus
+	fwdReplay   ForwardReplay
+	console     http.Handler // the compliance console, at /
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 // Options configures a Server.
@@ -95,7 +95,7 @@ func New(o Options) *Server {
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		exportStall: o.ExportStall, integrity: o.Integrity, forward: o.Forward, forwardReplayFn: o.ForwardReplay, log: o.Logger, now: time.Now}
+		exportStall: o.ExportStall, integrity: o.Integrity, forward: o.Forward, fwdReplay: o.ForwardReplay, log: o.Logger, now: time.Now}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
