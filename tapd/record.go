@@ -50,7 +50,7 @@ type Recorder struct {
 
 	mu        sync.Mutex
 	requests  int
-	refused   int // 429 answers
+	refused   int    // 429 answers
 	limit     string // last X-RateLimit-Limit seen
 	remaining string // last X-RateLimit-Remaining seen
 	err       error  // first failure to save an exchange
