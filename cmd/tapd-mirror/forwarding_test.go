@@ -27,6 +27,7 @@ import (
 
 // TestServeForwardsTheMirrorToAWebhookAndFiles: serve's real wiring syncs
 // the fake TAPD and delivers every record it stored, signed, to a webhook
+// (and to a Splunk HEC receiver)
 // and to NDJSON files; GET /api/v1/forward and /metrics report it, and the
 // webhook's secrets stay out of the logs.
 func TestServeForwardsTheMirrorToAWebhookAndFiles(t *testing.T) {
@@ -56,6 +57,20 @@ func TestServeForwardsTheMirrorToAWebhookAndFiles(t *testing.T) {
 			}
 		}))
 		defer rc.Close()
+		var hecEvents int
+		hec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path != "/services/collector/event" || r.Header.Get("Authorization") != "Splunk hec-t0ken" {
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, `{"text":"Invalid token","code":4}`)
+				return
+			}
+			mu.Lock()
+			hecEvents += strings.Count(string(body), `"sourcetype":"tapd:mirror"`)
+			mu.Unlock()
+			io.WriteString(w, `{"text":"Success","code":0}`)
+		}))
+		defer hec.Close()
 		dir := t.TempDir()
 		cfgPath := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
@@ -72,7 +87,11 @@ forward:
     kind: webhook
     url: http://hook-user:hook-pw@127.0.0.1:1/in?key=down-k3y
     secret: down-s3cret
-`, rc.URL, dir)), 0o600); err != nil {
+  - name: splunk
+    kind: splunk_hec
+    url: %s
+    token: hec-t0ken
+`, rc.URL, dir, hec.URL)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		env := fakeEnv(f, dbURL, "10074561")
@@ -94,8 +113,9 @@ forward:
 			code, body := authed("/api/v1/forward")
 			status = statusJSON{}
 			json.Unmarshal([]byte(body), &status)
-			if code == 200 && n > 0 && head.Size >= n && len(status.Data.Destinations) == 3 &&
-				status.Data.Destinations[0].Cursor == head.Size && status.Data.Destinations[1].Cursor == head.Size {
+			if code == 200 && n > 0 && head.Size >= n && len(status.Data.Destinations) == 4 &&
+				status.Data.Destinations[0].Cursor == head.Size && status.Data.Destinations[1].Cursor == head.Size &&
+				status.Data.Destinations[3].Cursor == head.Size {
 				if down := status.Data.Destinations[2]; down.LastError == "" || down.Cursor != 0 || down.LagEvents != head.Size {
 					t.Fatalf("the down destination: %+v", down)
 				}
@@ -158,10 +178,13 @@ forward:
 		if files == nil || int64(lines) != size {
 			t.Errorf("files %v hold %d lines, want %d", files, lines, size)
 		}
+		if int64(hecEvents) != size {
+			t.Errorf("Splunk HEC got %d events, want %d", hecEvents, size)
+		}
 		if !strings.Contains(p.stderr.String(), "forward delivery failed") {
 			t.Fatalf("the down destination's failures are not logged:\n%s", p.stderr)
 		}
-		for _, secret := range []string{"hmac-s3cret", "url-k3y", "down-k3y", "down-s3cret", "hook-pw"} {
+		for _, secret := range []string{"hmac-s3cret", "url-k3y", "down-k3y", "down-s3cret", "hook-pw", "hec-t0ken"} {
 			if strings.Contains(p.stderr.String(), secret) {
 				t.Errorf("%s in the logs:\n%s", secret, p.stderr)
 			}
