@@ -26,10 +26,9 @@ import (
 )
 
 // TestServeForwardsTheMirrorToAWebhookAndFiles: serve's real wiring syncs
-// the fake TAPD and delivers every record it stored, signed, to a webhook
-// (and to a Splunk HEC receiver)
-// and to NDJSON files; GET /api/v1/forward and /metrics report it, and the
-// webhook's secrets stay out of the logs.
+// the fake TAPD and delivers every record it stored, signed, to a webhook,
+// to a Splunk HEC receiver and to NDJSON files; GET /api/v1/forward and
+// /metrics report it, and the destinations' secrets stay out of the logs.
 func TestServeForwardsTheMirrorToAWebhookAndFiles(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, dbURL string) {
 		f := tapdtest.New(tapdtest.Options{Seed: 5, Projects: 1, RecordsPerDay: 3})
