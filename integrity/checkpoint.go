@@ -230,3 +230,42 @@ func loadKey(path string) (*Key, error) {
 	}
 	return k, nil
 }
+
+// SignNote signs text (newline-terminated) as a signed note with the log's
+// key: a statement other than a checkpoint, e.g. a report's hash.
+func (k *Key) SignNote(text string) ([]byte, error) {
+	msg, err := note.Sign(&note.Note{Text: text}, k.signer)
+	if err != nil {
+		return nil, fmt.Errorf("signing a note: %w", err)
+	}
+	return msg, nil
+}
+
+// OpenNote verifies a signed note against a verifier key and returns its
+// text; a note not signed by that key fails with an error wrapping
+// ErrSignature that says which keys did sign it.
+func OpenNote(signed []byte, verifierKey string) (string, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(verifierKey))
+	if err != nil {
+		return "", fmt.Errorf("reading verifier key: %w", err)
+	}
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		var invalid *note.InvalidSignatureError
+		switch {
+		case errors.As(err, &unverified):
+			var by []string
+			for _, s := range unverified.Note.UnverifiedSigs {
+				by = append(by, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+			}
+			return "", fmt.Errorf("%w: not signed by the trusted key %s+%08x (signed by %s)",
+				ErrSignature, v.Name(), v.KeyHash(), strings.Join(by, ", "))
+		case errors.As(err, &invalid):
+			return "", fmt.Errorf("%w: the signature by %s+%08x is invalid: the note was altered",
+				ErrSignature, invalid.Name, invalid.Hash)
+		}
+		return "", fmt.Errorf("opening a signed note: %w", err)
+	}
+	return n.Text, nil
+}
