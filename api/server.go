@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
@@ -72,6 +73,9 @@ type Options struct {
 	// Forward reports the forwarding destinations (GET /api/v1/forward);
 	// nil: none are configured.
 	Forward ForwardStatus
+	// Report makes the completeness report (console /report); nil: the
+	// console says reports are made with the report command.
+	Report report.Maker
 }
 
 // New returns a Server.

@@ -497,3 +497,18 @@ func Make(ctx context.Context, o Options, lang string, asJSON bool, record func(
 	}
 	return m, nil
 }
+
+// Request is a report asked for by someone (the console): the period's
+// dates, the targets (none: all), the page's language or the JSON
+// document, and who asks (the token's name, for the access trail).
+type Request struct {
+	From, To   time.Time
+	Workspaces []string
+	Lang       string
+	JSON       bool
+	By         string
+}
+
+// Maker makes the report asked for, signed; the serving process wires it
+// (key, store, TAPD's horizon, the access trail).
+type Maker func(ctx context.Context, q Request) (Made, error)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
 	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
@@ -26,17 +27,21 @@ var (
 
 // reportOptions are the parts of a report's options that come from the
 // configuration and the wiring, shared by the command and the console.
-func reportOptions(cfg config.Config, st *storage.Store, now time.Time) (report.Options, error) {
-	key, _, err := signingKey(cfg)
-	if err != nil {
-		return report.Options{}, err
-	}
-	o := report.Options{Store: st, Key: key, Location: cfg.Location(), Now: now,
-		Horizon: now.AddDate(0, 0, -cfg.TAPD.HorizonDays)}
+func reportOptions(cfg config.Config, st *storage.Store, key *integrity.Key, horizon func() time.Time, now time.Time) report.Options {
+	o := report.Options{Store: st, Key: key, Location: cfg.Location(), Now: now, Horizon: horizon()}
 	if reportAccess != nil {
 		o.Access = reportAccess(st)
 	}
-	return o, nil
+	return o
+}
+
+// reportMaker makes reports for the console, as the command does.
+func reportMaker(cfg config.Config, st *storage.Store, key *integrity.Key, horizon func() time.Time, now func() time.Time) report.Maker {
+	return func(ctx context.Context, q report.Request) (report.Made, error) {
+		o := reportOptions(cfg, st, key, horizon, now())
+		o.From, o.To, o.Workspaces, o.By = q.From, q.To, q.Workspaces, q.By
+		return report.Make(ctx, o, q.Lang, q.JSON, reportRecorder(st, q.By))
+	}
 }
 
 // reportRecorder is the hook for one principal, or nil.
@@ -97,10 +102,15 @@ func (m *Main) reportCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	o, err := reportOptions(cfg, st, m.now())
+	key, _, err := signingKey(cfg)
 	if err != nil {
 		return err
 	}
+	s, _, err := newSyncer(cfg, st, log, nil, m.Clock)
+	if err != nil {
+		return err
+	}
+	o := reportOptions(cfg, st, key, s.Horizon, m.now())
 	o.From, o.To, o.Workspaces, o.By = start, end, workspaces, "command"
 	made, err := report.Make(ctx, o, *lang, strings.EqualFold(filepath.Ext(*out), ".json"), reportRecorder(st, "command"))
 	if errors.Is(err, report.ErrNoTargets) {
