@@ -132,7 +132,8 @@ type MirrorOnly struct {
 type Integrity struct {
 	// Checkpoints are the first checkpoints signed in the period (up to
 	// maxCheckpoints of CheckpointsInPeriod), Covering the first signed
-	// after it: its tree holds every event of the period.
+	// after it (its tree holds every event of the period), or the latest
+	// while the period is not over.
 	Checkpoints         []Checkpoint `json:"checkpoints"`
 	CheckpointsInPeriod int64        `json:"checkpoints_in_period"`
 	Covering            *Checkpoint  `json:"covering"`
@@ -409,6 +410,13 @@ func buildIntegrity(ctx context.Context, st *storage.Store, start, end time.Time
 	ig := Integrity{Checkpoints: []Checkpoint{}, CheckpointsInPeriod: count}
 	for _, c := range in {
 		ig.Checkpoints = append(ig.Checkpoints, checkpointOf(c))
+	}
+	if after.Size == 0 { // the period is not over, or nothing was signed since: the latest covers what there is
+		switch after, err = st.LatestCheckpoint(ctx); {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
+			return ig, err
+		}
 	}
 	if after.Size > 0 {
 		c := checkpointOf(after)

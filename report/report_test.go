@@ -191,7 +191,8 @@ func TestReportFiguresAgainstTheFakeTAPD(t *testing.T) {
 			t.Errorf("coverage = %+v", tg.Coverage)
 		}
 		// Integrity: the checkpoint signed in the period; the trail summarised within the period only.
-		if r.Integrity.CheckpointsInPeriod != 1 || len(r.Integrity.Checkpoints) != 1 || r.Integrity.Checkpoints[0].Size == 0 {
+		if r.Integrity.CheckpointsInPeriod != 1 || len(r.Integrity.Checkpoints) != 1 || r.Integrity.Checkpoints[0].Size == 0 ||
+			r.Integrity.Covering == nil || r.Integrity.Covering.Size != r.Integrity.Checkpoints[0].Size {
 			t.Errorf("integrity = %+v", r.Integrity)
 		}
 		a := r.Access

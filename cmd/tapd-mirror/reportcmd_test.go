@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
@@ -32,6 +34,9 @@ func TestReportCommandEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		vkey = strings.TrimSpace(vkey)
+		if stdout, _, err := run(t, env, "verify", "--database", "--key", vkey); err != nil || !strings.Contains(stdout, "OK:") {
+			t.Fatalf("verify --database: %v %s", err, stdout)
+		}
 		now := f.Now().In(tapdtest.Shanghai)
 		from, to := now.AddDate(0, -2, 0).Format(time.DateOnly), now.Format(time.DateOnly)
 		page, doc := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.json")
@@ -43,6 +48,14 @@ func TestReportCommandEndToEnd(t *testing.T) {
 			if stdout, _, err := run(t, env, "verify-report", out, "--key", vkey); err != nil || !strings.Contains(stdout, ": OK, signed by") {
 				t.Fatalf("verify-report %s: %v %s", out, err, stdout)
 			}
+		}
+		var d report.Document
+		var r report.Report
+		if raw, err := os.ReadFile(doc); err != nil || json.Unmarshal(raw, &d) != nil || json.Unmarshal(d.Report, &r) != nil {
+			t.Fatalf("the JSON report does not read: %v", err)
+		}
+		if lv := r.Integrity.LastVerify; lv == nil || !lv.OK || !lv.Full || lv.TreeSize == 0 || r.Targets[0].MirrorCount == 0 {
+			t.Fatalf("the report's last verification %+v, targets %+v", lv, r.Targets)
 		}
 		body, _ := os.ReadFile(page)
 		if !bytes.Contains(body, []byte("完整性报告")) {
