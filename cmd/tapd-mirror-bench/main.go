@@ -83,6 +83,7 @@ func (b *bench) run(ctx context.Context, which []string) error {
 		"horizon":   b.horizon,
 		"backup":    b.backupBench,
 		"doctor":    b.doctorEstimate,
+		"report":    b.reportBench,
 		// the console step's SQLite table alone
 		"console-sqlite": b.consoleSQLite,
 	}
