@@ -93,9 +93,12 @@ type Month struct {
 	TAPDVerified *TAPDCount `json:"tapd_verified"` // null: no verified window recorded
 	TAPDSettle   *TAPDCount `json:"tapd_settle"`   // null: no settle check of this month
 	MirrorCount  int64      `json:"mirror_count"`
-	// Difference is mirror_count − tapd_verified.total (null without a
-	// verified total): negative, the mirror holds fewer than TAPD counted.
-	Difference    *int64 `json:"difference"`
+	// MirrorInVerified is what the mirror holds in tapd_verified's span
+	// (the month's count when the span is the whole month), and
+	// Difference is it − tapd_verified.total (both null without a verified
+	// total): negative, the mirror holds fewer than TAPD counted.
+	MirrorInVerified *int64 `json:"mirror_count_in_verified_span"`
+	Difference       *int64 `json:"difference"`
 	VerifiedPct   int    `json:"verified_percent"` // of the month's time, rounded down
 	BeyondHorizon bool   `json:"beyond_horizon"`   // the whole month is older than TAPD's horizon
 }
@@ -309,8 +312,14 @@ func buildTarget(ctx context.Context, o Options, key string, st storage.SyncStat
 			t := totals[i]
 			if !t.Verified.Start.IsZero() {
 				mo.TAPDVerified = &TAPDCount{Total: t.VerifiedTotal, Start: t.Verified.Start, End: t.Verified.End, At: t.VerifiedAt.Truncate(time.Second)}
-				d := mo.MirrorCount - t.VerifiedTotal
-				mo.Difference = &d
+				in := mo.MirrorCount
+				if lo, hi := later(t.Verified.Start, m), earlier(t.Verified.End, next); !lo.Equal(m) || !hi.Equal(next) {
+					if in, err = mirrorCount(ctx, o.Store, key, lo, hi); err != nil {
+						return tg, err
+					}
+				}
+				d := in - t.VerifiedTotal
+				mo.MirrorInVerified, mo.Difference = &in, &d
 				tg.TAPDVerified += t.VerifiedTotal
 			}
 			if !t.Settle.Start.IsZero() {

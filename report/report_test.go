@@ -150,7 +150,7 @@ func TestReportFiguresAgainstTheFakeTAPD(t *testing.T) {
 			if m.MirrorCount != want {
 				t.Errorf("%s: mirror_count = %d, want %d (the fake's records)", m.Month, m.MirrorCount, want)
 			}
-			if m.TAPDVerified == nil || m.TAPDVerified.Total != want || *m.Difference != 0 {
+			if m.TAPDVerified == nil || m.TAPDVerified.Total != want || *m.Difference != 0 || *m.MirrorInVerified != want {
 				t.Errorf("%s: TAPD verified %+v (difference %v), want %d", m.Month, m.TAPDVerified, m.Difference, want)
 			}
 		}

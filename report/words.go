@@ -65,7 +65,7 @@ var words = map[string]map[string]string{
 		"log_index":        "Log event",
 		"how":              "How to verify",
 		"how_note":         "Every number on this page is signed with the archive's key. Check it offline, with the verifier key you were given (not the one printed here):",
-		"difference_note":  "Difference = records in the mirror − TAPD's verified total; negative means the mirror holds fewer records than TAPD counted.",
+		"difference_note":  "Difference = records in the mirror in the span TAPD's verified total counts − that total; negative means the mirror holds fewer records than TAPD counted.",
 	},
 	"zh": {
 		"title":            "完整性报告",
@@ -130,6 +130,6 @@ var words = map[string]map[string]string{
 		"log_index":        "日志事件",
 		"how":              "如何校验",
 		"how_note":         "本页的每个数字都由归档的密钥签名。请使用您获得的验证公钥（而不是本页印出的公钥）离线校验：",
-		"difference_note":  "差额 = 镜像中的记录数 − TAPD 校验时的总数；为负表示镜像中的记录少于 TAPD 的计数。",
+		"difference_note":  "差额 = TAPD 校验总数所覆盖范围内镜像中的记录数 − 该总数；为负表示镜像中的记录少于 TAPD 的计数。",
 	},
 }
