@@ -99,8 +99,8 @@ type Month struct {
 	// total): negative, the mirror holds fewer than TAPD counted.
 	MirrorInVerified *int64 `json:"mirror_count_in_verified_span"`
 	Difference       *int64 `json:"difference"`
-	VerifiedPct   int    `json:"verified_percent"` // of the month's time, rounded down
-	BeyondHorizon bool   `json:"beyond_horizon"`   // the whole month is older than TAPD's horizon
+	VerifiedPct      int    `json:"verified_percent"` // of the month's time, rounded down
+	BeyondHorizon    bool   `json:"beyond_horizon"`   // the whole month is older than TAPD's horizon
 }
 
 // TAPDCount is a total TAPD gave for a span of a month, and when.
