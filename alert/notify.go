@@ -82,7 +82,6 @@ func (n *notifier) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				n.e.failures.WithLabelValues(n.cfg.Name).Inc()
 				if rateLimited(err) { // the robots pause a sender for minutes: do not hammer
 					wait = max(wait, min(time.Minute, n.e.o.BackoffMax))
 				}
@@ -116,6 +115,7 @@ func (n *notifier) deliver(ctx context.Context, pending []storage.AlertFiring) e
 	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err != nil {
+		n.e.failures.WithLabelValues(n.cfg.Name).Inc()
 		if rerr := n.e.o.Store.RecordAlertDelivery(rec, n.cfg.Name, ids, false, err.Error(), n.e.o.Now()); rerr != nil {
 			n.log.Warn("recording a failed alert delivery", "err", rerr)
 		}

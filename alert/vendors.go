@@ -44,8 +44,9 @@ type httpSender struct {
 	now    func() time.Time
 }
 
-// post sends body to target and returns the answer's body (at most 64 KiB)
-// for a 2xx; any other status is an error, 429 a rate limit.
+// post sends body to target and returns the answer's body (at most 64 KiB);
+// a status other than 2xx is an error too (429 a rate limit), returned
+// with the body, in which some vendors explain it.
 func (h httpSender) post(ctx context.Context, target string, body []byte, header http.Header) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
@@ -66,7 +67,7 @@ func (h httpSender) post(ctx context.Context, target string, body []byte, header
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return nil, fmt.Errorf("posting to %s: answered %s: %w", h.shown, resp.Status, errRateLimited)
 	case resp.StatusCode/100 != 2:
-		return nil, fmt.Errorf("posting to %s: answered %s: %s", h.shown, resp.Status, clip(answer))
+		return answer, fmt.Errorf("posting to %s: answered %s: %s", h.shown, resp.Status, clip(answer))
 	}
 	return answer, nil
 }
@@ -180,15 +181,19 @@ func (f feishu) send(ctx context.Context, m message) error {
 	}
 	body, _ := json.Marshal(msg)
 	answer, err := f.post(ctx, f.url, body, nil)
-	if err != nil {
+	if err != nil && !bytes.HasPrefix(answer, []byte("{")) {
 		return err
 	}
+	// Feishu answers its rate limit with a 400 and a code: read it either way.
 	var a struct {
 		Code       *int   `json:"code"`
 		Msg        string `json:"msg"`
 		StatusCode *int   `json:"StatusCode"` // the older answer's field
 	}
-	if err := json.Unmarshal(answer, &a); err != nil || (a.Code == nil && a.StatusCode == nil) {
+	if jerr := json.Unmarshal(answer, &a); jerr != nil || (a.Code == nil && a.StatusCode == nil) {
+		if err != nil {
+			return err
+		}
 		return fmt.Errorf("Feishu bot %s: the answer is not {\"code\":…}: %s", f.shown, clip(answer))
 	}
 	code := a.Code
@@ -197,7 +202,7 @@ func (f feishu) send(ctx context.Context, m message) error {
 	}
 	switch *code {
 	case 0:
-		return nil
+		return err // a 2xx, or a status error with code 0
 	case 11232, 9499:
 		return fmt.Errorf("Feishu bot %s: code %d %s: %w", f.shown, *code, a.Msg, errRateLimited)
 	}
