@@ -146,8 +146,8 @@ func TestBackfillIsLearnedNotPaged(t *testing.T) {
 		}
 		store(t, s, rec("alice", "view", "10.0.0.1", now.Add(-time.Minute)), // known IP
 			rec("alice", "view", "10.0.0.9", now.Add(-time.Minute)), // new IP
-			rec("bob", "view", "10.0.0.1", now.Add(-time.Minute)), // bob's first from this IP
-			rec("bob", "view", "", now.Add(-time.Minute)))         // no IP: not a key
+			rec("bob", "view", "10.0.0.1", now.Add(-time.Minute)),   // bob's first from this IP
+			rec("bob", "view", "", now.Add(-time.Minute)))           // no IP: not a key
 		catchUp(t, engine(t, s, bulk, newIP)) // new-ip is new: it reads from index 0
 		got := firings(t, s)
 		keys := map[string]bool{}

@@ -336,7 +336,7 @@ func TestNotifierErrorsHideTheKey(t *testing.T) {
 		burst(t, s, 1)
 		e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Location: shanghai, Now: func() time.Time { return now },
 			Notifiers: []config.Notifier{{Name: "ops", Kind: "wecom", URL: rc.srv.URL + "/cgi-bin/webhook/send?key=s3cr3t-robot-key", PerMinute: 600}},
-			Poll: 10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+			Poll:      10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
