@@ -165,8 +165,9 @@ func (e *Engine) link(f storage.AlertFiring) string {
 		return ""
 	}
 	q, _ := url.ParseQuery(f.Search)
-	q.Set("from", f.WindowStart.In(e.o.Console).Format("2006-01-02 15:04"))
-	q.Set("to", f.WindowEnd.In(e.o.Console).Format("2006-01-02 15:04"))
+	// The console's to is exclusive: one second past the last record.
+	q.Set("from", f.WindowStart.In(e.o.Console).Format("2006-01-02 15:04:05"))
+	q.Set("to", f.WindowEnd.Add(time.Second).In(e.o.Console).Format("2006-01-02 15:04:05"))
 	return strings.TrimRight(e.o.ConsoleURL, "/") + "/?" + q.Encode()
 }
 

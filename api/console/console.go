@@ -100,7 +100,7 @@ type Console struct {
 }
 
 // pageNames are the templates; each is parsed with the layout.
-var pageNames = []string{"search", "record", "timeline", "coverage", "signin", "error"}
+var pageNames = []string{"search", "record", "timeline", "coverage", "alerts", "signin", "error"}
 
 // New returns a Console; it panics if the embedded templates do not parse
 // (a build defect caught by every test).
@@ -140,6 +140,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /record/{id}", c.page(needRead, c.record))
 	mux.HandleFunc("GET /timeline", c.page(needRead, c.timeline))
 	mux.HandleFunc("GET /coverage", c.page(needRead, c.coverage))
+	mux.HandleFunc("GET /alerts", c.page(needRead, c.alerts))
 	mux.HandleFunc("GET /export", c.page(needRead, c.export))
 	mux.HandleFunc("GET /signin", c.page(needNothing, c.signinForm))
 	mux.HandleFunc("POST /signin", c.form(needNothing, c.signin))
