@@ -59,8 +59,9 @@ type Engine struct {
 	notifiers []*notifier
 	loaded    bool // rules' cursors and state read from the store
 
-	mu   sync.Mutex
-	head int64 // the log's size when last looked at
+	mu     sync.Mutex
+	head   int64 // the log's size when last looked at
+	behind bool  // the last step stopped before the log's end
 
 	firings  *prometheus.CounterVec
 	failures *prometheus.CounterVec
@@ -196,9 +197,9 @@ func (e *Engine) evaluate(ctx context.Context) {
 				return
 			}
 			wait = min(2*wait, e.o.BackoffMax)
-		case did:
+		case did && e.behind:
 			wait = e.o.BackoffMin
-		default:
+		default: // caught up: let new events gather, so a busy sync is read in large steps
 			if !sleep(ctx, e.o.Poll) {
 				return
 			}
@@ -258,6 +259,7 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	to := min(from+int64(e.o.BatchSize), head.Size)
+	e.behind = to < head.Size
 	logged, err := e.o.Store.ReadEvents(ctx, from, to)
 	if err != nil {
 		return false, err

@@ -104,23 +104,57 @@ func (s *Store) CommitAlerts(ctx context.Context, c AlertCommit) ([]AlertFiring,
 	var out []AlertFiring
 	err := s.inTx(ctx, "committing alert firings", func(tx *sqlx.Tx) error {
 		out = out[:0]
-		for _, f := range c.Firings {
-			err := tx.QueryRowContext(ctx, s.rebind(`INSERT INTO alert_firing (rule, key, condition, window_start, window_end, count,
-				first_record_id, last_record_id, log_index, fired_at, search) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-				f.Rule, f.Key, f.Condition, f.WindowStart.Unix(), f.WindowEnd.Unix(), f.Count, f.FirstRecordID, f.LastRecordID,
-				f.LogIndex, f.FiredAt.Unix(), f.Search).Scan(&f.ID)
+		// Many rows at once: a rule may fire for many keys in one range
+		// (every user's new IP), and each statement is a round trip. A
+		// rule fires at most once per event, so (rule, log_index) tells
+		// which id is whose.
+		const firingsPerInsert = 200 // 11 columns: 2200 parameters
+		for start := 0; start < len(c.Firings); start += firingsPerInsert {
+			part := c.Firings[start:min(start+firingsPerInsert, len(c.Firings))]
+			args := make([]any, 0, 11*len(part))
+			for _, f := range part {
+				args = append(args, f.Rule, f.Key, f.Condition, f.WindowStart.Unix(), f.WindowEnd.Unix(), f.Count, f.FirstRecordID,
+					f.LastRecordID, f.LogIndex, f.FiredAt.Unix(), f.Search)
+			}
+			rows, err := tx.QueryContext(ctx, s.rebind(`INSERT INTO alert_firing (rule, key, condition, window_start, window_end, count,
+				first_record_id, last_record_id, log_index, fired_at, search) VALUES `+valueRows(len(part), 11)+` RETURNING id, rule, log_index`), args...)
 			if err != nil {
-				return fmt.Errorf("storing a firing of %s: %w", f.Rule, err)
+				return fmt.Errorf("storing %d alert firings: %w", len(part), err)
 			}
-			ds := make([]AlertDelivery, len(f.Deliveries))
-			for i, d := range f.Deliveries {
-				if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO alert_delivery (firing_id, notifier) VALUES (?, ?)`), f.ID, d.Notifier); err != nil {
-					return fmt.Errorf("storing a delivery of firing %d: %w", f.ID, err)
+			ids := map[string]int64{}
+			for rows.Next() {
+				var id, idx int64
+				var rule string
+				if err := rows.Scan(&id, &rule, &idx); err != nil {
+					rows.Close()
+					return fmt.Errorf("storing alert firings: %w", err)
 				}
-				ds[i] = AlertDelivery{FiringID: f.ID, Notifier: d.Notifier, Status: DeliveryPending, Grouped: 1}
+				ids[fmt.Sprint(rule, "\x00", idx)] = id
 			}
-			f.Deliveries = ds
-			out = append(out, f)
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("storing alert firings: %w", err)
+			}
+			var dargs []any
+			for _, f := range part {
+				f.ID = ids[fmt.Sprint(f.Rule, "\x00", f.LogIndex)]
+				if f.ID == 0 {
+					return fmt.Errorf("storing alert firings: no id came back for %s at %d", f.Rule, f.LogIndex)
+				}
+				ds := make([]AlertDelivery, len(f.Deliveries))
+				for i, d := range f.Deliveries {
+					dargs = append(dargs, f.ID, d.Notifier)
+					ds[i] = AlertDelivery{FiringID: f.ID, Notifier: d.Notifier, Status: DeliveryPending, Grouped: 1}
+				}
+				f.Deliveries = ds
+				out = append(out, f)
+			}
+			for ds := 0; ds < len(dargs); ds += 2 * 400 {
+				chunk := dargs[ds:min(ds+2*400, len(dargs))]
+				if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO alert_delivery (firing_id, notifier) VALUES `+valueRows(len(chunk)/2, 2)), chunk...); err != nil {
+					return fmt.Errorf("storing alert deliveries: %w", err)
+				}
+			}
 		}
 		var del []AlertStateRow
 		var put []AlertStateRow
