@@ -130,6 +130,8 @@ func BenchmarkIngest(b *testing.B) {
 					}
 					ingest += time.Since(start)
 					b.StopTimer()
+					cancel()
+					<-done
 					if withRules {
 						caught := time.Now()
 						if err := e.CatchUp(ctx); err != nil { // what the running engine had left
@@ -137,8 +139,6 @@ func BenchmarkIngest(b *testing.B) {
 						}
 						lagSum += time.Since(caught)
 					}
-					cancel()
-					<-done
 					b.StartTimer()
 				}
 				b.ReportMetric(float64(n)*float64(b.N)/ingest.Seconds(), "records/s")

@@ -207,7 +207,8 @@ func (e *Engine) evaluate(ctx context.Context) {
 	}
 }
 
-// CatchUp evaluates until every rule has seen the whole log.
+// CatchUp evaluates until every rule has seen the whole log. Step and
+// CatchUp are for an engine that is not running (tests, benchmarks).
 func (e *Engine) CatchUp(ctx context.Context) error {
 	for {
 		did, err := e.Step(ctx)
