@@ -43,7 +43,7 @@ type Options struct {
 	Now        func() time.Time // nil: time.Now
 	// Poll is how often a caught-up engine or notifier looks for work
 	// (default 1s); BatchSize the most log events evaluated per
-	// transaction (default 1000); Backoff bounds the wait after a failed
+	// transaction (default 5000); Backoff bounds the wait after a failed
 	// step or send (default 1s doubling up to 5m).
 	Poll                   time.Duration
 	BatchSize              int
@@ -87,7 +87,7 @@ func New(o Options) (*Engine, error) {
 		o.Poll = time.Second
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 1000
+		o.BatchSize = 5000
 	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = time.Second
