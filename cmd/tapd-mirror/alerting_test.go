@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -158,4 +159,38 @@ alerts:
 			t.Errorf("a notifier secret reached the logs:\n%s", p.stderr)
 		}
 	})
+}
+
+// TestConfigCheckMasksNotifierSecrets: `config check` shows the notifiers
+// and the effective rules, every robot key and signing secret masked, and a
+// mistake names its key.
+func TestConfigCheckMasksNotifierSecrets(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfgPath, []byte(`
+alerts:
+  notifiers:
+    - {name: ops, kind: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=PLANTEDwecomKey"}
+    - {name: ding, kind: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=PLANTEDdingToken", secret: PLANTEDdingSecret}
+    - {name: fs, kind: feishu, url: "https://open.feishu.cn/open-apis/bot/v2/hook/PLANTEDfeishuHook", secret: PLANTEDfeishuSecret}
+  defaults: {enabled: true, notify: [ops, ding, fs]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	m := &Main{Stdout: &out, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	if err := m.Run(context.Background(), []string{"config", "check", "--config", cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if strings.Contains(s, "PLANTED") || !strings.Contains(s, "send?key=xxxxx") || !strings.Contains(s, "access_token=xxxxx") ||
+		!strings.Contains(s, "hook/xxxxx") || !strings.Contains(s, "secret=****") || !strings.Contains(s, "name=new-ip condition=first_seen") {
+		t.Fatalf("config check printed:\n%s", s)
+	}
+	if err := os.WriteFile(cfgPath, []byte("alerts:\n  rules:\n    - {name: r, notify: [nobody]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(context.Background(), []string{"config", "check", "--config", cfgPath})
+	if err == nil || !strings.Contains(err.Error(), "alerts.rules[0] (r).notify") {
+		t.Fatalf("config check of a rule sending nowhere = %v", err)
+	}
 }
