@@ -309,10 +309,18 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		r.cursor = commit.Cursors[r.cfg.Name]
 	}
 	e.mu.Unlock()
+	perRule := map[string]int{}
 	for _, f := range stored {
 		e.firings.WithLabelValues(f.Rule).Inc()
-		e.o.Logger.Info("alert fired", "rule", f.Rule, "key", f.Key, "count", f.Count, "firing", f.ID,
-			"first_record", f.FirstRecordID, "last_record", f.LastRecordID)
+		perRule[f.Rule]++
+		if len(stored) <= 10 { // a burst is one line, not one per firing
+			e.o.Logger.Info("alert fired", "rule", f.Rule, "key", f.Key, "count", f.Count, "firing", f.ID,
+				"first_record", f.FirstRecordID, "last_record", f.LastRecordID)
+		}
+	}
+	if len(stored) > 10 {
+		e.o.Logger.Info("alerts fired", "firings", len(stored), "per_rule", perRule, "first_firing", stored[0].ID,
+			"last_firing", stored[len(stored)-1].ID)
 	}
 	if len(stored) > 0 {
 		for _, n := range e.notifiers {
