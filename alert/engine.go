@@ -61,7 +61,8 @@ type Engine struct {
 
 	mu     sync.Mutex
 	head   int64 // the log's size when last looked at
-	behind bool  // the last step stopped before the log's end
+	behind bool  // the last step left events to evaluate
+	turn   bool  // serve the rules furthest ahead next (see Step)
 
 	firings  *prometheus.CounterVec
 	failures *prometheus.CounterVec
@@ -254,13 +255,34 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	}
 	e.mu.Lock()
 	e.head = head.Size
-	from := e.lowest()
 	e.mu.Unlock()
-	if from >= head.Size {
+	// Rules at different places (one added later reads the history) are
+	// served in turn, the one furthest behind and the one furthest ahead,
+	// so a new rule's catching up does not hold the others' firings.
+	from, ahead := int64(-1), int64(-1)
+	for _, r := range e.rules {
+		if r.cursor < head.Size {
+			if from < 0 || r.cursor < from {
+				from = r.cursor
+			}
+			ahead = max(ahead, r.cursor)
+		}
+	}
+	if from < 0 {
+		e.behind = false
 		return false, nil
 	}
+	if e.turn = !e.turn; e.turn {
+		from = ahead
+	}
 	to := min(from+int64(e.o.BatchSize), head.Size)
-	e.behind = to < head.Size
+	active := make([]*rule, 0, len(e.rules))
+	for _, r := range e.rules {
+		if r.cursor == from {
+			active = append(active, r)
+		}
+	}
+	e.behind = to < head.Size || ahead != from
 	logged, err := e.o.Store.ReadEvents(ctx, from, to)
 	if err != nil {
 		return false, err
@@ -276,10 +298,7 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		if le.Kind != integrity.KindRecord || le.Event == nil || le.Event.Record == nil {
 			continue
 		}
-		for _, r := range e.rules {
-			if le.Index < r.cursor {
-				continue
-			}
+		for _, r := range active {
 			if f, ok := r.evaluate(le.Index, le.Event.Record, now); ok {
 				for _, n := range e.notify[r.cfg.Name] {
 					f.Deliveries = append(f.Deliveries, storage.AlertDelivery{Notifier: n})
@@ -289,13 +308,13 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		}
 	}
 	commit := storage.AlertCommit{Cursors: map[string]int64{}, Firings: fired}
-	for _, r := range e.rules {
+	for _, r := range active {
 		rows, err := r.flush(now.Unix())
 		if err != nil {
 			return false, err
 		}
 		commit.State = append(commit.State, rows...)
-		commit.Cursors[r.cfg.Name] = max(r.cursor, to)
+		commit.Cursors[r.cfg.Name] = to
 	}
 	stored, err := e.o.Store.CommitAlerts(ctx, commit)
 	if err != nil {
@@ -305,8 +324,8 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	e.mu.Lock()
-	for _, r := range e.rules {
-		r.cursor = commit.Cursors[r.cfg.Name]
+	for _, r := range active {
+		r.cursor = to
 	}
 	e.mu.Unlock()
 	perRule := map[string]int{}

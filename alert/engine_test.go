@@ -195,3 +195,46 @@ func TestEveryRuleOnLocalRecordsOutsideHours(t *testing.T) {
 		}
 	})
 }
+
+// TestNewRuleDoesNotHoldTheOthers: while a rule added later reads the
+// history, the rules already caught up keep firing on new records.
+func TestNewRuleDoesNotHoldTheOthers(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		every := config.AlertRule{Name: "every-delete", Match: config.AlertMatch{ActionType: "delete"}, Notify: []string{"ops"}}
+		var batch []storage.Activity
+		for i := range 500 {
+			batch = append(batch, rec(fmt.Sprintf("u%d", i), "view", "10.0.0.1", now.Add(-48*time.Hour)))
+		}
+		store(t, s, batch...)
+		opts := alert.Options{Store: s, Location: shanghai, Now: func() time.Time { return now }, BatchSize: 50}
+		opts.Rules = []config.AlertRule{every}
+		e, err := alert.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		catchUp(t, e)
+		opts.Rules = []config.AlertRule{every, {Name: "new-ip", FirstSeen: "ip", Notify: []string{"ops"}}}
+		if e, err = alert.New(opts); err != nil { // a restart with a rule added
+			t.Fatal(err)
+		}
+		store(t, s, rec("mallory", "delete", "10.0.0.1", now.Add(-time.Minute)))
+		ctx := context.Background()
+		for range 2 { // the new rule's step, then the caught-up rule's
+			if _, err := e.Step(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := firings(t, s)
+		if len(got) != 1 || got[0].Rule != "every-delete" || got[0].Key != "mallory" {
+			t.Fatalf("firings %+v, want every-delete for mallory while new-ip still reads the history", got)
+		}
+		cursors, _ := s.AlertCursors(ctx)
+		if head, _ := s.Head(ctx); cursors["new-ip"] >= head.Size || cursors["every-delete"] != head.Size {
+			t.Fatalf("cursors %v, log size %d", cursors, head.Size)
+		}
+		catchUp(t, e)
+		if got := firings(t, s); len(got) != 2 || got[0].Rule != "new-ip" || got[0].Key != "mallory|10.0.0.1" {
+			t.Fatalf("after catching up: %+v", got)
+		}
+	})
+}
