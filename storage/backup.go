@@ -93,6 +93,15 @@ var stateTables = []stateTable{
 	{name: "sync_month_total", cols: cols("workspace", colText, "month_start", colTime, "verified_start", colTime, "verified_end", colTime,
 		"verified_total", colInt, "verified_at", colTime, "settle_start", colTime, "settle_end", colTime, "settle_total", colInt,
 		"settle_reported", colInt, "settled_at", colTime)},
+	// Alerts: each rule's cursor (a log index) with its window state, and
+	// the firings with their deliveries, so a restored mirror neither
+	// forgets what fired nor pages again for it.
+	{name: "alert_cursor", cols: cols("rule", colText, "next_idx", colInt)},
+	{name: "alert_state", cols: cols("rule", colText, "key", colText, "state", colText)},
+	{name: "alert_firing", cols: cols("id", colInt, "rule", colText, "key", colText, "condition", colText, "window_start", colInt,
+		"window_end", colInt, "count", colInt, "first_record_id", colInt, "last_record_id", colInt, "log_index", colInt, "fired_at", colInt, "search", colText)},
+	{name: "alert_delivery", cols: cols("firing_id", colInt, "notifier", colText, "status", colText, "attempts", colInt,
+		"last_error", colText, "sent_at", colInt, "grouped", colInt)},
 }
 
 // backupReplayed are the tables a restore rebuilds from the events, and
@@ -820,14 +829,17 @@ func (r *restorer) restoreState(ctx context.Context, rd *integrity.BackupReader)
 // never reuse the id of one deleted or purged, and rebuilds the counts.
 func (r *restorer) finish(ctx context.Context) error {
 	tx := r.tx
-	var history int64
+	var history, firing int64
 	if err := tx.GetContext(ctx, &history, `SELECT COALESCE(MAX(id), 0) FROM activity_history`); err != nil {
+		return err
+	}
+	if err := tx.GetContext(ctx, &firing, `SELECT COALESCE(MAX(id), 0) FROM alert_firing`); err != nil {
 		return err
 	}
 	for _, seq := range []struct {
 		table string
 		max   int64
-	}{{"activity_log", r.maxRecord}, {"legal_hold", r.maxHold}, {"activity_history", history}} {
+	}{{"activity_log", r.maxRecord}, {"legal_hold", r.maxHold}, {"activity_history", history}, {"alert_firing", firing}} {
 		if seq.max == 0 {
 			continue
 		}

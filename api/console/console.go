@@ -104,7 +104,7 @@ type Console struct {
 }
 
 // pageNames are the templates; each is parsed with the layout.
-var pageNames = []string{"search", "record", "timeline", "coverage", "report", "signin", "error"}
+var pageNames = []string{"search", "record", "timeline", "coverage", "alerts", "report", "signin", "error"}
 
 // New returns a Console; it panics if the embedded templates do not parse
 // (a build defect caught by every test).
@@ -144,6 +144,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /record/{id}", c.page(needRead, c.record))
 	mux.HandleFunc("GET /timeline", c.page(needRead, c.timeline))
 	mux.HandleFunc("GET /coverage", c.page(needRead, c.coverage))
+	mux.HandleFunc("GET /alerts", c.page(needRead, c.alerts))
 	mux.HandleFunc("GET /export", c.page(needRead, c.export))
 	// The report summarises the access trail: admin until the auditor scope exists.
 	mux.HandleFunc("GET /report", c.page(needAdmin, c.report))

@@ -62,6 +62,11 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopForward()
+	stopAlerts, err := startAlerts(ctx, cfg, st, log, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	if s, client, err = newSyncer(cfg, st, log, metrics, m.Clock); err != nil {
 		return err
 	}
