@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
@@ -75,6 +76,9 @@ type Options struct {
 	Forward ForwardStatus
 	// ForwardReplay serves POST /api/v1/forward/{name}/replay; nil: none are configured.
 	ForwardReplay ForwardReplay
+	// Report makes the completeness report (console /report); nil: the
+	// console says reports are made with the report command.
+	Report report.Maker
 }
 
 // New returns a Server.
@@ -132,6 +136,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
 	s.integrityRoutes(mux)
 	s.forwardRoutes(mux)
+	s.alertRoutes(mux)
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))

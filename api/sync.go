@@ -35,7 +35,7 @@ func (s *Server) ackGaps(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "workspace is required"))
 		return
 	}
-	acked, err := s.syncer.AcknowledgeGaps(r.Context(), req.Workspace, req.Note)
+	acked, err := s.syncer.AcknowledgeGaps(storage.WithToken(r.Context(), TokenName(r.Context())), req.Workspace, req.Note)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/forward"
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
@@ -92,6 +93,9 @@ type Options struct {
 	Forward func(context.Context) ([]forward.Status, error)
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Report makes the signed completeness report (/report); nil: the page
+	// says reports are made with the report command.
+	Report report.Maker
 }
 
 // Console serves the pages.
@@ -104,7 +108,7 @@ type Console struct {
 }
 
 // pageNames are the templates; each is parsed with the layout.
-var pageNames = []string{"search", "record", "timeline", "coverage", "forward", "signin", "error"}
+var pageNames = []string{"search", "record", "timeline", "coverage", "forward", "alerts", "report", "signin", "error"}
 
 // New returns a Console; it panics if the embedded templates do not parse
 // (a build defect caught by every test).
@@ -145,7 +149,10 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /timeline", c.page(needRead, c.timeline))
 	mux.HandleFunc("GET /coverage", c.page(needRead, c.coverage))
 	mux.HandleFunc("GET /forward", c.page(needAdmin, c.forwardStatus))
+	mux.HandleFunc("GET /alerts", c.page(needRead, c.alerts))
 	mux.HandleFunc("GET /export", c.page(needRead, c.export))
+	// The report summarises the access trail: admin until the auditor scope exists.
+	mux.HandleFunc("GET /report", c.page(needAdmin, c.report))
 	mux.HandleFunc("GET /signin", c.page(needNothing, c.signinForm))
 	mux.HandleFunc("POST /signin", c.form(needNothing, c.signin))
 	mux.HandleFunc("POST /signout", c.form(needNothing, c.signout))

@@ -469,6 +469,11 @@ func (m *Main) verifyDatabase(ctx context.Context, c common, vkey string) error 
 	if err != nil {
 		return err
 	}
+	if vkey != "" { // the last verification, as the completeness report shows it; not one that skipped the signatures
+		if err := st.SaveVerifyReport(ctx, rep); err != nil {
+			log.Warn("saving the verification report", "err", err)
+		}
+	}
 	w := m.Stdout
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "PROBLEM %-10s %s\n", p.Kind, p.Detail)

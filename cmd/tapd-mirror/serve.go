@@ -62,6 +62,11 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopForward()
+	stopAlerts, err := startAlerts(ctx, cfg, st, log, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	if s, client, err = newSyncer(cfg, st, log, metrics, m.Clock); err != nil {
 		return err
 	}
@@ -89,7 +94,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
 		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
-		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus, ForwardReplay: forwardReplay})
+		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus, ForwardReplay: forwardReplay,
+		Report: reportMaker(cfg, st, arch.key, s.Horizon, m.now)})
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
