@@ -128,10 +128,20 @@ type Batch struct {
 	First, Last int64 // the indexes of its first and last event
 	Count       int
 	Events      []Event
+	lines       *sharedLines // nil: each event encoded here
 }
 
-func newBatch(events []Event) Batch {
-	return Batch{First: events[0].Index, Last: events[len(events)-1].Index, Count: len(events), Events: events}
+func newBatch(events []Event, lines *sharedLines) Batch {
+	return Batch{First: events[0].Index, Last: events[len(events)-1].Index, Count: len(events), Events: events, lines: lines}
+}
+
+// json is event e of the batch in format, encoded once for every
+// destination of the forwarder.
+func (b Batch) json(format string, e Event) ([]byte, error) {
+	if b.lines == nil {
+		return encodeJSON(format, e)
+	}
+	return b.lines.encode(format, e)
 }
 
 // encodeJSON is one event as a JSON object in the destination's format
@@ -152,7 +162,7 @@ func encodeJSON(format string, e Event) ([]byte, error) {
 func ndjson(format string, b Batch) ([]byte, error) {
 	var body []byte
 	for _, e := range b.Events {
-		line, err := encodeJSON(format, e)
+		line, err := b.json(format, e)
 		if err != nil {
 			return nil, err
 		}

@@ -52,6 +52,8 @@ type Forwarder struct {
 	failures  *prometheus.CounterVec
 	lag       *prometheus.Desc
 	lagSecs   *prometheus.Desc
+	shared    sharedReads
+	lines     sharedLines
 }
 
 // runner is one destination's loop and status.
@@ -98,21 +100,28 @@ func (r *runner) read(ctx context.Context, next, to, head int64) ([]storage.Logg
 		if a != nil {
 			<-a.done // a replay moved the cursor: that read is of no use
 		}
-		logged, err = r.f.o.Store.ReadEvents(ctx, next, to)
+		logged, err = r.f.shared.read(ctx, r.f.o.Store, next, to)
 	}
 	r.ahead = nil
 	if err != nil || len(logged) == 0 {
 		return logged, err
 	}
 	if end := logged[len(logged)-1].Index + 1; end < head {
-		a := &readAhead{from: end, to: min(end+int64(r.cfg.BatchSize), head), done: make(chan struct{})}
+		a := &readAhead{from: end, to: r.batchEnd(end, head), done: make(chan struct{})}
 		go func() {
 			defer close(a.done)
-			a.logged, a.err = r.f.o.Store.ReadEvents(ctx, a.from, a.to)
+			a.logged, a.err = r.f.shared.read(ctx, r.f.o.Store, a.from, a.to)
 		}()
 		r.ahead = a
 	}
 	return logged, nil
+}
+
+// batchEnd is where the batch from next ends: the next multiple of
+// batch_size, so that destinations keeping up share reads, or the log's end.
+func (r *runner) batchEnd(next, head int64) int64 {
+	bs := int64(r.cfg.BatchSize)
+	return min((next/bs+1)*bs, head)
 }
 
 // Status is a destination's state (GET /api/v1/forward).
@@ -362,7 +371,7 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 	if next >= head.Size {
 		return false, nil
 	}
-	to := min(next+int64(r.cfg.BatchSize), head.Size)
+	to := r.batchEnd(next, head.Size)
 	logged, err := r.read(ctx, next, to, head.Size)
 	if err != nil {
 		return false, err
@@ -388,7 +397,7 @@ func (r *runner) step(ctx context.Context) (bool, error) {
 		if err := r.attachCheckpoint(ctx, events); err != nil {
 			return false, err
 		}
-		b := newBatch(events)
+		b := newBatch(events, &r.f.lines)
 		if err := r.dest.Deliver(ctx, b); err != nil {
 			return false, err
 		}

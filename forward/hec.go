@@ -81,7 +81,7 @@ func epochMillis(t time.Time) json.Number {
 func (h *hec) body(b Batch) ([]byte, error) {
 	var body []byte
 	for _, e := range b.Events {
-		inner, err := encodeJSON(h.format, e)
+		inner, err := b.json(h.format, e)
 		if err != nil {
 			return nil, err
 		}

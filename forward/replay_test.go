@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -144,5 +145,49 @@ func TestWebhookGzipSignsTheBytesSent(t *testing.T) {
 			t.Fatal("no request")
 		}
 		checkDelivery(t, inner.events(), size)
+	})
+}
+
+// TestDestinationsSharingReadsEachGetEverything: destinations with
+// different batch sizes, some sharing reads, each receive every event in
+// order, while events keep being appended.
+func TestDestinationsSharingReadsEachGetEverything(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		fill(t, s, 10)
+		var rcs []*receiver
+		var dests []config.Forward
+		for i, bs := range []int{4, 4, 7} {
+			rc := &receiver{t: t, secret: "k"}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			rcs = append(rcs, rc)
+			dests = append(dests, config.Forward{Name: fmt.Sprint("d", i), Kind: "webhook", URL: srv.URL, Secret: "k", BatchSize: bs})
+		}
+		fw, err := forward.New(fast(forward.Options{Store: s, Destinations: dests}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := start(fw)
+		for round := range 3 {
+			var batch []storage.Activity
+			for i := range 9 {
+				batch = append(batch, storage.Activity{Platform: "tapd", Serial: "proj-2", ActionType: "view", Username: "carol",
+					Timestamp: time.Unix(1_700_100_000+int64(i), 0).UTC(), Source: storage.SourceTAPD, SourceID: fmt.Sprint("r", round, "-", i)})
+			}
+			if _, err := s.UpsertMirrored(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		size := headSize(t, s)
+		waitFor(t, "every destination caught up", func() bool {
+			st, _ := fw.Status(context.Background())
+			return st[0].Cursor == size && st[1].Cursor == size && st[2].Cursor == size
+		})
+		stop()
+		for _, rc := range rcs {
+			if dups := checkDelivery(t, rc.events(), size); dups != 0 {
+				t.Errorf("%d duplicates from a receiver that never failed", dups)
+			}
+		}
 	})
 }

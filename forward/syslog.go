@@ -119,7 +119,7 @@ func (d *syslogDest) dial(ctx context.Context) error {
 func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
 	frames := make([][]byte, 0, len(b.Events))
 	for _, e := range b.Events {
-		m, err := d.message(e)
+		m, err := d.message(b, e)
 		if err != nil {
 			return err
 		}
@@ -191,7 +191,7 @@ func (d *syslogDest) Close() error {
 // the SDID element (idx: the log index; cp: the covering checkpoint's
 // size, when signed; rid: the record's id) and the body (JSON, OCSF JSON or
 // CEF).
-func (d *syslogDest) message(e Event) ([]byte, error) {
+func (d *syslogDest) message(b Batch, e Event) ([]byte, error) {
 	sev := 6 // informational: a record
 	if e.Type != string(integrity.KindRecord) && e.Type != string(integrity.KindUpdate) {
 		sev = 5 // notice: a deletion, purge or hold changes the archive
@@ -216,7 +216,7 @@ func (d *syslogDest) message(e Event) ([]byte, error) {
 	if d.format == "cef" {
 		return append(m, cef(e, d.version)...), nil
 	}
-	body, err := encodeJSON(d.format, e)
+	body, err := b.json(d.format, e)
 	if err != nil {
 		return nil, err
 	}
