@@ -186,7 +186,7 @@ func (b *bench) forwardBench(ctx context.Context) error {
 		}
 		closeLogged()
 	}
-	fmt.Fprintf(b.out, "### 12. Forwarding (%d records, loopback fake TAPD, in-process receivers)\n\n", n)
+	fmt.Fprintf(b.out, "### 13. Forwarding (%d records, loopback fake TAPD, in-process receivers)\n\n", n)
 	fmt.Fprintln(b.out, "Sync = `syncer.RunAll --full` into an empty, migrated store, without destinations and with two delivering while it ingests "+
 		"(webhook and syslog to in-process receivers, or those of -forward-config), alternating, the best rate of each side counting.")
 	fmt.Fprintln(b.out)
