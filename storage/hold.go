@@ -178,8 +178,11 @@ func (s *Store) CreateHold(ctx context.Context, name, reason string, f HoldFilte
 			VALUES (?, ?, ?, ?, ?) RETURNING id`), name, reason, f.text(), token, s.timeArg(h.CreatedAt)).Scan(&h.ID); err != nil {
 			return err
 		}
-		return s.logEvents(ctx, tx, []integrity.Event{integrity.HoldEvent(
-			integrity.Hold{ID: h.ID, Name: name, Reason: reason, Filter: f.text()}, token, h.CreatedAt)}, nil)
+		if err := s.logEvents(ctx, tx, []integrity.Event{integrity.HoldEvent(
+			integrity.Hold{ID: h.ID, Name: name, Reason: reason, Filter: f.text()}, token, h.CreatedAt)}, nil); err != nil {
+			return err
+		}
+		return s.recordAccess(ctx, tx, 1)
 	})
 	return h, err
 }
@@ -208,8 +211,11 @@ func (s *Store) ReleaseHold(ctx context.Context, id int64, token, reason string)
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrReleased // released meanwhile by another process
 		}
-		return s.logEvents(ctx, tx, []integrity.Event{integrity.ReleaseEvent(
-			integrity.Hold{ID: h.ID, Name: h.Name, Reason: reason, Filter: h.Filter.text()}, token, h.ReleasedAt)}, nil)
+		if err := s.logEvents(ctx, tx, []integrity.Event{integrity.ReleaseEvent(
+			integrity.Hold{ID: h.ID, Name: h.Name, Reason: reason, Filter: h.Filter.text()}, token, h.ReleasedAt)}, nil); err != nil {
+			return err
+		}
+		return s.recordAccess(ctx, tx, 1)
 	})
 	return h, err
 }
