@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -168,6 +169,8 @@ func tokenEnv(scope config.Scope) string {
 		return "TAPD_MIRROR_READ_TOKEN"
 	case config.ScopeWrite:
 		return "TAPD_MIRROR_WRITE_TOKEN"
+	case config.ScopeAuditor:
+		return "TAPD_MIRROR_AUDITOR_TOKEN"
 	}
 	return "TAPD_MIRROR_ADMIN_TOKEN"
 }
@@ -255,6 +258,13 @@ func (f *failureThrottle) prune() {
 // travels in the request context (TokenName).
 func (s *Server) guard(need rule, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if act, ok := accessActions[r.Pattern]; ok {
+			var n *accessNote
+			r, n = s.beginAccess(r, act.name, !act.contract)
+			sw := &statusWriter{ResponseWriter: w}
+			defer func() { s.finishAccess(r, n, sw.code()) }()
+			w = sw
+		}
 		if isMutation(r.Method) {
 			if err := s.sameOrigin(r); err != nil {
 				s.fail(w, r, err)
@@ -267,16 +277,30 @@ func (s *Server) guard(need rule, next http.HandlerFunc) http.HandlerFunc {
 		}
 		id, err := s.identify(r)
 		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+				noteAction(r.Context(), actionOf(r)) // a failed authentication always goes to the trail
+			}
 			s.fail(w, r, err)
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+		notePrincipal(r.Context(), id.name)
 		if err := s.permit(r, need); err != nil {
+			noteAction(r.Context(), actionOf(r))
 			s.fail(w, r, err)
 			return
 		}
 		next(w, r)
 	}
+}
+
+// actionOf is the action r's note has so far.
+func actionOf(r *http.Request) string {
+	if n := noteOf(r.Context()); n != nil {
+		return n.entry.Action
+	}
+	return ""
 }
 
 func isMutation(method string) bool {

@@ -26,6 +26,7 @@ func (s *Server) newConsole(o Options) http.Handler {
 		SameOrigin: s.origins.Check,
 		Logger:     s.log,
 		Now:        func() time.Time { return s.now() },
+		Access:     s.recordAccess,
 	}).Handler()
 }
 

@@ -13,10 +13,10 @@ type ForwardStatus func(context.Context) ([]forward.Status, error)
 
 // adminForward: a destination's status names where the archive is sent and
 // its receivers' errors, which is the operators' business (README "Forwarding").
-var adminForward = rule{scope: config.ScopeAdmin, what: "forwarding status"}
+var auditForward = rule{scope: config.ScopeAuditor, what: "forwarding status"}
 
 func (s *Server) forwardRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/forward", s.guard(adminForward, s.forwardStatus))
+	mux.HandleFunc("GET /api/v1/forward", s.guard(auditForward, s.forwardStatus))
 	mux.HandleFunc("/api/v1/forward", s.methodNotAllowed("GET"))
 }
 

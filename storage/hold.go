@@ -69,7 +69,9 @@ type Hold struct {
 // Active reports whether the hold is in force.
 func (h Hold) Active() bool { return h.ReleasedAt.IsZero() }
 
-// filterText is the filter as stored and logged: JSON, fields in a fixed order.
+// Text is the filter as stored and logged: JSON, fields in a fixed order.
+func (f HoldFilter) Text() string { return f.text() }
+
 func (f HoldFilter) text() string {
 	b, _ := json.Marshal(f) // strings and integers always encode
 	return string(b)

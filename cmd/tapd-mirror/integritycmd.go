@@ -223,9 +223,6 @@ func (a *archive) verifyLoop(ctx context.Context) {
 
 // retentionLoop purges by retention once a day, first shortly after start.
 func (a *archive) retentionLoop(ctx context.Context) {
-	if len(a.cfg.Retention.Sources()) == 0 {
-		return
-	}
 	timer := time.NewTimer(time.Minute)
 	defer timer.Stop()
 	for {
@@ -239,12 +236,32 @@ func (a *archive) retentionLoop(ctx context.Context) {
 	}
 }
 
-// purge applies each source's retention period.
+// retentionPrincipal names the retention scheduler in the access trail.
+const retentionPrincipal = "tapd-mirror retention"
+
+// purge applies each source's retention period, and the access trail's.
+// Each run is an entry of the trail (its purge events are in the log too).
 func (a *archive) purge(ctx context.Context) {
+	p := a.cfg.AccessLog.Retention
+	if n, err := a.st.PurgeAccess(ctx, time.Now().Add(-p.Duration), retentionPrincipal, "access_log.retention="+p.String()); err != nil {
+		a.log.Error("access trail retention purge", "err", err)
+	} else if n > 0 {
+		a.log.Info("access trail retention purge", "purged", n)
+	}
 	for _, src := range a.cfg.Retention.Sources() {
 		p := a.cfg.Retention[src]
 		policy := "retention." + src + "=" + p.String()
 		res, err := a.st.Purge(ctx, src, time.Now().Add(-p.Duration), policy)
+		entry := &storage.AccessEntry{Principal: retentionPrincipal, Action: "retention.purge", Rows: res.Purged, Outcome: storage.AccessOK,
+			Params: map[string]string{"source": src, "policy": policy, "kept_by_legal_holds": strconv.FormatInt(res.Held, 10)}}
+		if err != nil {
+			entry.Outcome = storage.AccessError
+		}
+		if res.Purged > 0 || err != nil {
+			if terr := a.st.AppendAccess(ctx, entry); terr != nil {
+				a.log.Error("recording a retention purge in the access trail", "source", src, "err", terr)
+			}
+		}
 		if err != nil {
 			a.log.Error("retention purge", "source", src, "purged", res.Purged, "err", err)
 			continue

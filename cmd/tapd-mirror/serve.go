@@ -89,7 +89,9 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	srv := api.New(api.Options{Store: st, Syncer: s, Metrics: metrics, Ready: ready, Logger: log,
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
 		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
-		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus})
+		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus,
+		RecordContractReads: cfg.AccessLog.RecordContractReads()})
+	defer srv.Close() // after the HTTP server drained: the last answers' trail entries
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 
