@@ -148,18 +148,27 @@ func (s *Server) permit(r *http.Request, need rule) error {
 	}
 	if !s.auth.anyIncludes(need.scope) {
 		return errorf(http.StatusForbidden, "%s needs a token of scope %s, and none is configured; set %s (or add a token of scope %s to auth.tokens) and send it as 'Authorization: Bearer <token>'",
-			need.what, need.scope, tokenEnv(need.scope), need.scope)
+			need.what, scopeText(need.scope), tokenEnv(need.scope), need.scope)
 	}
 	id, _ := r.Context().Value(identityKey{}).(identity)
 	if id.name == "" {
 		s.authFailed(r, "missing", "")
-		return unauthorized(fmt.Sprintf("%s needs a token of scope %s; send 'Authorization: Bearer <token>'", need.what, need.scope))
+		return unauthorized(fmt.Sprintf("%s needs a token of scope %s; send 'Authorization: Bearer <token>'", need.what, scopeText(need.scope)))
 	}
 	if !id.scope.Includes(need.scope) {
 		s.authFailed(r, "scope", id.name)
-		return errorf(http.StatusForbidden, "%s needs a token of scope %s; token %q has scope %s", need.what, need.scope, id.name, id.scope)
+		return errorf(http.StatusForbidden, "%s needs a token of scope %s; token %q has scope %s", need.what, scopeText(need.scope), id.name, id.scope)
 	}
 	return nil
+}
+
+// scopeText names what a token needs: auditor is not on one line with
+// write, so its messages name admin too (the one scope above it).
+func scopeText(scope config.Scope) string {
+	if scope == config.ScopeAuditor {
+		return "auditor or admin"
+	}
+	return string(scope)
 }
 
 // tokenEnv is the env var that configures a token of scope.
@@ -170,7 +179,7 @@ func tokenEnv(scope config.Scope) string {
 	case config.ScopeWrite:
 		return "TAPD_MIRROR_WRITE_TOKEN"
 	case config.ScopeAuditor:
-		return "TAPD_MIRROR_AUDITOR_TOKEN"
+		return "TAPD_MIRROR_AUDITOR_TOKEN or TAPD_MIRROR_ADMIN_TOKEN"
 	}
 	return "TAPD_MIRROR_ADMIN_TOKEN"
 }

@@ -97,7 +97,7 @@ func startMirror(t *testing.T, dbURL string, tokens []config.Token) *mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger(),
+	srv := newAPI(t, api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger(),
 		Integrity: api.Integrity{VerifierKey: key.VerifierKey()}})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
