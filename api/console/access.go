@@ -57,9 +57,7 @@ func (c *Console) access(w http.ResponseWriter, r *http.Request, v *view) {
 		c.internal(w, r, v, "reading the access trail", err)
 		return
 	}
-	if e := storage.AccessOf(r.Context()); e != nil {
-		e.Rows = int64(len(entries))
-	}
+	noteAccess(r, int64(len(entries)))
 	for _, e := range entries {
 		var params []string
 		for _, k := range slices.Sorted(maps.Keys(e.Params)) {
@@ -78,6 +76,21 @@ func (c *Console) access(w http.ResponseWriter, r *http.Request, v *view) {
 		p.Next = "/access?" + next.Encode()
 	}
 	c.render(w, r, http.StatusOK, "access", p)
+}
+
+// noteAccess sets the rows of the request's trail entry and adds params
+// (key, value pairs) that its URL does not show: form fields.
+func noteAccess(r *http.Request, rows int64, params ...string) {
+	e := storage.AccessOf(r.Context())
+	if e == nil {
+		return
+	}
+	e.Rows = rows
+	for i := 0; i+1 < len(params); i += 2 {
+		if params[i+1] != "" {
+			e.Params[params[i]] = clip(params[i+1])
+		}
+	}
 }
 
 // day reads a YYYY-MM-DD date in the configured zone, plus days; "" is zero.
