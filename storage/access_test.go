@@ -197,4 +197,3 @@ func TestBackupsCarryTheTrail(t *testing.T) {
 		}
 	})
 }
-
