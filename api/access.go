@@ -26,8 +26,9 @@ import (
 type accessAction struct {
 	name string
 	// contract: the local contract's plain list and count (and its local
-	// writes), recorded only with access_log.contract_reads: all, unless
-	// the request asks for more (detail) or fails to authenticate.
+	// writes), and the integrity reads without record content (checkpoints,
+	// status), recorded only with access_log.contract_reads: all, unless
+	// the request asks for more (detail) or is refused.
 	contract bool
 }
 
@@ -49,12 +50,14 @@ var accessActions = map[string]accessAction{
 	"GET /api/v1/integrity/checkpoints": {"integrity.checkpoints", true},
 	"GET /api/v1/integrity/consistency": {"integrity.consistency", false},
 	"GET /api/v1/integrity/proof/{id}":  {"integrity.proof", false},
-	"GET /api/v1/integrity/status":      {"integrity.status", false},
-	"POST /api/v1/holds":                {"hold.place", false},
-	"GET /api/v1/holds":                 {"hold.list", false},
-	"DELETE /api/v1/holds/{id}":         {"hold.release", false},
-	"GET /api/v1/forward":               {"forward.status", false},
-	"GET /api/v1/access":                {"access.list", false},
+	// Status holds no record content and monitoring polls it: like the
+	// checkpoints, it is recorded with contract_reads: all (or if refused).
+	"GET /api/v1/integrity/status": {"integrity.status", true},
+	"POST /api/v1/holds":           {"hold.place", false},
+	"GET /api/v1/holds":            {"hold.list", false},
+	"DELETE /api/v1/holds/{id}":    {"hold.release", false},
+	"GET /api/v1/forward":          {"forward.status", false},
+	"GET /api/v1/access":           {"access.list", false},
 }
 
 // accessNote is one request's trail entry in the making.

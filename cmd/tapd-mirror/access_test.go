@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
+	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
+)
+
+// TestAccessTrailEndToEnd runs serve with a reader and an auditor: the
+// reader's export is in the trail the auditor reads (and the reader may not
+// read it); after serve stops, a trail entry deleted with plain SQL is
+// named by verify --database.
+func TestAccessTrailEndToEnd(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		f := tapdtest.New(tapdtest.Options{Seed: 23, Projects: 1, Months: 1, RecordsPerDay: 2})
+		defer f.Close()
+		env := fakeEnv(f, dbURL, f.Projects()[0].ID)
+		env["TAPD_MIRROR_READ_TOKEN"] = "reader-token"
+		env["TAPD_MIRROR_AUDITOR_TOKEN"] = "auditor-token"
+		env["TAPD_MIRROR_INTEGRITY_KEY_FILE"] = t.TempDir() + "/signing.key"
+		p := start(t, env, "serve")
+		if code, body := getAuth(t, p.base+"/api/v1/activity_log/export?format=ndjson&username=nobody", "reader-token"); code != 200 {
+			t.Fatalf("export: %d %s", code, body)
+		}
+		if code, _ := getAuth(t, p.base+"/api/v1/access", "reader-token"); code != 403 {
+			t.Fatalf("a reader read the access trail: %d", code)
+		}
+		if code, _ := getAuth(t, p.base+"/api/v1/sync/runs", "auditor-token"); code != 200 {
+			t.Fatalf("an auditor may read sync runs: %d", code)
+		}
+		if code, _ := getAuth(t, p.base+"/api/v1/holds", "auditor-token"); code != 200 {
+			t.Fatalf("an auditor may list holds: %d", code)
+		}
+		req := `{"name":"x","reason":"y","filter":{}}`
+		if code := postAuth(t, p.base+"/api/v1/holds", "auditor-token", req); code != 403 {
+			t.Fatalf("an auditor placed a hold: %d", code)
+		}
+		// Entries are written right after their answers, in the background.
+		var page struct {
+			Data struct {
+				Entries []storage.AccessEntry `json:"entries"`
+			} `json:"data"`
+		}
+		for range 100 {
+			_, body := getAuth(t, p.base+"/api/v1/access?action=export", "auditor-token")
+			json.Unmarshal([]byte(body), &page)
+			if len(page.Data.Entries) > 0 {
+				break
+			}
+		}
+		if len(page.Data.Entries) != 1 {
+			t.Fatalf("export entries: %+v", page.Data.Entries)
+		}
+		if e := page.Data.Entries[0]; e.Principal != "auth.read_token" || e.Params["username"] != "nobody" || e.Params["format"] != "ndjson" || e.Outcome != "ok" {
+			t.Fatalf("export entry: %+v", e)
+		}
+		if err := p.stop(); err != nil {
+			t.Fatal(err)
+		}
+		st := storagetest.Open(t, dbURL)
+		all, err := st.ListAccess(context.Background(), storage.AccessFilter{}, 100, 0)
+		if err != nil || len(all) < 6 {
+			t.Fatalf("trail after serve stopped: %d %v", len(all), err)
+		}
+		denied := 0
+		for _, e := range all {
+			if e.Outcome == storage.AccessDenied {
+				denied++
+			}
+		}
+		if denied != 2 {
+			t.Errorf("%d denied entries, want 2 (the reader's trail read, the auditor's hold)", denied)
+		}
+		if out, _, err := run(t, env, "verify", "--database"); err != nil || !strings.Contains(out, "OK: every live record") {
+			t.Fatalf("verify --database: %v\n%s", err, out)
+		}
+		if _, err := st.DB().Exec(st.DB().Rebind(`DELETE FROM access_log WHERE id = ?`), page.Data.Entries[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := run(t, env, "verify", "--database")
+		if err == nil || !strings.Contains(out, "PROBLEM removed") || !strings.Contains(out, "export by \"auth.read_token\") is missing from access_log") {
+			t.Fatalf("verify --database after a DELETE: %v\n%s", err, out)
+		}
+	})
+}
+
+func postAuth(t *testing.T, url, token, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
