@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -291,4 +292,36 @@ func TestTrailRecordsSignInsAndRefusals(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestReadmeRolesTableIsTheTested: README's roles table has a row for each
+// entry of roles, with the same cells.
+func TestReadmeRolesTableIsTheTested(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		cells := strings.Split(line, " | ")
+		if len(cells) == 7 && strings.HasPrefix(line, "| ") {
+			rows[strings.TrimPrefix(cells[0], "| ")] = cells[2:6]
+		}
+	}
+	for _, c := range roles {
+		got, ok := rows[c.name]
+		if !ok {
+			t.Errorf("README's roles table has no row %q", c.name)
+			continue
+		}
+		for i, scope := range []config.Scope{config.ScopeRead, config.ScopeWrite, config.ScopeAuditor, config.ScopeAdmin} {
+			want := "—"
+			if allows(scope, c.who) {
+				want = "✓"
+			}
+			if got[i] != want {
+				t.Errorf("README: %s for %s is %q, the test says %q", c.name, scope, got[i], want)
+			}
+		}
+	}
 }
