@@ -143,7 +143,9 @@ func (s *Server) beginAccess(r *http.Request, action string, record bool) (*http
 		n.entry.Params["id"] = clip(id)
 	}
 	ctx := context.WithValue(r.Context(), noteKey{}, n)
-	ctx = storage.WithAccess(ctx, &n.entry)
+	if !s.trail.off {
+		ctx = storage.WithAccess(ctx, &n.entry)
+	}
 	return r.WithContext(ctx), n
 }
 
@@ -165,7 +167,7 @@ func (s *Server) finishAccess(r *http.Request, n *accessNote, status int) {
 		// The transaction that recorded it did not commit after all.
 		e.ID, e.LogIndex, e.Outcome = 0, 0, ""
 	}
-	if e.Action == "" || (!n.record && !s.trail.contractReads) {
+	if e.Action == "" || s.trail.off || (!n.record && !s.trail.contractReads) {
 		return // not recorded (a throttled attempt, a contract read)
 	}
 	if e.Outcome == "" {
@@ -252,6 +254,7 @@ type trailWriter struct {
 	store         *storage.Store
 	log           *slog.Logger
 	contractReads bool
+	off           bool // the benchmark's baseline: nothing is recorded
 	queue         chan *storage.AccessEntry
 	flush         chan chan struct{}
 	done          chan struct{}
@@ -261,8 +264,8 @@ type trailWriter struct {
 // trailBatch bounds the entries of one transaction.
 const trailBatch = 256
 
-func newTrailWriter(store *storage.Store, log *slog.Logger, contractReads bool) *trailWriter {
-	w := &trailWriter{store: store, log: log, contractReads: contractReads,
+func newTrailWriter(store *storage.Store, log *slog.Logger, contractReads, off bool) *trailWriter {
+	w := &trailWriter{store: store, log: log, contractReads: contractReads, off: off,
 		queue: make(chan *storage.AccessEntry, 4096), flush: make(chan chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w

@@ -76,6 +76,9 @@ type Options struct {
 	// RecordContractReads puts the contract's plain list and count in the
 	// access trail too (access_log.contract_reads: all).
 	RecordContractReads bool
+	// WithoutAccessTrail records nothing: for the benchmark's same-run
+	// baseline only (README "For auditors" says every access is recorded).
+	WithoutAccessTrail bool
 }
 
 // New returns a Server.
@@ -97,7 +100,7 @@ func New(o Options) *Server {
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
 		exportStall: o.ExportStall, integrity: o.Integrity, forward: o.Forward, log: o.Logger, now: time.Now,
-		trail: newTrailWriter(o.Store, o.Logger, o.RecordContractReads)}
+		trail: newTrailWriter(o.Store, o.Logger, o.RecordContractReads, o.WithoutAccessTrail)}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
