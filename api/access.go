@@ -248,8 +248,9 @@ func (s *Server) recordAccess(action string, h http.HandlerFunc) http.HandlerFun
 }
 
 // trailWriter appends read entries after their answers, in the background
-// and in batches, so that a read does not wait for the trail's commit. It
-// never drops an entry: when its queue is full, add waits.
+// and in batches (at most trailLinger after the answer), so that a read does
+// not wait for the trail's commit. It never drops an entry: when its queue
+// is full, add waits; Close writes what is queued.
 type trailWriter struct {
 	store         *storage.Store
 	log           *slog.Logger
@@ -261,8 +262,13 @@ type trailWriter struct {
 	closeOnce     sync.Once
 }
 
-// trailBatch bounds the entries of one transaction.
-const trailBatch = 256
+// trailBatch bounds the entries of one transaction; trailLinger is how
+// long the first entry of a batch waits for others, so that a busy reader
+// costs one transaction per batch rather than one per request.
+const (
+	trailBatch  = 256
+	trailLinger = 100 * time.Millisecond
+)
 
 func newTrailWriter(store *storage.Store, log *slog.Logger, contractReads, off bool) *trailWriter {
 	w := &trailWriter{store: store, log: log, contractReads: contractReads, off: off,
@@ -284,34 +290,50 @@ func (w *trailWriter) add(e *storage.AccessEntry) {
 
 func (w *trailWriter) run() {
 	defer close(w.done)
+	var batch []*storage.AccessEntry
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	write := func() {
+		for len(batch) > 0 {
+			n := min(len(batch), trailBatch)
+			w.write(batch[:n])
+			batch = batch[n:]
+		}
+		batch = nil
+	}
+	drain := func() { // whatever is queued already
+		for {
+			select {
+			case e, ok := <-w.queue:
+				if !ok {
+					return
+				}
+				batch = append(batch, e)
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case e, ok := <-w.queue:
 			if !ok {
+				write()
 				return
 			}
-			batch := []*storage.AccessEntry{e}
-		more:
-			for len(batch) < trailBatch {
-				select {
-				case e, ok := <-w.queue:
-					if !ok {
-						break more
-					}
-					batch = append(batch, e)
-				default:
-					break more
-				}
+			if len(batch) == 0 {
+				linger.Reset(trailLinger)
 			}
-			w.write(batch)
+			if batch = append(batch, e); len(batch) >= trailBatch {
+				linger.Stop()
+				write()
+			}
+		case <-linger.C:
+			write()
 		case ack := <-w.flush:
-			for len(w.queue) > 0 {
-				batch := make([]*storage.AccessEntry, 0, min(len(w.queue), trailBatch))
-				for len(batch) < trailBatch && len(w.queue) > 0 {
-					batch = append(batch, <-w.queue)
-				}
-				w.write(batch)
-			}
+			linger.Stop()
+			drain()
+			write()
 			close(ack)
 		}
 	}
