@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
@@ -41,7 +43,8 @@ func TestAccessTrailEndToEnd(t *testing.T) {
 		if code := postAuth(t, p.base+"/api/v1/holds", "auditor-token", req); code != 403 {
 			t.Fatalf("an auditor placed a hold: %d", code)
 		}
-		// Entries are written right after their answers, in the background.
+		// Entries are written right after their answers, in the background
+		// (batched: within 100 ms).
 		var page struct {
 			Data struct {
 				Entries []storage.AccessEntry `json:"entries"`
@@ -53,6 +56,7 @@ func TestAccessTrailEndToEnd(t *testing.T) {
 			if len(page.Data.Entries) > 0 {
 				break
 			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		if len(page.Data.Entries) != 1 {
 			t.Fatalf("export entries: %+v", page.Data.Entries)
@@ -80,10 +84,20 @@ func TestAccessTrailEndToEnd(t *testing.T) {
 		if out, _, err := run(t, env, "verify", "--database"); err != nil || !strings.Contains(out, "OK: every live record") {
 			t.Fatalf("verify --database: %v\n%s", err, out)
 		}
+		// A full bundle carries the trail; offline verification counts it.
+		bundle := t.TempDir() + "/archive.tar"
+		if out, stderr, err := run(t, env, "export", "--bundle", bundle); err != nil {
+			t.Fatalf("export: %v\n%s%s", err, out, stderr)
+		}
+		vkey, _, _ := run(t, env, "integrity", "pubkey")
+		out, _, err := run(t, nil, "verify", bundle, "--key", strings.TrimSpace(vkey))
+		if err != nil || !regexp.MustCompile(`, ([6-9]|\d\d+) accesses`).MatchString(out) {
+			t.Fatalf("verify of a full bundle: %v\n%s", err, out)
+		}
 		if _, err := st.DB().Exec(st.DB().Rebind(`DELETE FROM access_log WHERE id = ?`), page.Data.Entries[0].ID); err != nil {
 			t.Fatal(err)
 		}
-		out, _, err := run(t, env, "verify", "--database")
+		out, _, err = run(t, env, "verify", "--database")
 		if err == nil || !strings.Contains(out, "PROBLEM removed") || !strings.Contains(out, "export by \"auth.read_token\") is missing from access_log") {
 			t.Fatalf("verify --database after a DELETE: %v\n%s", err, out)
 		}
