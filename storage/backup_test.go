@@ -335,3 +335,64 @@ func dialectOf(databaseURL string) string {
 	}
 	return "postgres"
 }
+
+// TestBackupWhileWritesGoOn: backups taken while a sync writes records and
+// sync state are each one snapshot: the chain restores (every root equals
+// its signed checkpoint, the state its seal) into the same archive.
+func TestBackupWhileWritesGoOn(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		ctx := context.Background()
+		key := testKey(t, "mirror.test")
+		src := storagetest.Open(t, dbURL)
+		archiveHistory(t, src)
+		stop, done := make(chan struct{}), make(chan error)
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				at := t0.Add(time.Duration(i) * time.Minute)
+				batch := []storage.Activity{mirrored(fmt.Sprint(1000+2*i), at, "w"), mirrored(fmt.Sprint(1001+2*i), at, "w")}
+				if _, err := src.UpsertMirrored(ctx, batch); err != nil {
+					done <- err
+					return
+				}
+				if err := src.CommitWindow(ctx, storage.WindowCommit{Workspace: "10074561", Window: storage.Interval{Start: at, End: at.Add(time.Minute)},
+					Covered: []storage.Interval{{Start: at, End: at.Add(time.Minute)}}}); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		chain := [][]byte{backup(t, src, key, nil)}
+		for len(chain) < 3 {
+			chain = append(chain, backup(t, src, key, chain[len(chain)-1]))
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatalf("writing beside the backups: %v", err)
+		}
+		chain = append(chain, backup(t, src, key, chain[len(chain)-1])) // what came after
+
+		dst := storagetest.Open(t, storagetest.URL(t, dialectOf(dbURL)))
+		res, err := dst.Restore(ctx, readers(chain...), storage.RestoreOptions{Key: key.VerifierKey()})
+		if err != nil {
+			t.Fatalf("restoring backups taken during writes: %v", err)
+		}
+		grew := 0
+		for i := 1; i < 3; i++ {
+			if res.Backups[i].Events > 0 {
+				grew++
+			}
+		}
+		if grew == 0 {
+			t.Fatalf("no backup taken during the writes holds any of them: the test did not test it (%+v)", res.Backups)
+		}
+		if want, got := archiveView(t, src, key), archiveView(t, dst, key); got != want {
+			t.Fatalf("restored archive differs:\n--- source\n%s\n--- restored\n%s", want, got)
+		}
+	})
+}

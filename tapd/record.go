@@ -50,6 +50,7 @@ type Recorder struct {
 
 	mu        sync.Mutex
 	requests  int
+	refused   int    // 429 answers
 	limit     string // last X-RateLimit-Limit seen
 	remaining string // last X-RateLimit-Remaining seen
 	err       error  // first failure to save an exchange
@@ -89,6 +90,13 @@ func (r *Recorder) RateLimitHeaders() (limit, remaining string) {
 	return r.limit, r.remaining
 }
 
+// Refused is how many answers were 429s (TAPD's quota, or its penalty after one).
+func (r *Recorder) Refused() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
+}
+
 // Err is the first failure to save an exchange.
 func (r *Recorder) Err() error {
 	r.mu.Lock()
@@ -116,6 +124,9 @@ func (r *Recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if v := resp.Header.Get("X-RateLimit-Remaining"); v != "" {
 			r.remaining = v
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			r.refused++
 		}
 		r.mu.Unlock()
 	}

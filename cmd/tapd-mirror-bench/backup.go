@@ -47,6 +47,9 @@ func (b *bench) backupBench(ctx context.Context) error {
 			return err
 		}
 		r, err := b.backupRound(ctx, dialect, st, u, fake, key)
+		if err == nil {
+			r.smallRSS, r.fullRSS, err = b.backupMemory(ctx, dialect, u, skey, n/4)
+		}
 		closeStore()
 		if err != nil {
 			return err
@@ -63,7 +66,8 @@ func (b *bench) backupBench(ctx context.Context) error {
 		rows = append(rows, []string{r.dialect, fmt.Sprint(r.records), fmt.Sprintf("%.0f", r.ingest), fmt.Sprintf("%.0f", r.backup),
 			fmt.Sprintf("%.0f", pgDump), ratio(r.backup, pgDump), "≥ 0.50", passFail(r.backup >= 0.5*pgDump), vacuum,
 			fmt.Sprintf("%.0f", r.restore), ratio(r.restore, r.ingest), "≥ 0.50", passFail(r.restore >= 0.5*r.ingest),
-			fmt.Sprintf("%.1f MiB", float64(r.size)/(1<<20)), fmt.Sprintf("%.0f MiB", float64(r.size)/float64(r.records)*1e6/(1<<20))})
+			fmt.Sprintf("%.1f MiB", float64(r.size)/(1<<20)), fmt.Sprintf("%.0f MiB", float64(r.size)/float64(r.records)*1e6/(1<<20)),
+			fmt.Sprintf("%.1f / %.1f MiB (×%.2f)", r.smallRSS, r.fullRSS, r.fullRSS/r.smallRSS), passFail(r.fullRSS <= 1.25*r.smallRSS)})
 	}
 	fmt.Fprintf(b.out, "### 10. Backup and restore (%d records, loopback fake TAPD)\n\n", n)
 	fmt.Fprintf(b.out, "Ingest = `syncer.RunAll --full` into an empty, migrated store (with the integrity log): the rate a restore is compared with. "+
@@ -71,9 +75,12 @@ func (b *bench) backupBench(ctx context.Context) error {
 		"pg_dump = `pg_dump -Fc -t …` of the %d tables a backup reads, from the PostgreSQL store of the same records, to a synced file: the baseline of both rows. "+
 		"VACUUM INTO = SQLite's own copy of the whole file (pages, indexes included), for reference. "+
 		"Restore = `Store.Restore` of the backup into an empty, migrated store of the same dialect (verify every event, replay, rebuild counts, one transaction). "+
-		"%d rounds, best of each. Rates are records per second.\n\n", len(backupTables), backupRounds)
+		"%d rounds, best of each. Rates are records per second. "+
+		"Memory = peak RSS (`VmHWM`) of a `tapd-mirror backup` process writing a full backup of an archive of %d records (synced the same way), then of this one: "+
+		"it streams (at most three chunks of 5000 events in memory), so 4× the records may cost at most ×1.25.\n\n", len(backupTables), backupRounds, n/4)
 	b.table([]string{"store", "records", "ingest rec/s", "backup rec/s", "pg_dump -Fc rec/s", "backup / pg_dump", "target", "result",
-		"VACUUM INTO rec/s", "restore rec/s", "restore / ingest", "target", "result", "backup size", "per 1M records"}, rows)
+		"VACUUM INTO rec/s", "restore rec/s", "restore / ingest", "target", "result", "backup size", "per 1M records",
+		"backup peak RSS: ¼ / all records", "flat (≤ ×1.25)"}, rows)
 	return nil
 }
 
@@ -83,6 +90,52 @@ type backupResult struct {
 	records                           int
 	ingest, backup, baseRate, restore float64 // records per second
 	size                              int64
+	smallRSS, fullRSS                 float64 // MiB: `tapd-mirror backup` of an archive of ¼ the records, of this one
+}
+
+// backupMemory returns the peak RSS of `tapd-mirror backup` of an archive
+// of small records synced now, and of the store at u.
+func (b *bench) backupMemory(ctx context.Context, dialect, u, skey string, small int) (smallRSS, fullRSS float64, err error) {
+	fake := newFake(small)
+	defer fake.Close()
+	st, smallURL, closeStore, err := b.freshStore(ctx, dialect, "backup-memory")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeStore()
+	s, _, err := b.syncerFor(st, fake, -1, fake.Projects()[0].ID)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := s.RunAll(ctx, syncer.RunOptions{Trigger: syncer.TriggerCLI, Full: true}, ""); err != nil {
+		return 0, 0, err
+	}
+	if smallRSS, err = b.backupRSS(ctx, smallURL, skey); err != nil {
+		return 0, 0, err
+	}
+	fullRSS, err = b.backupRSS(ctx, u, skey)
+	return smallRSS, fullRSS, err
+}
+
+// backupRSS runs `tapd-mirror backup` (full) on the store at u and returns
+// the process's peak RSS in MiB.
+func (b *bench) backupRSS(ctx context.Context, u, skey string) (float64, error) {
+	keyFile, out := filepath.Join(b.tmp, "backup-rss.key"), filepath.Join(b.tmp, "rss.backup")
+	if err := os.WriteFile(keyFile, []byte(skey), 0o600); err != nil {
+		return 0, err
+	}
+	defer os.Remove(keyFile)
+	defer os.Remove(out)
+	p, err := b.startProc(ctx, map[string]string{"TAPD_MIRROR_DATABASE_URL": u, "TAPD_MIRROR_INTEGRITY_KEY_FILE": keyFile},
+		"backup", "--out", out, "--log-level", "warn")
+	if err != nil {
+		return 0, err
+	}
+	_, peak, err := p.wait()
+	if err != nil {
+		return 0, fmt.Errorf("tapd-mirror backup: %w", err)
+	}
+	return peak, nil
 }
 
 func (b *bench) backupRound(ctx context.Context, dialect string, st *storage.Store, u string, fake *tapdtest.Server, key *integrity.Key) (backupResult, error) {

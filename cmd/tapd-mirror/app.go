@@ -41,6 +41,9 @@ type Main struct {
 	// Clock, when set, is the sync engine's and the backups' clock (the
 	// drill runs on its fake TAPD's clock); nil: the real time.
 	Clock func() time.Time
+	// Wait, when set with Clock, is how doctor's TAPD client waits out
+	// quota pauses (a test's clock jumps ahead); nil: it sleeps.
+	Wait func(ctx context.Context, t time.Time) error
 
 	// secrets of the loaded configuration: scrubbed from every log line and
 	// from the error Run returns.

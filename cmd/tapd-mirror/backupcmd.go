@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,6 +71,39 @@ func signingKey(cfg config.Config) (key *integrity.Key, created bool, err error)
 		return nil, false, fmt.Errorf("integrity signing key (integrity.key_file, TAPD_MIRROR_INTEGRITY_KEY_FILE): %w", err)
 	}
 	return key, created, nil
+}
+
+// maxWitness bounds what is read of a published witness file.
+const maxWitness = 64 << 20
+
+// readWitness reads a witness file from a path or an http(s) URL.
+func readWitness(ctx context.Context, where string) ([]byte, error) {
+	if !strings.HasPrefix(where, "http://") && !strings.HasPrefix(where, "https://") {
+		return os.ReadFile(where)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, where, nil)
+	if err != nil {
+		return nil, errors.New("not a valid URL") // the parse error would quote it
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the witness answered %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxWitness+1))
+	if err == nil && len(data) > maxWitness {
+		err = fmt.Errorf("the witness file is larger than %d MiB", maxWitness>>20)
+	}
+	return data, err
 }
 
 // writeBackupFile writes a backup to path, never leaving a partial file:
@@ -149,7 +184,7 @@ func (m *Main) restoreCmd(ctx context.Context, args []string) error {
 		"naming the first bad event, and nothing is written (one transaction). Either dialect\n"+
 		"restores either dialect's backups: this is how an archive moves to PostgreSQL.", &c)
 	key := fs.String("key", "", "the verifier `key` (name+hash+keydata, or a file holding it) the backups must be signed by;\nwithout it they are checked against the key they name (undamaged, one log — not who wrote them)")
-	published := fs.String("checkpoint", "", "a published checkpoint `file` (the witness file: its last checkpoint is used) the restored log must extend")
+	published := fs.String("checkpoint", "", "a published checkpoint the restored log must extend: the witness `file` or an http(s) URL\nthat serves it (its last checkpoint is used)")
 	dir := fs.String("dir", "", "restore the newest chain of scheduled backups in this `directory` (backup.dir): its newest full backup and the incrementals after it")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -204,7 +239,7 @@ func (m *Main) restoreCmd(ctx context.Context, args []string) error {
 			}
 			trust = rd.Key
 		}
-		cp, err := readPublished(*published, trust)
+		cp, err := readPublished(ctx, *published, trust)
 		if err != nil {
 			return err
 		}
@@ -241,11 +276,13 @@ func (m *Main) restoreCmd(ctx context.Context, args []string) error {
 }
 
 // readPublished reads the last signed checkpoint of a witness file (one or
-// more checkpoints, appended) and checks it with vkey.
-func readPublished(path, vkey string) (integrity.Checkpoint, error) {
-	data, err := os.ReadFile(path)
+// more checkpoints, appended), from a path or an http(s) URL, and checks it
+// with vkey.
+func readPublished(ctx context.Context, where, vkey string) (integrity.Checkpoint, error) {
+	data, err := readWitness(ctx, where)
+	path, _ := config.RedactDestinationURL(where) // a URL's query may hold a token
 	if err != nil {
-		return integrity.Checkpoint{}, fmt.Errorf("reading the published checkpoint: %w", err)
+		return integrity.Checkpoint{}, fmt.Errorf("reading the published checkpoint %s: %w", path, err)
 	}
 	// A checkpoint starts with its origin line (the key's name) followed by
 	// its size: the last such pair starts the last checkpoint.

@@ -5,12 +5,15 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
@@ -51,16 +54,42 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	if err := run("sync"); err != nil {
 		t.Fatalf("sync: %v\n%s", err, errOut.String())
 	}
+	// A witness gets each checkpoint appended, as publish_file would.
+	witness := filepath.Join(dir, "witness.txt")
+	publish := func() {
+		t.Helper()
+		cfg, err := config.Load("", m.Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := signingKey(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := storagetest.Open(t, env["TAPD_MIRROR_DATABASE_URL"])
+		cp, _, err := st.SignCheckpoint(ctx, key, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := appendFile(witness, append(cp.Signed, '\n')); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish()
 	full, inc := filepath.Join(dir, "full"), filepath.Join(dir, "inc")
 	if err := run("backup", "--out", full); err != nil || !strings.Contains(out.String(), "wrote full backup") {
 		t.Fatalf("backup: %v\n%s", err, out.String())
 	}
-	f.AddRecords("10074561", f.Now().Add(-time.Hour), 2)
+	f.AddRecords("10074561", f.Now().Add(-time.Minute), 2) // inside the next sync's overlap
 	if err := run("sync"); err != nil {
 		t.Fatal(err)
 	}
+	publish() // the witness saw events the full backup does not hold
 	if err := run("backup", "--out", inc, "--incremental-from", full); err != nil || !strings.Contains(out.String(), "wrote incremental") {
 		t.Fatalf("incremental backup: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), ": 2 events,") {
+		t.Fatalf("the incremental backup does not hold the 2 new records' events:\n%s", out.String())
 	}
 	if err := run("backup"); err == nil || !strings.Contains(err.Error(), "--out") {
 		t.Fatalf("backup without --out: %v", err)
@@ -98,7 +127,36 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nothing was written") || !strings.Contains(err.Error(), "event 5:") {
 		t.Fatalf("restore of a tampered backup: %v", err)
 	}
-	if err := run("restore", full, inc, "--key", vkey); err != nil || !strings.Contains(out.String(), "signatures checked with "+vkey) {
+	// What a witness saw must be in the restored log; its signature must be the archive's.
+	if err := run("restore", full, "--key", vkey, "--checkpoint", witness); err == nil || !strings.Contains(err.Error(), "miss events a witness saw") {
+		t.Fatalf("restore of a full backup older than the published checkpoint: %v", err)
+	}
+	forged := filepath.Join(dir, "forged.txt")
+	lines := strings.Split(string(mustRead(t, witness)), "\n")
+	for i := len(lines) - 1; i > 0; i-- {
+		if strings.HasPrefix(lines[i], "time ") { // the last checkpoint's root is the line before
+			lines[i-1] = "A" + lines[i-1][1:]
+			break
+		}
+	}
+	os.WriteFile(forged, []byte(strings.Join(lines, "\n")), 0o600)
+	if err := run("restore", full, inc, "--key", vkey, "--checkpoint", forged); err == nil || !strings.Contains(err.Error(), "the checkpoint was altered") {
+		t.Fatalf("restore against a forged published checkpoint: %v", err)
+	}
+	served := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("access_token") != "s3cret" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		http.ServeFile(w, r, witness)
+	}))
+	defer served.Close()
+	if err := run("restore", full, inc, "--key", vkey, "--checkpoint", served.URL+"/cp?access_token=wrong"); err == nil ||
+		!strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("restore against a witness URL that refuses: %v (want its status, not its token)", err)
+	}
+	if err := run("restore", full, inc, "--key", vkey, "--checkpoint", served.URL+"/cp?access_token=s3cret"); err != nil ||
+		!strings.Contains(out.String(), "signatures checked with "+vkey) || !strings.Contains(out.String(), "extends the published checkpoint") {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}
 	dst := storagetest.Open(t, pg)
@@ -111,4 +169,13 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	if err := run("restore", full); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("restore into a non-empty database: %v", err)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -37,6 +37,7 @@ type doctorJSON struct {
 	Quota struct {
 		ConfiguredPerMinute int     `json:"configured_per_minute"`
 		InUsePerMinute      float64 `json:"in_use_per_minute"`
+		Refused429          int     `json:"refused_429"`
 	} `json:"quota"`
 	Checks struct {
 		EndTime struct {
@@ -196,6 +197,48 @@ func TestDoctorChecksTheAccountAndTeachesTheSync(t *testing.T) {
 		}
 		if got, est := len(f.Requests()), r.Checks.Estimate.Requests; math.Abs(float64(got-est)) > 0.15*float64(got) {
 			t.Fatalf("the backfill sent %d requests, doctor estimated %d", got, est)
+		}
+	})
+}
+
+// TestDoctorWaitsOutAPenalty: TAPD refuses the account for 10 minutes
+// after a 429 (on the fake's clock, which doctor's client waits on): doctor
+// pauses, probes, goes on once the penalty is over, learns the quota from
+// the 429's text, and says it met the penalty without calling it blocking.
+func TestDoctorWaitsOutAPenalty(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		f := tapdtest.New(tapdtest.Options{Seed: 14, Projects: 2, RecordsPerDay: 2})
+		defer f.Close()
+		f.SetPenalty(10 * time.Minute)
+		f.RateLimitStorm(1, false)
+		began := f.Now()
+		env := fakeEnv(f, dbURL, "10074561")
+		var out, errOut syncBuffer
+		m := &Main{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return env[k] }, Clock: f.Now, Wait: f.WaitUntil}
+		if err := m.Run(context.Background(), []string{"doctor", "--log-format", "text", "--json"}); err != nil {
+			t.Fatalf("doctor: %v\n%s\n%s", err, out.String(), errOut.String())
+		}
+		r := decodeDoctor(t, out.String())
+		penalised := 0
+		for _, q := range f.Requests() {
+			if q.Fault == string(tapdtest.FaultPenalty) {
+				penalised++
+			}
+		}
+		// 1 + 2 + 4 minutes of pauses are refused, the probe after 8 more is not.
+		if !r.OK || r.Quota.Refused429 != 1+penalised || penalised != 3 || r.Quota.InUsePerMinute != 180 || f.Now().Sub(began) < 10*time.Minute {
+			t.Fatalf("doctor through a penalty: ok %v, %d refused (%d in the penalty), quota in use %.0f/min, %s passed\n%s",
+				r.OK, r.Quota.Refused429, penalised, r.Quota.InUsePerMinute, f.Now().Sub(began), out.String())
+		}
+		out.b.Reset()
+		f.RateLimitStorm(1, false)
+		if err := m.Run(context.Background(), []string{"doctor", "--log-format", "text"}); err != nil {
+			t.Fatalf("doctor: %v\n%s", err, errOut.String())
+		}
+		for _, want := range []string{"WARN  TAPD refused ", "request(s) with 429", "in use 180/min (lowered", "Nothing blocks a sync."} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("report lacks %q:\n%s", want, out.String())
+			}
 		}
 	})
 }

@@ -37,6 +37,10 @@ type doctorQuota struct {
 	InUsePerMinute      float64 `json:"in_use_per_minute"`     // lower when TAPD announced less (headers, a 429)
 	HeaderLimit         string  `json:"x_ratelimit_limit,omitempty"`
 	HeaderRemaining     string  `json:"x_ratelimit_remaining,omitempty"`
+	// Refused429 counts TAPD's 429 answers to doctor; TookSeconds is how
+	// long doctor took with them (TAPD penalises an account for minutes).
+	Refused429  int     `json:"refused_429"`
+	TookSeconds float64 `json:"took_seconds,omitempty"`
 }
 
 // errBlocked means doctor found a problem that stops a sync (exit code 1).
@@ -70,12 +74,13 @@ func (m *Main) doctor(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	s, client, err := newSyncerOver(cfg, st, log, nil, m.Clock, rec)
+	s, client, err := newSyncerOver(cfg, st, log, nil, m.Clock, m.Wait, rec)
 	if err != nil {
 		return err
 	}
 	r := doctorReport{BaseURL: cfg.TAPD.BaseURL, Blocking: []string{}, Recorded: *record,
 		Quota: doctorQuota{ConfiguredPerMinute: max(cfg.TAPD.RequestsPerMinute, 0)}}
+	began := m.now()
 	auth, err := client.CheckAuth(ctx)
 	r.Auth = doctorAuth{Method: auth.Method, OK: err == nil, TokenLifetimeSeconds: auth.TokenLifetime.Seconds()}
 	switch {
@@ -98,6 +103,9 @@ func (m *Main) doctor(ctx context.Context, args []string) error {
 	r.Quota.InUsePerMinute = client.RateLimit()
 	r.Quota.HeaderLimit, r.Quota.HeaderRemaining = rec.RateLimitHeaders()
 	r.Requests = rec.Requests()
+	if r.Quota.Refused429 = rec.Refused(); r.Quota.Refused429 > 0 {
+		r.Quota.TookSeconds = m.now().Sub(began).Seconds()
+	}
 	r.OK = len(r.Blocking) == 0
 	if *asJSON {
 		enc := json.NewEncoder(m.Stdout)
@@ -160,6 +168,12 @@ func printDoctor(w io.Writer, r doctorReport, loc *time.Location) {
 		quota += "; TAPD sent no X-RateLimit headers"
 	}
 	line(true, "%s", quota)
+	if q.Refused429 > 0 {
+		// Not blocking: the sync waits a penalty out the same way. But a
+		// penalty now means the account's quota is already being spent.
+		fmt.Fprintf(w, "  WARN  TAPD refused %d request(s) with 429; doctor waited for the account's penalty to pass and took %s: something else (another mirror, a script) may be spending this account's quota, or tapd.requests_per_minute is above it\n",
+			q.Refused429, time.Duration(q.TookSeconds*float64(time.Second)).Round(time.Second))
+	}
 	d := r.Checks
 	if d != nil {
 		learned := func(by string) string {

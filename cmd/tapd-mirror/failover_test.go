@@ -212,7 +212,7 @@ func TestServeSurvivesPostgresFailovers(t *testing.T) {
 		f.SetLatency(300 * time.Millisecond)
 		full := triggerFull(t, p.base, ws, st)
 		began := time.Now()
-		cluster.failover("node"+itoa(int64(standby)), "node"+itoa(int64(primary)))
+		cluster.failover(primary, standby)
 		primary, standby = standby, primary
 		switched := time.Now()
 		f.SetLatency(20 * time.Millisecond)
@@ -240,7 +240,7 @@ func TestServeSurvivesPostgresFailovers(t *testing.T) {
 		}
 		arriving.Store(true)
 		run := succeeded(switched)
-		t.Logf("failover %d (node%d → node%d): pg_autoctl perform failover took %.1fs; API unavailable %.2fs, readiness unavailable %.2fs, baseline: no primary for a plain client for %.2fs (%d probes); the full run in flight (%d requests) succeeded, and run %d after it",
+		t.Logf("failover %d (node%d → node%d): the failover took %.1fs; API unavailable %.2fs, readiness unavailable %.2fs, baseline: no primary for a plain client for %.2fs (%d probes); the full run in flight (%d requests) succeeded, and run %d after it",
 			i, standby, primary, switched.Sub(began).Seconds(),
 			unavailable(seen, func(p probe) bool { return p.api }).Seconds(),
 			unavailable(seen, func(p probe) bool { return p.ready }).Seconds(),

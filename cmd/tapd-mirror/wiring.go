@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -16,13 +17,14 @@ import (
 // m (may be nil) receives their metrics; now (may be nil) is the engine's
 // clock, which the demo sets back.
 func newSyncer(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time) (*syncer.Syncer, *tapd.Client, error) {
-	return newSyncerOver(cfg, st, log, m, now, nil)
+	return newSyncerOver(cfg, st, log, m, now, nil, nil)
 }
 
-// newSyncerOver is newSyncer with the client's HTTP transport given (nil:
-// the default), e.g. doctor's recorder.
+// newSyncerOver is newSyncer with the client on the clock too (now, and
+// wait for its quota pauses; nil: the real time) and its HTTP transport
+// given (nil: the default), e.g. doctor's recorder.
 func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *api.Metrics, now func() time.Time,
-	transport http.RoundTripper) (*syncer.Syncer, *tapd.Client, error) {
+	wait func(context.Context, time.Time) error, transport http.RoundTripper) (*syncer.Syncer, *tapd.Client, error) {
 	var observe func(int, int, time.Duration)
 	var sm syncer.Metrics
 	if m != nil {
@@ -42,6 +44,8 @@ func newSyncerOver(cfg config.Config, st *storage.Store, log *slog.Logger, m *ap
 		Logger:            log,
 		Observe:           observe,
 		Transport:         transport,
+		Now:               now,
+		WaitUntil:         wait,
 	})
 	if err != nil {
 		return nil, nil, err
