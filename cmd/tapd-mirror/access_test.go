@@ -89,6 +89,10 @@ func TestAccessTrailEndToEnd(t *testing.T) {
 		if out, stderr, err := run(t, env, "export", "--bundle", bundle); err != nil {
 			t.Fatalf("export: %v\n%s%s", err, out, stderr)
 		}
+		cli, _ := st.ListAccess(context.Background(), storage.AccessFilter{Action: "export", Newest: true}, 1, 0)
+		if len(cli) != 1 || !strings.HasPrefix(cli[0].Principal, "cli:") || cli[0].Params["format"] != "bundle" || cli[0].Rows == 0 {
+			t.Fatalf("the CLI export's entry: %+v", cli)
+		}
 		vkey, _, _ := run(t, env, "integrity", "pubkey")
 		out, _, err := run(t, nil, "verify", bundle, "--key", strings.TrimSpace(vkey))
 		if err != nil || !regexp.MustCompile(`, ([6-9]|\d\d+) accesses`).MatchString(out) {

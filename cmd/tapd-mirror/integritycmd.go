@@ -10,6 +10,7 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"sync"
 	"time"
@@ -407,10 +408,16 @@ func (m *Main) exportCmd(ctx context.Context, args []string) error {
 		req.Filter, req.Describe = &f, describeFilter(f)
 	}
 	var n int64
-	if _, err := writeFileAtomic(*out, func(w io.Writer) error {
+	_, err = writeFileAtomic(*out, func(w io.Writer) error {
 		n, err = st.WriteBundle(ctx, w, req)
 		return err
-	}); err != nil {
+	})
+	params := map[string]string{"format": "bundle", "file": *out}
+	if filtered {
+		params["filter"] = req.Describe
+	}
+	recordCLI(ctx, st, log, "export", params, n, err)
+	if err != nil {
 		return fmt.Errorf("writing bundle %s: %w", *out, err)
 	}
 	kind := "full"
@@ -421,6 +428,24 @@ func (m *Main) exportCmd(ctx context.Context, args []string) error {
 		cp.Root, cp.SignedAt.Format(time.RFC3339))
 	fmt.Fprintf(m.Stdout, "verify it with: tapd-mirror verify %s --key %s\n", *out, a.key.VerifierKey())
 	return nil
+}
+
+// recordCLI puts a command's access in the trail: principal "cli:" and the
+// OS user who ran it (the database's credentials say no more), source
+// "local". A failure to record is logged, not fatal: the command's own
+// work is done.
+func recordCLI(ctx context.Context, st *storage.Store, log *slog.Logger, action string, params map[string]string, rows int64, failed error) {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	e := &storage.AccessEntry{Principal: "cli:" + who, SourceIP: "local", Action: action, Params: params, Rows: rows, Outcome: storage.AccessOK}
+	if failed != nil {
+		e.Outcome = storage.AccessError
+	}
+	if err := st.AppendAccess(ctx, e); err != nil {
+		log.Warn("recording the command in the access trail", "action", action, "err", err)
+	}
 }
 
 func parseTime(flag, v string) (time.Time, error) {
