@@ -287,7 +287,9 @@ func (s *Server) guard(need rule, next http.HandlerFunc) http.HandlerFunc {
 		id, err := s.identify(r)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests {
+			if errors.As(err, &e) && e.Status == http.StatusTooManyRequests {
+				noteAction(r.Context(), "") // throttled: counted, not recorded, so guessing cannot flood the trail
+			} else {
 				noteAction(r.Context(), actionOf(r)) // a failed authentication always goes to the trail
 			}
 			s.fail(w, r, err)

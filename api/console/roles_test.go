@@ -249,8 +249,8 @@ func TestTrailRecordsSignInsAndRefusals(t *testing.T) {
 		if p := browser.signIn("not-a-token"); p.status != http.StatusUnauthorized {
 			t.Fatalf("bad sign-in: %d", p.status)
 		}
-		send := func(token string, header ...string) int {
-			req, _ := http.NewRequest("GET", hs.URL+"/api/v1/activity_log?limit=5", nil)
+		send := func(path, token string, header ...string) int {
+			req, _ := http.NewRequest("GET", hs.URL+path, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			for i := 0; i+1 < len(header); i += 2 {
 				req.Header.Set(header[i], header[i+1])
@@ -262,27 +262,33 @@ func TestTrailRecordsSignInsAndRefusals(t *testing.T) {
 			resp.Body.Close()
 			return resp.StatusCode
 		}
-		if code := send("wrong-token"); code != 401 {
-			t.Fatalf("wrong bearer token: %d", code)
-		}
-		if code := send(tok.Token, "X-Forwarded-For", "203.0.113.7"); code != 200 {
+		if code := send("/api/v1/activity_log?limit=5", tok.Token, "X-Forwarded-For", "203.0.113.7"); code != 200 {
 			t.Fatalf("plain list: %d", code)
+		}
+		// The sign-in was this address's first failure of 10 allowed; the
+		// 10th and later wrong tokens are throttled (429) and not recorded.
+		for i := range 11 {
+			if code, want := send("/api/v1/integrity/proof/1?size=1", "wrong-token"), map[bool]int{true: 401, false: 429}[i < 9]; code != want {
+				t.Fatalf("wrong bearer token %d: %d, want %d", i+1, code, want)
+			}
 		}
 		if err := srv.FlushAccess(ctx); err != nil {
 			t.Fatal(err)
 		}
-		es, err := st.ListAccess(ctx, storage.AccessFilter{}, 10, 0)
-		if err != nil || len(es) != 3 {
-			t.Fatalf("trail: %+v %v", es, err)
+		es, err := st.ListAccess(ctx, storage.AccessFilter{}, 100, 0)
+		if err != nil || len(es) != 11 {
+			t.Fatalf("trail: %d entries %+v %v, want the sign-in, the list and 9 wrong tokens", len(es), es, err)
 		}
 		if e := es[0]; e.Action != "signin.failed" || e.Outcome != storage.AccessDenied || e.Principal != "" {
 			t.Errorf("failed sign-in: %+v", e)
 		}
-		if e := es[1]; e.Action != "list" || e.Outcome != storage.AccessDenied || e.Params["status"] != "401" || e.Params["limit"] != "5" {
-			t.Errorf("wrong bearer token: %+v", e)
-		}
-		if e := es[2]; e.Action != "list" || e.Outcome != storage.AccessOK || e.Principal != tok.Name || e.ForwardedFor != "203.0.113.7" {
+		if e := es[1]; e.Action != "list" || e.Outcome != storage.AccessOK || e.Principal != tok.Name || e.ForwardedFor != "203.0.113.7" {
 			t.Errorf("plain list with contract_reads all: %+v", e)
+		}
+		for _, e := range es[2:] {
+			if e.Action != "integrity.proof" || e.Outcome != storage.AccessDenied || e.Params["status"] != "401" || e.Params["size"] != "1" || e.Params["id"] != "1" {
+				t.Errorf("wrong bearer token: %+v", e)
+			}
 		}
 		for _, e := range es {
 			for k, v := range e.Params {
