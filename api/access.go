@@ -103,15 +103,15 @@ func noteDetail(ctx context.Context) {
 	}
 }
 
-// noteOutcome sets the outcome when the status alone would not say it (a
-// console page that redirects to sign-in, a sign-in refused on a 200 page).
+// noteOutcome sets the outcome when the status alone would not say it (an
+// export cut off after its 200).
 func noteOutcome(ctx context.Context, outcome string) {
 	if n := noteOf(ctx); n != nil {
 		n.entry.Outcome = outcome
 	}
 }
 
-// notePrincipal names who asked, once the console knows its session.
+// notePrincipal names who asked, once the request is authenticated.
 func notePrincipal(ctx context.Context, principal string) {
 	if n := noteOf(ctx); n != nil {
 		n.entry.Principal = principal
@@ -160,7 +160,7 @@ func secretParam(k string) bool {
 // unless the change already recorded it in its transaction.
 func (s *Server) finishAccess(r *http.Request, n *accessNote, status int) {
 	e := &n.entry
-	if e.LogIndex != 0 {
+	if e.ID != 0 { // ids are positive; a log index may be 0
 		if status < 400 {
 			return // recorded in the change's transaction
 		}

@@ -85,12 +85,12 @@ func AccessOf(ctx context.Context) *AccessEntry {
 	return e
 }
 
-// recordAccess records ctx's pending entry, if any, in tx: the last step of
-// a change's transaction, rows being what it changed.
+// recordAccess records ctx's pending entry, if any and not yet recorded, in
+// tx: the last step of a change's transaction, rows being what it changed.
 func (s *Store) recordAccess(ctx context.Context, tx *sqlx.Tx, rows int64) error {
 	e := AccessOf(ctx)
-	if e == nil || !s.logging() {
-		return nil
+	if e == nil || e.ID != 0 || !s.logging() {
+		return nil // none, or recorded by an earlier change of the same request
 	}
 	saved := *e
 	e.Rows, e.Outcome = rows, AccessOK
