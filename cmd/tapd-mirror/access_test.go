@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
@@ -119,4 +121,42 @@ func postAuth(t *testing.T, url, token, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestRetentionPurgesTheTrailAsEvidence: the daily retention job removes
+// trail entries older than access_log.retention and records the purge, and
+// a records purge is an entry too; the database still verifies.
+func TestRetentionPurgesTheTrailAsEvidence(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		ctx := context.Background()
+		st := storagetest.Open(t, dbURL)
+		old, recent := time.Now().AddDate(0, 0, -200), time.Now().AddDate(0, 0, -10)
+		for _, at := range []time.Time{old, old.Add(time.Hour), recent} {
+			if err := st.AppendAccess(ctx, &storage.AccessEntry{At: at, Principal: "auditor", Action: "export", Outcome: storage.AccessOK}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.InsertActivity(ctx, storage.Activity{Platform: "p", ActionType: "a", Timestamp: old, Source: storage.SourceLocal}); err != nil {
+			t.Fatal(err)
+		}
+		cfg := config.Default()
+		cfg.DatabaseURL = dbURL
+		cfg.Integrity.KeyFile = t.TempDir() + "/k"
+		cfg.AccessLog.Retention = config.Period{Duration: 180 * 24 * time.Hour}
+		cfg.Retention = config.Retention{"local": config.Period{Duration: 30 * 24 * time.Hour}}
+		a, err := newArchive(ctx, cfg, st, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.purge(ctx)
+		es, _ := st.ListAccess(ctx, storage.AccessFilter{}, 10, 0)
+		if len(es) != 3 || es[0].At.Unix() != recent.Unix() || es[1].Action != storage.AccessPurgeAction || es[1].Rows != 2 ||
+			es[2].Action != "retention.purge" || es[2].Rows != 1 || es[2].Params["source"] != "local" || es[2].Principal != retentionPrincipal {
+			t.Fatalf("trail after the retention job: %+v", es)
+		}
+		if out, _, err := run(t, map[string]string{"TAPD_MIRROR_DATABASE_URL": dbURL, "TAPD_MIRROR_INTEGRITY_KEY_FILE": cfg.Integrity.KeyFile},
+			"verify", "--database"); err != nil || !strings.Contains(out, "OK: every live record") {
+			t.Fatalf("verify --database after the purges: %v\n%s", err, out)
+		}
+	})
 }
