@@ -214,6 +214,15 @@ func checkRoles(t *testing.T, st *storage.Store, scope config.Scope) {
 			t.Errorf("entry %+v: principal or source", e)
 		}
 	}
+	// Rows: both seeded records are alice's, exported through the API and the console.
+	for _, e := range entries {
+		if e.Outcome == storage.AccessOK && ((e.Action == "export" && e.Params["format"] == "ndjson") || e.Action == "console.export") && e.Rows != 2 {
+			t.Errorf("%s exported %d rows, want 2: %+v", e.Action, e.Rows, e)
+		}
+		if e.Outcome == storage.AccessOK && e.Action == "delete" && e.Rows != 1 {
+			t.Errorf("delete changed %d rows: %+v", e.Rows, e)
+		}
+	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("trail of a %s token:\n got %v\nwant %v", scope, got, want)
 	}
