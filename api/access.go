@@ -185,8 +185,8 @@ func outcomeOf(status int) string {
 	switch {
 	case status < 400:
 		return storage.AccessOK
-	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
-		return storage.AccessDenied
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return storage.AccessDenied // (throttled authentications are not recorded at all)
 	case status >= 500:
 		return storage.AccessError
 	}

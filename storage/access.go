@@ -40,8 +40,8 @@ type AccessEntry struct {
 // The outcomes of an access.
 const (
 	AccessOK      = "ok"      // answered
-	AccessDenied  = "denied"  // refused: no or a wrong token, too little scope, throttled
-	AccessInvalid = "invalid" // refused: bad input, not found, conflict
+	AccessDenied  = "denied"  // refused: no or a wrong token, too little scope
+	AccessInvalid = "invalid" // refused: bad input, not found, conflict, too many exports
 	AccessError   = "error"   // the server failed
 )
 
