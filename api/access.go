@@ -58,6 +58,7 @@ var accessActions = map[string]accessAction{
 	"DELETE /api/v1/holds/{id}":    {"hold.release", false},
 	"GET /api/v1/forward":          {"forward.status", false},
 	"GET /api/v1/access":           {"access.list", false},
+	"GET /api/v1/alerts":           {"alerts.list", false},
 }
 
 // accessNote is one request's trail entry in the making.

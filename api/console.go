@@ -23,6 +23,7 @@ func (s *Server) newConsole(o Options) http.Handler {
 		Auth:       consoleAuth{s},
 		Location:   o.Location,
 		Export:     s.exportActivities, // the console checks access itself, by session
+		Report:     o.Report,
 		SameOrigin: s.origins.Check,
 		Logger:     s.log,
 		Now:        func() time.Time { return s.now() },

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
@@ -79,6 +80,9 @@ type Options struct {
 	// WithoutAccessTrail records nothing: for the benchmark's same-run
 	// baseline only (README "For auditors" says every access is recorded).
 	WithoutAccessTrail bool
+	// Report makes the completeness report (console /report); nil: the
+	// console says reports are made with the report command.
+	Report report.Maker
 }
 
 // New returns a Server.
@@ -140,6 +144,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/access", s.methodNotAllowed("GET"))
 	s.integrityRoutes(mux)
 	s.forwardRoutes(mux)
+	s.alertRoutes(mux)
 
 	// Known paths with another method: a JSON 405 instead of the mux's plain text.
 	mux.HandleFunc("/api/v1/activity_log", s.methodNotAllowed("GET, POST"))

@@ -38,7 +38,7 @@ func (s *Server) ackGaps(w http.ResponseWriter, r *http.Request) {
 	}
 	noteParam(r.Context(), "workspace", req.Workspace)
 	noteParam(r.Context(), "note", req.Note)
-	acked, err := s.syncer.AcknowledgeGaps(r.Context(), req.Workspace, req.Note)
+	acked, err := s.syncer.AcknowledgeGaps(storage.WithToken(r.Context(), TokenName(r.Context())), req.Workspace, req.Note)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -16,7 +16,7 @@ type Scope string
 const (
 	ScopeRead    Scope = "read"    // reads beyond the contract's plain shapes: detail, export
 	ScopeWrite   Scope = "write"   // the contract's mutations of local records
-	ScopeAuditor Scope = "auditor" // read, plus the access trail, sync status and runs, holds, reports: changes nothing
+	ScopeAuditor Scope = "auditor" // read, plus the access trail, reports, sync status and runs, holds: changes nothing
 	ScopeAdmin   Scope = "admin"   // everything: sync, acknowledgements, holds, deleting mirrored evidence
 )
 

@@ -40,6 +40,8 @@ type Config struct {
 
 	// Forward lists the destinations of the integrity log's events: see forward.go.
 	Forward []Forward `yaml:"forward"`
+	// Alerts are the rules evaluated on ingest and their notifiers: see alerts.go.
+	Alerts Alerts `yaml:"alerts"`
 
 	// AccessLog configures the access trail: see access.go.
 	AccessLog AccessLog `yaml:"access_log"`
@@ -387,6 +389,7 @@ func (c Config) Validate() error {
 	c.validateIntegrity(bad)
 	c.validateBackup(bad)
 	c.validateForward(bad)
+	c.validateAlerts(bad)
 	c.validateAccessLog(bad)
 	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
 		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
@@ -476,6 +479,9 @@ func (c Config) Redacted() string {
 		fmt.Fprintf(&b, "%-26s = name=%s scope=%s token=%s\n", fmt.Sprintf("auth.tokens[%d]", i), t.Name, t.Scope, tok)
 	}
 	for _, l := range c.forwardLines() {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range c.alertLines() {
 		b.WriteString(l + "\n")
 	}
 	return b.String()

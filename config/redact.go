@@ -143,7 +143,7 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // now; forwarding and alert destinations to come: list each here. Such a URL
 // carries its credentials in its query (access_token=, key=, sig=…) or its
 // userinfo, so every query value and the userinfo are secrets.
-var destinationURLKeys = []string{"integrity.publish_url", "forward[].url"}
+var destinationURLKeys = []string{"integrity.publish_url", "forward[].url", "alerts.notifiers[].url"}
 
 // RedactDestinationURL is the one helper for a URL we send to: shown is raw
 // fit for output (every query value and the userinfo masked, the fragment
@@ -229,6 +229,7 @@ func (c Config) Secrets() []string {
 		}
 	}
 	out = append(out, c.forwardSecrets()...) // forward[].url, secret, token
+	out = append(out, c.alertSecrets()...)   // alerts.notifiers[].url (query and path token), secret
 	kept := out[:0]
 	for _, s := range out {
 		if s != "" {

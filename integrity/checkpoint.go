@@ -76,9 +76,26 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 // signed by that key fails with an error wrapping ErrSignature that says
 // which keys did sign it. The origin must be the key's name.
 func OpenCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
+	text, name, err := openNote(signed, verifierKey, "checkpoint")
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	c, err := ParseCheckpoint([]byte(text))
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if c.Origin != name {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint of log %q signed by the key of log %q", ErrSignature, c.Origin, name)
+	}
+	return c, nil
+}
+
+// openNote verifies a signed note (what it is, for messages) against a
+// verifier key and returns its text and the key's name.
+func openNote(signed []byte, verifierKey, what string) (text, name string, err error) {
 	v, err := note.NewVerifier(strings.TrimSpace(verifierKey))
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("reading verifier key %q: %w", verifierKey, err)
+		return "", "", fmt.Errorf("reading verifier key %q: %w", verifierKey, err)
 	}
 	n, err := note.Open(signed, note.VerifierList(v))
 	if err != nil {
@@ -90,22 +107,15 @@ func OpenCheckpoint(signed []byte, verifierKey string) (Checkpoint, error) {
 			for _, s := range unverified.Note.UnverifiedSigs {
 				by = append(by, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 			}
-			return Checkpoint{}, fmt.Errorf("%w: not signed by the trusted key %s+%08x (signed by %s)",
+			return "", "", fmt.Errorf("%w: not signed by the trusted key %s+%08x (signed by %s)",
 				ErrSignature, v.Name(), v.KeyHash(), strings.Join(by, ", "))
 		case errors.As(err, &invalid):
-			return Checkpoint{}, fmt.Errorf("%w: the signature by %s+%08x is invalid: the checkpoint was altered",
-				ErrSignature, invalid.Name, invalid.Hash)
+			return "", "", fmt.Errorf("%w: the signature by %s+%08x is invalid: the %s was altered",
+				ErrSignature, invalid.Name, invalid.Hash, what)
 		}
-		return Checkpoint{}, fmt.Errorf("opening checkpoint: %w", err)
+		return "", "", fmt.Errorf("opening %s: %w", what, err)
 	}
-	c, err := ParseCheckpoint([]byte(n.Text))
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	if c.Origin != v.Name() {
-		return Checkpoint{}, fmt.Errorf("%w: checkpoint of log %q signed by the key of log %q", ErrSignature, c.Origin, v.Name())
-	}
-	return c, nil
+	return n.Text, v.Name(), nil
 }
 
 // Key is the log's Ed25519 signing key.
@@ -229,4 +239,22 @@ func loadKey(path string) (*Key, error) {
 		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// SignNote signs text (newline-terminated) as a signed note with the log's
+// key: a statement other than a checkpoint, e.g. a report's hash.
+func (k *Key) SignNote(text string) ([]byte, error) {
+	msg, err := note.Sign(&note.Note{Text: text}, k.signer)
+	if err != nil {
+		return nil, fmt.Errorf("signing a note: %w", err)
+	}
+	return msg, nil
+}
+
+// OpenNote verifies a signed note against a verifier key and returns its
+// text; a note not signed by that key fails with an error wrapping
+// ErrSignature that says which keys did sign it.
+func OpenNote(signed []byte, verifierKey string) (string, error) {
+	text, _, err := openNote(signed, verifierKey, "note")
+	return text, err
 }

@@ -52,6 +52,9 @@ type stateTable struct {
 	// grows: rows are only ever added (signed checkpoints), so a later
 	// backup's are added to the earlier ones' instead of replacing them.
 	grows bool
+	// added: how many of the last text columns came after backups were
+	// written without them; an older backup's row restores them as "".
+	added int
 }
 
 func cols(spec ...any) []stateCol {
@@ -72,7 +75,8 @@ var stateTables = []stateTable{
 	{name: "sync_checkpoint", cols: cols("workspace", colText, "origin", colTime, "high_water", colTime, "updated_at", colTime,
 		"fresh_at", colTime, "settled_at", colTime, "settle_remote", colInt, "settle_stored", colInt)},
 	{name: "sync_coverage", cols: cols("workspace", colText, "start_at", colTime, "end_at", colTime)},
-	{name: "sync_gap_ack", cols: cols("workspace", colText, "start_at", colTime, "end_at", colTime, "acknowledged_at", colTime, "note", colText)},
+	{name: "sync_gap_ack", cols: cols("workspace", colText, "start_at", colTime, "end_at", colTime, "acknowledged_at", colTime, "note", colText,
+		"acknowledged_by", colText), added: 1},
 	{name: "sync_gap_reason", cols: cols("workspace", colText, "start_at", colTime, "end_at", colTime, "reason", colText, "retry", colBool)},
 	// Learned TAPD facts (doctor, edges); the verification report is the
 	// source database's, and counts.timezone the target's own.
@@ -86,6 +90,19 @@ var stateTables = []stateTable{
 	// mirror resumes each destination where the backup saw it, resending
 	// at most what was delivered after it (duplicates carry their index).
 	{name: "forward_cursor", cols: cols("name", colText, "next_idx", colInt, "last_success", colInt, "last_error", colText, "failing_since", colInt)},
+	// TAPD's totals per target and month (the completeness report).
+	{name: "sync_month_total", cols: cols("workspace", colText, "month_start", colTime, "verified_start", colTime, "verified_end", colTime,
+		"verified_total", colInt, "verified_at", colTime, "settle_start", colTime, "settle_end", colTime, "settle_total", colInt,
+		"settle_reported", colInt, "settled_at", colTime)},
+	// Alerts: each rule's cursor (a log index) with its window state, and
+	// the firings with their deliveries, so a restored mirror neither
+	// forgets what fired nor pages again for it.
+	{name: "alert_cursor", cols: cols("rule", colText, "next_idx", colInt)},
+	{name: "alert_state", cols: cols("rule", colText, "key", colText, "state", colText)},
+	{name: "alert_firing", cols: cols("id", colInt, "rule", colText, "key", colText, "condition", colText, "window_start", colInt,
+		"window_end", colInt, "count", colInt, "first_record_id", colInt, "last_record_id", colInt, "log_index", colInt, "fired_at", colInt, "search", colText)},
+	{name: "alert_delivery", cols: cols("firing_id", colInt, "notifier", colText, "status", colText, "attempts", colInt,
+		"last_error", colText, "sent_at", colInt, "grouped", colInt)},
 }
 
 // backupReplayed are the tables a restore rebuilds from the events, and
@@ -796,6 +813,9 @@ func (r *restorer) restoreState(ctx context.Context, rd *integrity.BackupReader)
 			return n, fmt.Errorf("%w: state line %d: %v", integrity.ErrMalformed, n+1, err)
 		}
 		t, ok := tables[l.Table]
+		for ok && len(l.Row) < len(t.cols) && len(l.Row) >= len(t.cols)-t.added {
+			l.Row = append(l.Row, json.RawMessage(`""`))
+		}
 		if !ok || len(l.Row) != len(t.cols) {
 			return n, fmt.Errorf("%w: state line %d: table %q with %d values is not one this version restores", integrity.ErrMalformed, n+1, l.Table, len(l.Row))
 		}
@@ -821,14 +841,17 @@ func (r *restorer) restoreState(ctx context.Context, rd *integrity.BackupReader)
 // never reuse the id of one deleted or purged, and rebuilds the counts.
 func (r *restorer) finish(ctx context.Context) error {
 	tx := r.tx
-	var history int64
+	var history, firing int64
 	if err := tx.GetContext(ctx, &history, `SELECT COALESCE(MAX(id), 0) FROM activity_history`); err != nil {
+		return err
+	}
+	if err := tx.GetContext(ctx, &firing, `SELECT COALESCE(MAX(id), 0) FROM alert_firing`); err != nil {
 		return err
 	}
 	for _, seq := range []struct {
 		table string
 		max   int64
-	}{{"activity_log", r.maxRecord}, {"legal_hold", r.maxHold}, {"access_log", r.maxAccess}, {"activity_history", history}} {
+	}{{"activity_log", r.maxRecord}, {"legal_hold", r.maxHold}, {"access_log", r.maxAccess}, {"activity_history", history}, {"alert_firing", firing}} {
 		if seq.max == 0 {
 			continue
 		}

@@ -211,7 +211,8 @@ func (s *Store) syncStates(ctx context.Context, where string, args ...any) (map[
 }
 
 // AcknowledgeGaps records every current gap of a workspace as acknowledged
-// and returns them: they stay in status but are no longer warned about.
+// and returns them: they stay in status but are no longer warned about. The
+// token in ctx (WithToken) is recorded as who acknowledged them.
 func (s *Store) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]Interval, error) {
 	state, err := s.SyncState(ctx, workspace)
 	if err != nil {
@@ -221,9 +222,9 @@ func (s *Store) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]
 	err = s.inIdempotentTx(ctx, "acknowledging gaps of "+workspace, func(tx *sqlx.Tx) error {
 		acked = acked[:0] // a second run after a failover starts over
 		for _, g := range state.Gaps() {
-			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO sync_gap_ack (workspace, start_at, end_at, acknowledged_at, note)
-				VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace, start_at, end_at) DO NOTHING`),
-				workspace, s.timeArg(g.Start), s.timeArg(g.End), s.timeArg(time.Now()), note); err != nil {
+			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO sync_gap_ack (workspace, start_at, end_at, acknowledged_at, note, acknowledged_by)
+				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, start_at, end_at) DO NOTHING`),
+				workspace, s.timeArg(g.Start), s.timeArg(g.End), s.timeArg(time.Now()), note, tokenOf(ctx)); err != nil {
 				return err
 			}
 			acked = append(acked, g.Interval)
@@ -244,6 +245,9 @@ type WindowCommit struct {
 	// holds the workspace's lease, which it renews by LeaseTTL. "" = unfenced.
 	Holder   string
 	LeaseTTL time.Duration
+	// Total is TAPD's total for the verified window (nil: none to record),
+	// kept per month for the completeness report.
+	Total *WindowTotal
 }
 
 // CommitWindow records, after the window's records were committed, that it
@@ -264,6 +268,11 @@ func (s *Store) CommitWindow(ctx context.Context, c WindowCommit) error {
 			if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM sync_gap_reason WHERE workspace = ? AND start_at >= ? AND end_at <= ?`),
 				c.Workspace, s.timeArg(iv.Start), s.timeArg(iv.End)); err != nil {
 				return fmt.Errorf("clearing gap reasons: %w", err)
+			}
+		}
+		if c.Total != nil {
+			if err := s.recordWindowTotal(ctx, tx, c.Workspace, *c.Total); err != nil {
+				return err
 			}
 		}
 		for _, g := range c.Gaps {

@@ -159,6 +159,7 @@ func (r *runState) settle(ctx context.Context, state storage.SyncState, before t
 		return nil
 	}
 	var refetch []Interval
+	var months []storage.SettleMonth
 	remote, stored := 0, 0
 	for _, m := range splitByMonth(span, r.s.loc) {
 		p, err := r.page(ctx, m, 1, 1, true)
@@ -166,24 +167,30 @@ func (r *runState) settle(ctx context.Context, state storage.SyncState, before t
 			r.log.Warn("settle check failed; tried again on the next run", "window", r.fmtWindow(m), "err", err)
 			return refetch
 		}
-		end := r.queryEnd(m)
-		if mode == endInclusive {
-			end = end.Add(time.Minute)
-		}
+		end := r.countedEnd(m)
 		n, err := o.Store.CountReported(ctx, r.t.Key, m.Start, end)
 		if err != nil {
 			r.log.Warn("settle check failed; tried again on the next run", "err", err)
 			return refetch
 		}
 		remote, stored = remote+p.TotalItems, stored+n
+		months = append(months, storage.SettleMonth{Month: r.s.monthOf(m.Start), Span: Interval{Start: m.Start, End: end},
+			Remote: int64(p.TotalItems), Reported: int64(n)})
 		if p.TotalItems > n {
 			r.log.Info("TAPD holds records that appeared late; fetching the window again", "window", r.fmtWindow(m),
 				"remote_total", p.TotalItems, "reported", n)
 			refetch = append(refetch, m)
+			if r.prior == nil {
+				r.prior = map[Interval]int{}
+			}
+			r.prior[m] = n
 		}
 	}
 	if err := o.Store.RecordSettle(ctx, r.t.Key, now, remote, stored); err != nil {
 		r.log.Warn("recording the settle check failed", "err", err)
+	}
+	if err := o.Store.RecordSettleMonths(ctx, r.t.Key, now, months); err != nil {
+		r.log.Warn("recording the settle check's months failed", "err", err)
 	}
 	r.log.Debug("settle check", "span", r.fmtWindow(span), "remote_total", remote, "reported", stored, "refetch", len(refetch))
 	return refetch

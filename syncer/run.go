@@ -18,10 +18,13 @@ import (
 // order they were queued, so TAPD and the database work at the same time and
 // a window's checkpoint still moves only after its records are committed.
 type runState struct {
-	s       *Syncer
-	t       Target
-	log     *slog.Logger
-	holder  string // lease holder: every window commit is fenced on it
+	s      *Syncer
+	t      Target
+	log    *slog.Logger
+	holder string // lease holder: every window commit is fenced on it
+	// prior: windows a settle check sends to be fetched again, with the
+	// records the target had reported in them then (the month's TAPD total).
+	prior   map[Interval]int
 	started time.Time
 	span    time.Duration // TAPD time to cover, for the ETA
 	horizon time.Time     // the oldest minute asked for
@@ -444,7 +447,13 @@ func (r *runState) window(ctx context.Context, w Interval, reread bool, depth in
 		if err != nil {
 			return err
 		}
-		r.write(writeJob{commit: r.commitOf(w, covered, gaps), total: lastTotal})
+		c := r.commitOf(w, covered, gaps)
+		c.Total = &storage.WindowTotal{Month: r.s.monthOf(w.Start), Span: Interval{Start: w.Start, End: r.countedEnd(w)}, Total: int64(lastTotal)}
+		if n, ok := r.prior[w]; ok {
+			prior := int64(n)
+			c.Total.Prior = &prior
+		}
+		r.write(writeJob{commit: c, total: lastTotal})
 		return nil
 	}
 }
@@ -521,6 +530,25 @@ func (r *runState) queryEnd(w Interval) time.Time {
 		return w.End.Add(-time.Minute)
 	}
 	return w.End
+}
+
+// countedEnd is where the TAPD time counted by window w's total ends: the
+// minute its end_time asks for is in it when TAPD's end_time includes it.
+func (r *runState) countedEnd(w Interval) time.Time {
+	r.s.mu.Lock()
+	mode := r.s.endMinute
+	r.s.mu.Unlock()
+	end := r.queryEnd(w)
+	if mode == endInclusive {
+		end = end.Add(time.Minute)
+	}
+	return end
+}
+
+// monthOf is the start of t's calendar month in TAPD's zone.
+func (s *Syncer) monthOf(t time.Time) time.Time {
+	l := t.In(s.loc)
+	return time.Date(l.Year(), l.Month(), 1, 0, 0, 0, 0, s.loc)
 }
 
 func (s *Syncer) monthStart(t time.Time) bool {

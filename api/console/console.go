@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
 )
@@ -92,6 +93,9 @@ type Options struct {
 	// access trail named action (package api's recorder); nil: none. The
 	// console fills in the session's token name (storage.AccessOf).
 	Access func(action string, h http.HandlerFunc) http.HandlerFunc
+	// Report makes the signed completeness report (/report); nil: the page
+	// says reports are made with the report command.
+	Report report.Maker
 }
 
 // Console serves the pages.
@@ -104,7 +108,7 @@ type Console struct {
 }
 
 // pageNames are the templates; each is parsed with the layout.
-var pageNames = []string{"search", "record", "timeline", "coverage", "access", "signin", "error"}
+var pageNames = []string{"search", "record", "timeline", "coverage", "alerts", "report", "access", "signin", "error"}
 
 // New returns a Console; it panics if the embedded templates do not parse
 // (a build defect caught by every test).
@@ -148,7 +152,10 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /record/{id}", rec("console.record", c.page(needRead, c.record)))
 	mux.HandleFunc("GET /timeline", rec("console.timeline", c.page(needRead, c.timeline)))
 	mux.HandleFunc("GET /coverage", rec("console.coverage", c.page(needRead, c.coverage)))
+	mux.HandleFunc("GET /alerts", rec("console.alerts", c.page(needRead, c.alerts)))
 	mux.HandleFunc("GET /export", rec("console.export", c.page(needRead, c.export)))
+	// The report summarises the access trail: auditors and admins.
+	mux.HandleFunc("GET /report", rec("console.report", c.page(needAuditor, c.report)))
 	mux.HandleFunc("GET /access", rec("console.access", c.page(needAuditor, c.access)))
 	mux.HandleFunc("GET /signin", c.page(needNothing, c.signinForm))
 	mux.HandleFunc("POST /signin", rec("signin", c.form(needNothing, c.signin)))

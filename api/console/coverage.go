@@ -382,7 +382,7 @@ func (c *Console) ack(w http.ResponseWriter, r *http.Request, v *view) {
 		c.fail(w, r, v, http.StatusBadRequest, v.T("e.bad_text", v.T("c.ack_note"), problem))
 		return
 	}
-	acked, err := c.o.Syncer.AcknowledgeGaps(r.Context(), ws, note)
+	acked, err := c.o.Syncer.AcknowledgeGaps(storage.WithToken(r.Context(), v.User), ws, note)
 	if errors.Is(err, syncer.ErrUnknownWorkspace) {
 		c.fail(w, r, v, http.StatusNotFound, v.T("e.unknown_workspace", clip(ws)))
 		return

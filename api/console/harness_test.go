@@ -22,6 +22,7 @@ import (
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/integrity"
+	"github.com/tapd-mirror/tapd-mirror/report"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/syncer"
@@ -59,6 +60,7 @@ type mirror struct {
 	fake   *tapdtest.Server
 	store  *storage.Store
 	syncer *syncer.Syncer
+	key    *integrity.Key
 	url    string
 }
 
@@ -97,11 +99,16 @@ func startMirror(t *testing.T, dbURL string, tokens []config.Token) *mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Reports as serve makes them (cmd/tapd-mirror reportMaker), without an access trail.
+	makeReport := func(ctx context.Context, q report.Request) (report.Made, error) {
+		return report.Make(ctx, report.Options{Store: st, Key: key, Location: shanghai, Horizon: sy.Horizon(), Now: time.Now(),
+			From: q.From, To: q.To, Workspaces: q.Workspaces, By: q.By}, q.Lang, q.JSON, nil)
+	}
 	srv := newAPI(t, api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger(),
-		Integrity: api.Integrity{VerifierKey: key.VerifierKey()}})
+		Integrity: api.Integrity{VerifierKey: key.VerifierKey()}, Report: makeReport})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	m := &mirror{t: t, fake: fake, store: st, syncer: sy, url: hs.URL}
+	m := &mirror{t: t, fake: fake, store: st, syncer: sy, key: key, url: hs.URL}
 	m.waitSynced(3)
 	// serve signs checkpoints after runs; here one is signed once the backfill is in.
 	if _, _, err := st.SignCheckpoint(context.Background(), key, time.Now()); err != nil {

@@ -69,6 +69,8 @@ func commands() []command {
 		{"restore", "restore FULL [INCREMENTAL…]: replay backups into an empty database of either dialect", (*Main).restoreCmd},
 		{"drill", "drill: a disaster drill against a fake TAPD: backfill, back up, lose the database, restore, sync", (*Main).drill},
 		{"verify", "verify BUNDLE|BACKUP… --key KEY [--checkpoint EARLIER] (offline), or verify --database", (*Main).verify},
+		{"report", "report --from DATE --to DATE [--workspace T] [--lang zh|en] --out FILE: write the signed completeness report", (*Main).reportCmd},
+		{"verify-report", "verify-report FILE --key KEY: check a completeness report offline, naming the first field that does not match", (*Main).verifyReport},
 		{"integrity", "integrity pubkey: print the checkpoint verifier key (creating the signing key)", (*Main).integrityCmd},
 		{"version", "print the version", (*Main).printVersion},
 	}

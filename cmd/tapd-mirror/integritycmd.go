@@ -435,17 +435,22 @@ func (m *Main) exportCmd(ctx context.Context, args []string) error {
 // "local". A failure to record is logged, not fatal: the command's own
 // work is done.
 func recordCLI(ctx context.Context, st *storage.Store, log *slog.Logger, action string, params map[string]string, rows int64, failed error) {
-	who := os.Getenv("USER")
-	if u, err := user.Current(); err == nil {
-		who = u.Username
-	}
-	e := &storage.AccessEntry{Principal: "cli:" + who, SourceIP: "local", Action: action, Params: params, Rows: rows, Outcome: storage.AccessOK}
+	e := &storage.AccessEntry{Principal: cliUser(), SourceIP: "local", Action: action, Params: params, Rows: rows, Outcome: storage.AccessOK}
 	if failed != nil {
 		e.Outcome = storage.AccessError
 	}
 	if err := st.AppendAccess(ctx, e); err != nil {
 		log.Warn("recording the command in the access trail", "action", action, "err", err)
 	}
+}
+
+// cliUser names who ran a command in the access trail: cli:<OS user>.
+func cliUser() string {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	return "cli:" + who
 }
 
 func parseTime(flag, v string) (time.Time, error) {
@@ -510,6 +515,11 @@ func (m *Main) verifyDatabase(ctx context.Context, c common, vkey string) error 
 	rep, err := st.VerifyDatabase(ctx, storage.VerifyOptions{Key: vkey})
 	if err != nil {
 		return err
+	}
+	if vkey != "" { // the last verification, as the completeness report shows it; not one that skipped the signatures
+		if err := st.SaveVerifyReport(ctx, rep); err != nil {
+			log.Warn("saving the verification report", "err", err)
+		}
 	}
 	w := m.Stdout
 	for _, p := range rep.Problems {

@@ -62,6 +62,11 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return err
 	}
 	defer stopForward()
+	stopAlerts, err := startAlerts(ctx, cfg, st, log, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts()
 	if s, client, err = newSyncer(cfg, st, log, metrics, m.Clock); err != nil {
 		return err
 	}
@@ -90,7 +95,8 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
 		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
 		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus,
-		RecordContractReads: cfg.AccessLog.RecordContractReads()})
+		RecordContractReads: cfg.AccessLog.RecordContractReads(),
+		Report:              reportMaker(cfg, st, arch.key, s.Horizon, m.now)})
 	defer srv.Close() // after the HTTP server drained: the last answers' trail entries
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }

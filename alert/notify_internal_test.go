@@ -1,0 +1,37 @@
+package alert
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
+)
+
+// TestMessageLinksAndEscapes: a firing's message links to the console
+// search of exactly its records (to is exclusive: one second past the last
+// one), and a username cannot turn into markdown or a link of its own.
+func TestMessageLinksAndEscapes(t *testing.T) {
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	e := &Engine{o: Options{Location: sh, Console: sh, ConsoleURL: "https://mirror.example/"}}
+	start := time.Date(2026, 12, 1, 2, 3, 4, 0, sh)
+	f := storage.AlertFiring{ID: 7, Rule: "bulk-download", Key: "[eve](https://evil.example)*", Count: 120,
+		WindowStart: start, WindowEnd: start.Add(59 * time.Minute), FirstRecordID: 10, LastRecordID: 129,
+		Search: "action=download&user=%5Beve%5D%28https%3A%2F%2Fevil.example%29%2A"}
+	m := e.compose([]storage.AlertFiring{f})
+	text := m.text(4096)
+	link := "https://mirror.example/?action=download&from=2026-12-01+02%3A03%3A04&to=2026-12-01+03%3A02%3A05&user=%5Beve%5D%28https%3A%2F%2Fevil.example%29%2A"
+	if !strings.Contains(text, "[search the records]("+link+")") {
+		t.Fatalf("no link to the records' search:\n%s", text)
+	}
+	if !strings.Contains(text, `> key: \[eve\](https://evil.example)\*`) {
+		t.Fatalf("the key is not escaped:\n%s", text)
+	}
+	if !strings.Contains(text, "120 records from 2026-12-01 02:03:04 to 2026-12-01 03:02:04 (Asia/Shanghai)") {
+		t.Fatalf("window:\n%s", text)
+	}
+	// Cut to a limit on a line boundary, saying what was left out.
+	if got := m.text(60); len(got) > 60 || !strings.Contains(got, "more lines)") {
+		t.Fatalf("cut text (%d bytes): %q", len(got), got)
+	}
+}

@@ -1,0 +1,63 @@
+package alert
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/integrity"
+)
+
+func testRule(t *testing.T, c config.AlertRule) *rule {
+	t.Helper()
+	c.IgnoreOlderThan = &config.Duration{}
+	r, err := compile(c, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestThresholdOutOfOrder: TAPD pages newest first, so matches arrive
+// late; the window is the busiest one holding the new match, and a match
+// more than two windows older than the newest is not counted.
+func TestThresholdOutOfOrder(t *testing.T) {
+	r := testRule(t, config.AlertRule{Name: "t", Threshold: &config.AlertThreshold{Count: 3, Window: config.Duration{Duration: 10 * time.Minute}}})
+	base := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	feed := func(id int64, minutes int) (bool, int64, int64, int64) {
+		f, ok := r.evaluate(id, &integrity.Record{ID: id, Username: "u", Timestamp: base.Add(time.Duration(minutes) * time.Minute)}, base)
+		return ok, f.Count, f.FirstRecordID, f.LastRecordID
+	}
+	if ok, _, _, _ := feed(1, 30); ok {
+		t.Fatal("fired at 1")
+	}
+	if ok, _, _, _ := feed(2, 0); ok { // 30 min before: another window
+		t.Fatal("fired at 2")
+	}
+	if ok, _, _, _ := feed(3, -60); ok { // more than two windows before the newest: dropped
+		t.Fatal("fired at 3")
+	}
+	if ok, _, _, _ := feed(4, 25); ok {
+		t.Fatal("fired at 4")
+	}
+	ok, n, first, last := feed(5, 22) // 22, 25, 30: three within 10 minutes
+	if !ok || n != 3 || first != 5 || last != 1 {
+		t.Fatalf("fired %v count %d records %d..%d, want 3 from 5 to 1", ok, n, first, last)
+	}
+	for _, m := range r.state["u"].Matches {
+		if m[1] == 3 {
+			t.Fatal("the match two windows late was kept")
+		}
+	}
+}
+
+// TestWhenWrapsMidnight: a span like 22:00-06:00 covers the night.
+func TestWhenWrapsMidnight(t *testing.T) {
+	r := testRule(t, config.AlertRule{Name: "night", Match: config.AlertMatch{When: &config.AlertWhen{Hours: "22:00-06:00"}}})
+	for hour, want := range map[int]bool{21: false, 22: true, 23: true, 0: true, 5: true, 6: false, 12: false} {
+		got := r.matches(&integrity.Record{Timestamp: time.Date(2026, 1, 1, hour, 30, 0, 0, time.UTC)})
+		if got != want {
+			t.Errorf("%02d:30 matched %v, want %v", hour, got, want)
+		}
+	}
+}
