@@ -26,9 +26,10 @@ import (
 type accessAction struct {
 	name string
 	// contract: the local contract's plain list and count (and its local
-	// writes), and the integrity reads without record content (checkpoints,
-	// status), recorded only with access_log.contract_reads: all, unless
-	// the request asks for more (detail) or is refused.
+	// writes), and the status reads without record content that monitoring
+	// polls (integrity checkpoints and status, sync status and runs,
+	// forwarding status), recorded only with access_log.contract_reads: all,
+	// unless the request asks for more (detail) or is refused.
 	contract bool
 }
 
@@ -42,23 +43,21 @@ var accessActions = map[string]accessAction{
 	"DELETE /api/v1/activity_log/all":   {"delete_all", false},
 	"DELETE /api/v1/activity_log/{id}":  {"delete", false},
 	"POST /api/v1/sync":                 {"sync.trigger", false},
-	"GET /api/v1/sync/status":           {"sync.status", false},
+	"GET /api/v1/sync/status":           {"sync.status", true},
 	"POST /api/v1/sync/gaps/ack":        {"gaps.ack", false},
-	"GET /api/v1/sync/runs":             {"sync.runs", false},
-	"GET /api/v1/sync/runs/{id}":        {"sync.run", false},
+	"GET /api/v1/sync/runs":             {"sync.runs", true},
+	"GET /api/v1/sync/runs/{id}":        {"sync.run", true},
 	"GET /api/v1/integrity/checkpoint":  {"integrity.checkpoint", true},
 	"GET /api/v1/integrity/checkpoints": {"integrity.checkpoints", true},
 	"GET /api/v1/integrity/consistency": {"integrity.consistency", false},
 	"GET /api/v1/integrity/proof/{id}":  {"integrity.proof", false},
-	// Status holds no record content and monitoring polls it: like the
-	// checkpoints, it is recorded with contract_reads: all (or if refused).
-	"GET /api/v1/integrity/status": {"integrity.status", true},
-	"POST /api/v1/holds":           {"hold.place", false},
-	"GET /api/v1/holds":            {"hold.list", false},
-	"DELETE /api/v1/holds/{id}":    {"hold.release", false},
-	"GET /api/v1/forward":          {"forward.status", false},
-	"GET /api/v1/access":           {"access.list", false},
-	"GET /api/v1/alerts":           {"alerts.list", false},
+	"GET /api/v1/integrity/status":      {"integrity.status", true},
+	"POST /api/v1/holds":                {"hold.place", false},
+	"GET /api/v1/holds":                 {"hold.list", false},
+	"DELETE /api/v1/holds/{id}":         {"hold.release", false},
+	"GET /api/v1/forward":               {"forward.status", true},
+	"GET /api/v1/access":                {"access.list", false},
+	"GET /api/v1/alerts":                {"alerts.list", false},
 }
 
 // accessNote is one request's trail entry in the making.
