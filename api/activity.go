@@ -283,6 +283,7 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if detail {
+		noteDetail(r.Context())
 		if err := s.permit(r, readDetail); err != nil {
 			s.fail(w, r, err)
 			return
@@ -304,6 +305,7 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	noteRows(r.Context(), int64(len(rows)))
 	var data any
 	if detail {
 		out := make([]activityDetailJSON, len(rows))
@@ -341,6 +343,7 @@ func (s *Server) countActivities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	noteRows(r.Context(), n)
 	s.ok(w, map[string]int64{"count": n})
 }
 
@@ -373,7 +376,10 @@ func (s *Server) deleteActivity(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteAllActivities(w http.ResponseWriter, r *http.Request) {
+	// Many transactions: the trail entry follows the answer, with the total
+	// (each record removed is a delete event naming the token).
 	n, err := s.store.DeleteAllActivities(storage.WithToken(r.Context(), TokenName(r.Context())))
+	noteRows(r.Context(), n)
 	if err != nil {
 		s.fail(w, r, err)
 		return

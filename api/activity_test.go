@@ -32,7 +32,7 @@ type client struct {
 
 func newServer(t *testing.T, s *storage.Store, adminToken string) client {
 	t.Helper()
-	srv := httptest.NewServer(api.New(api.Options{Store: s, Tokens: adminOnly(adminToken)}).Handler())
+	srv := httptest.NewServer(newAPI(t, api.Options{Store: s, Tokens: adminOnly(adminToken)}).Handler())
 	t.Cleanup(srv.Close)
 	return client{t: t, base: srv.URL}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -147,18 +148,27 @@ func (s *Server) permit(r *http.Request, need rule) error {
 	}
 	if !s.auth.anyIncludes(need.scope) {
 		return errorf(http.StatusForbidden, "%s needs a token of scope %s, and none is configured; set %s (or add a token of scope %s to auth.tokens) and send it as 'Authorization: Bearer <token>'",
-			need.what, need.scope, tokenEnv(need.scope), need.scope)
+			need.what, scopeText(need.scope), tokenEnv(need.scope), need.scope)
 	}
 	id, _ := r.Context().Value(identityKey{}).(identity)
 	if id.name == "" {
 		s.authFailed(r, "missing", "")
-		return unauthorized(fmt.Sprintf("%s needs a token of scope %s; send 'Authorization: Bearer <token>'", need.what, need.scope))
+		return unauthorized(fmt.Sprintf("%s needs a token of scope %s; send 'Authorization: Bearer <token>'", need.what, scopeText(need.scope)))
 	}
 	if !id.scope.Includes(need.scope) {
 		s.authFailed(r, "scope", id.name)
-		return errorf(http.StatusForbidden, "%s needs a token of scope %s; token %q has scope %s", need.what, need.scope, id.name, id.scope)
+		return errorf(http.StatusForbidden, "%s needs a token of scope %s; token %q has scope %s", need.what, scopeText(need.scope), id.name, id.scope)
 	}
 	return nil
+}
+
+// scopeText names what a token needs: auditor is not on one line with
+// write, so its messages name admin too (the one scope above it).
+func scopeText(scope config.Scope) string {
+	if scope == config.ScopeAuditor {
+		return "auditor or admin"
+	}
+	return string(scope)
 }
 
 // tokenEnv is the env var that configures a token of scope.
@@ -168,6 +178,8 @@ func tokenEnv(scope config.Scope) string {
 		return "TAPD_MIRROR_READ_TOKEN"
 	case config.ScopeWrite:
 		return "TAPD_MIRROR_WRITE_TOKEN"
+	case config.ScopeAuditor:
+		return "TAPD_MIRROR_AUDITOR_TOKEN or TAPD_MIRROR_ADMIN_TOKEN"
 	}
 	return "TAPD_MIRROR_ADMIN_TOKEN"
 }
@@ -255,6 +267,13 @@ func (f *failureThrottle) prune() {
 // travels in the request context (TokenName).
 func (s *Server) guard(need rule, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if act, ok := accessActions[r.Pattern]; ok {
+			var n *accessNote
+			r, n = s.beginAccess(r, act.name, !act.contract)
+			sw := &statusWriter{ResponseWriter: w}
+			defer func() { s.finishAccess(r, n, sw.code()) }()
+			w = sw
+		}
 		if isMutation(r.Method) {
 			if err := s.sameOrigin(r); err != nil {
 				s.fail(w, r, err)
@@ -267,16 +286,32 @@ func (s *Server) guard(need rule, next http.HandlerFunc) http.HandlerFunc {
 		}
 		id, err := s.identify(r)
 		if err != nil {
+			var e *Error
+			if errors.As(err, &e) && e.Status == http.StatusTooManyRequests {
+				noteAction(r.Context(), "") // throttled: counted, not recorded, so guessing cannot flood the trail
+			} else {
+				noteAction(r.Context(), actionOf(r)) // a failed authentication always goes to the trail
+			}
 			s.fail(w, r, err)
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+		notePrincipal(r.Context(), id.name)
 		if err := s.permit(r, need); err != nil {
+			noteAction(r.Context(), actionOf(r))
 			s.fail(w, r, err)
 			return
 		}
 		next(w, r)
 	}
+}
+
+// actionOf is the action r's note has so far.
+func actionOf(r *http.Request) string {
+	if n := noteOf(r.Context()); n != nil {
+		return n.entry.Action
+	}
+	return ""
 }
 
 func isMutation(method string) bool {

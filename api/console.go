@@ -28,6 +28,7 @@ func (s *Server) newConsole(o Options) http.Handler {
 		Forward:    s.forward,
 		Logger:     s.log,
 		Now:        func() time.Time { return s.now() },
+		Access:     s.recordAccess,
 	}).Handler()
 }
 

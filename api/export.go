@@ -90,9 +90,11 @@ func (s *Server) exportActivities(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = buf.Flush()
 	}
+	noteRows(r.Context(), int64(rows))
 	if err != nil {
 		// Headers are gone: the only honest signal left is a cut-off body.
 		s.log.ErrorContext(r.Context(), "export aborted", "rows", rows, "err", err)
+		noteOutcome(r.Context(), storage.AccessError)
 		panic(http.ErrAbortHandler)
 	}
 	s.log.InfoContext(r.Context(), "export finished", "format", format, "rows", rows)

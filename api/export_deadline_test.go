@@ -40,7 +40,7 @@ func TestExportOutlivesWriteTimeoutButNotAStalledClient(t *testing.T) {
 		}
 		// Generous against a loaded machine: the server must be starved for
 		// 2 s between chunks before a live export is dropped.
-		h := api.New(api.Options{Store: s, MaxExports: 1, ExportStall: 2 * time.Second}).Handler()
+		h := newAPI(t, api.Options{Store: s, MaxExports: 1, ExportStall: 2 * time.Second}).Handler()
 		srv := &http.Server{Handler: h, WriteTimeout: 500 * time.Millisecond}
 		go srv.Serve(smallBuffers{ln}) //nolint:errcheck // closed below
 		defer srv.Close()

@@ -135,7 +135,7 @@ func TestExportStreamsEveryRow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := api.New(api.Options{Store: s, Tokens: adminOnly(token)}).Handler()
+		h := newAPI(t, api.Options{Store: s, Tokens: adminOnly(token)}).Handler()
 		export := func(format string) *streamRecorder {
 			req := httptest.NewRequest("GET", "http://localhost/api/v1/activity_log/export?format="+format, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -194,7 +194,7 @@ func TestExportStreamsEveryRow(t *testing.T) {
 func TestHealthReadinessAndMetrics(t *testing.T) {
 	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
 		m := api.NewMetrics(nil)
-		srv := httptest.NewServer(api.New(api.Options{Store: s, Metrics: m}).Handler())
+		srv := httptest.NewServer(newAPI(t, api.Options{Store: s, Metrics: m}).Handler())
 		defer srv.Close()
 		c := client{t: t, base: srv.URL}
 		c.expect("GET", "/healthz", "", false, 200, `{"code":0,"message":"success","data":{"status":"ok"}}`)

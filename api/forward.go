@@ -18,12 +18,16 @@ type ForwardStatus func(context.Context) ([]forward.Status, error)
 // from ≥ 0, or from < 0 and since.
 type ForwardReplay func(ctx context.Context, name string, from int64, since time.Time) (forward.Replay, error)
 
-// adminForward: a destination's status names where the archive is sent and
-// its receivers' errors, which is the operators' business (README "Forwarding").
-var adminForward = rule{scope: config.ScopeAdmin, what: "forwarding status"}
+// auditForward: a destination's status names where the archive is sent and
+// its receivers' errors, which is for operators and auditors (README
+// "Forwarding"); a replay resends the archive, for admins only.
+var (
+	auditForward = rule{scope: config.ScopeAuditor, what: "forwarding status"}
+	adminForward = rule{scope: config.ScopeAdmin, what: "forwarding replay"}
+)
 
 func (s *Server) forwardRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/forward", s.guard(adminForward, s.forwardStatus))
+	mux.HandleFunc("GET /api/v1/forward", s.guard(auditForward, s.forwardStatus))
 	mux.HandleFunc("/api/v1/forward", s.methodNotAllowed("GET"))
 	mux.HandleFunc("POST /api/v1/forward/{name}/replay", s.guard(adminForward, s.forwardReplay))
 	mux.HandleFunc("/api/v1/forward/{name}/replay", s.methodNotAllowed("POST"))

@@ -41,6 +41,7 @@ type IntegrityStatus struct {
 var (
 	readIntegrity = rule{scope: config.ScopeRead, open: true, what: "integrity proofs and status"}
 	adminHolds    = rule{scope: config.ScopeAdmin, what: "legal holds"}
+	auditHolds    = rule{scope: config.ScopeAuditor, what: "listing legal holds"}
 )
 
 // integrityRoutes registers the integrity and legal hold endpoints.
@@ -53,7 +54,7 @@ func (s *Server) integrityRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/integrity/proof/{id}", s.guard(readIntegrity, s.proof))
 	mux.HandleFunc("GET /api/v1/integrity/status", s.guard(readIntegrity, s.integrityStatus))
 	mux.HandleFunc("POST /api/v1/holds", s.guard(adminHolds, s.createHold))
-	mux.HandleFunc("GET /api/v1/holds", s.guard(adminHolds, s.listHolds))
+	mux.HandleFunc("GET /api/v1/holds", s.guard(auditHolds, s.listHolds))
 	mux.HandleFunc("DELETE /api/v1/holds/{id}", s.guard(adminHolds, s.releaseHold))
 	mux.HandleFunc("/api/v1/holds", s.methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/api/v1/holds/{id}", s.methodNotAllowed("DELETE"))
@@ -338,6 +339,7 @@ func (s *Server) exportBundle(w http.ResponseWriter, r *http.Request, q query, f
 	if err == nil {
 		err = buf.Flush()
 	}
+	noteRows(ctx, n)
 	if err != nil {
 		if sent.n == 0 { // nothing sent yet: an honest error answer is still possible
 			w.Header().Del("Content-Disposition")
@@ -345,6 +347,7 @@ func (s *Server) exportBundle(w http.ResponseWriter, r *http.Request, q query, f
 			return
 		}
 		s.log.ErrorContext(ctx, "bundle export aborted", "events", n, "err", err)
+		noteOutcome(ctx, storage.AccessError)
 		panic(http.ErrAbortHandler)
 	}
 	s.log.InfoContext(ctx, "bundle exported", "events", n, "tree_size", cp.Size, "filtered", req.Filter != nil)
@@ -414,6 +417,9 @@ func (s *Server) createHold(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "invalid legal hold: %s", strings.Join(problems, "; ")))
 		return
 	}
+	noteParam(r.Context(), "name", req.Name)
+	noteParam(r.Context(), "reason", req.Reason)
+	noteParam(r.Context(), "filter", req.Filter.Text())
 	h, err := s.store.CreateHold(r.Context(), req.Name, req.Reason, req.Filter, TokenName(r.Context()))
 	if err != nil {
 		s.fail(w, r, err)
@@ -464,6 +470,7 @@ func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "reason is longer than %d characters", maxShortField))
 		return
 	}
+	noteParam(r.Context(), "reason", req.Reason)
 	h, err := s.store.ReleaseHold(r.Context(), id, TokenName(r.Context()), req.Reason)
 	if errors.Is(err, storage.ErrReleased) {
 		err = errorf(http.StatusConflict, "legal hold %d was already released", id)

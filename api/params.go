@@ -195,6 +195,7 @@ func (s *Server) readFilters(r *http.Request, own ...string) (query, storage.Fil
 		}
 	}
 	if len(used) > 0 {
+		noteDetail(r.Context())
 		err = s.permit(r, rule{scope: config.ScopeRead, open: true,
 			what: "filtering by " + strings.Join(used, ", ") + " (fields only detail=1 shows)"})
 	}

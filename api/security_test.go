@@ -43,7 +43,7 @@ func serve(t *testing.T, o api.Options) client {
 	if o.Logger == nil {
 		o.Logger = quiet
 	}
-	srv := httptest.NewServer(api.New(o).Handler())
+	srv := httptest.NewServer(newAPI(t, o).Handler())
 	t.Cleanup(srv.Close)
 	return client{t: t, base: srv.URL}
 }
@@ -159,8 +159,8 @@ func TestScopesWithTokensConfigured(t *testing.T) {
 			{"detail without token", "GET", "/api/v1/activity_log?detail=1", "", nil, 401, "detail=1"},
 			{"detail walk without token", "GET", "/api/v1/activity_log?detail=1&cursor=", "", nil, 401, "detail=1"},
 			{"export without token", "GET", "/api/v1/activity_log/export", "", nil, 401, "export needs a token of scope read"},
-			{"runs with write token", "GET", "/api/v1/sync/runs", "", bearer(writeTok), 403, "scope admin"},
-			{"status without token", "GET", "/api/v1/sync/status", "", nil, 401, "scope admin"},
+			{"runs with write token", "GET", "/api/v1/sync/runs", "", bearer(writeTok), 403, "scope auditor or admin"},
+			{"status without token", "GET", "/api/v1/sync/status", "", nil, 401, "scope auditor or admin"},
 			{"plain list with unknown token", "GET", "/api/v1/activity_log", "", bearer("nope"), 401, "matches no configured token"},
 			{"basic auth", "GET", "/api/v1/activity_log", "", []string{"Authorization", "Basic YTpi"}, 401, "must be 'Bearer <token>'"},
 			{"two authorization headers", "GET", "/api/v1/activity_log", "", append(bearer(readTok), bearer(adminTok)...), 400, "send one Authorization header, not 2"},
@@ -333,7 +333,7 @@ func TestDefaultInstallKeepsTheContractAndGuardsEvidence(t *testing.T) {
 				t.Errorf("%s on a default install = %d %s", path, r.status, r.body)
 			}
 		}
-		refused(t, s, c, 403, "sync administration needs a token of scope admin, and none is configured", "GET", "/api/v1/sync/runs", "")
+		refused(t, s, c, 403, "sync status and runs needs a token of scope auditor or admin, and none is configured", "GET", "/api/v1/sync/runs", "")
 		// A token sent where none is configured is a mistake worth telling.
 		refused(t, s, c, 401, "matches no configured token", "GET", "/api/v1/activity_log", "", bearer("x")...)
 	})
@@ -720,7 +720,7 @@ func (w *stalledWriter) Flush() {}
 func TestSlowExportsDoNotStarveTheService(t *testing.T) {
 	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
 		seed(t, s, 3000) // more than the export's buffers hold
-		h := api.New(api.Options{Store: s, MaxExports: 2, Logger: quiet}).Handler()
+		h := newAPI(t, api.Options{Store: s, MaxExports: 2, Logger: quiet}).Handler()
 		release := make(chan struct{})
 		defer func() {
 			select {

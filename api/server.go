@@ -38,6 +38,7 @@ type Server struct {
 	forward     ForwardStatus
 	fwdReplay   ForwardReplay
 	console     http.Handler // the compliance console, at /
+	trail       *trailWriter // the access trail's writer (access.go)
 	log         *slog.Logger
 	now         func() time.Time
 }
@@ -76,6 +77,12 @@ type Options struct {
 	Forward ForwardStatus
 	// ForwardReplay serves POST /api/v1/forward/{name}/replay; nil: none are configured.
 	ForwardReplay ForwardReplay
+	// RecordContractReads puts the contract's plain list and count in the
+	// access trail too (access_log.contract_reads: all).
+	RecordContractReads bool
+	// WithoutAccessTrail records nothing: for the benchmark's same-run
+	// baseline only (README "For auditors" says every access is recorded).
+	WithoutAccessTrail bool
 	// Report makes the completeness report (console /report); nil: the
 	// console says reports are made with the report command.
 	Report report.Maker
@@ -99,7 +106,8 @@ func New(o Options) *Server {
 	s := &Server{store: o.Store, syncer: o.Syncer, metrics: o.Metrics, ready: o.Ready,
 		auth: newAuthenticator(o.Tokens), hosts: newHostFilter(o.AllowedHosts),
 		origins: http.NewCrossOriginProtection(), exports: make(chan struct{}, o.MaxExports),
-		exportStall: o.ExportStall, integrity: o.Integrity, forward: o.Forward, fwdReplay: o.ForwardReplay, log: o.Logger, now: time.Now}
+		exportStall: o.ExportStall, integrity: o.Integrity, forward: o.Forward, fwdReplay: o.ForwardReplay, log: o.Logger, now: time.Now,
+		trail: newTrailWriter(o.Store, o.Logger, o.RecordContractReads, o.WithoutAccessTrail)}
 	if o.RequireReadToken {
 		s.plainRead = rule{scope: config.ScopeRead, open: true, what: "reading activity logs (auth.require_read_token)"}
 	}
@@ -113,6 +121,7 @@ var (
 	readDetail = rule{scope: config.ScopeRead, open: true, what: "detail=1 (IPs, user agents, URLs)"}
 	readExport = rule{scope: config.ScopeRead, open: true, what: "export"}
 	adminSync  = rule{scope: config.ScopeAdmin, what: "sync administration"}
+	auditSync  = rule{scope: config.ScopeAuditor, what: "sync status and runs"}
 	deleteAll  = rule{scope: config.ScopeAdmin, what: "deleting all activity logs"}
 	deleteTAPD = rule{scope: config.ScopeAdmin, what: "deleting a mirrored TAPD record (evidence)"}
 )
@@ -130,10 +139,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/activity_log/{id}", s.guard(writeLocal, s.deleteActivity))
 
 	mux.HandleFunc("POST /api/v1/sync", s.guard(adminSync, s.needSyncer(s.triggerSync)))
-	mux.HandleFunc("GET /api/v1/sync/status", s.guard(adminSync, s.needSyncer(s.syncStatus)))
+	mux.HandleFunc("GET /api/v1/sync/status", s.guard(auditSync, s.needSyncer(s.syncStatus)))
 	mux.HandleFunc("POST /api/v1/sync/gaps/ack", s.guard(adminSync, s.needSyncer(s.ackGaps)))
-	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(adminSync, s.listRuns))
-	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(adminSync, s.getRun))
+	mux.HandleFunc("GET /api/v1/sync/runs", s.guard(auditSync, s.listRuns))
+	mux.HandleFunc("GET /api/v1/sync/runs/{id}", s.guard(auditSync, s.getRun))
+	mux.HandleFunc("GET /api/v1/access", s.guard(readAccess, s.listAccess))
+	mux.HandleFunc("/api/v1/access", s.methodNotAllowed("GET"))
 	s.integrityRoutes(mux)
 	s.forwardRoutes(mux)
 	s.alertRoutes(mux)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
@@ -35,6 +36,8 @@ func (s *Server) ackGaps(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "workspace is required"))
 		return
 	}
+	noteParam(r.Context(), "workspace", req.Workspace)
+	noteParam(r.Context(), "note", req.Note)
 	acked, err := s.syncer.AcknowledgeGaps(storage.WithToken(r.Context(), TokenName(r.Context())), req.Workspace, req.Note)
 	if err != nil {
 		s.fail(w, r, err)
@@ -55,6 +58,8 @@ func (s *Server) triggerSync(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	noteParam(r.Context(), "workspace", req.Workspace)
+	noteParam(r.Context(), "full", strconv.FormatBool(req.Full))
 	got, err := s.syncer.Trigger(r.Context(), req.Workspace, req.Full)
 	if err != nil {
 		s.fail(w, r, err)

@@ -2,37 +2,48 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
-// Scope is what an API token may do. admin ⊇ write ⊇ read; the empty scope
-// is "no token needed".
+// Scope is what an API token may do. The scopes are not one line but a
+// small lattice: admin ⊇ write ⊇ read and admin ⊇ auditor ⊇ read, while
+// write and auditor are apart (an auditor changes nothing; a writer does
+// not read the access trail). The empty scope is "no token needed".
 type Scope string
 
 // The API token scopes.
 const (
-	ScopeRead  Scope = "read"  // reads beyond the contract's plain shapes: detail, export
-	ScopeWrite Scope = "write" // the contract's mutations of local records
-	ScopeAdmin Scope = "admin" // sync, status, runs, deleting mirrored evidence
+	ScopeRead    Scope = "read"    // reads beyond the contract's plain shapes: detail, export
+	ScopeWrite   Scope = "write"   // the contract's mutations of local records
+	ScopeAuditor Scope = "auditor" // read, plus the access trail, reports, sync status and runs, holds: changes nothing
+	ScopeAdmin   Scope = "admin"   // everything: sync, acknowledgements, holds, deleting mirrored evidence
 )
 
-func (s Scope) rank() int {
-	switch s {
-	case ScopeRead:
-		return 1
-	case ScopeWrite:
-		return 2
-	case ScopeAdmin:
-		return 3
-	}
-	return 0
+// includes lists, for each scope, every scope it includes besides itself.
+var includes = map[Scope][]Scope{
+	ScopeRead:    nil,
+	ScopeWrite:   {ScopeRead},
+	ScopeAuditor: {ScopeRead},
+	ScopeAdmin:   {ScopeRead, ScopeWrite, ScopeAuditor},
 }
 
 // Includes reports whether a token of scope s may do what needs scope need.
-func (s Scope) Includes(need Scope) bool { return s.rank() >= need.rank() }
+func (s Scope) Includes(need Scope) bool {
+	if need == "" {
+		return true
+	}
+	if !s.Valid() {
+		return false
+	}
+	return s == need || slices.Contains(includes[s], need)
+}
 
-// Valid reports whether s is one of read, write, admin.
-func (s Scope) Valid() bool { return s.rank() > 0 }
+// Valid reports whether s is one of read, write, auditor, admin.
+func (s Scope) Valid() bool {
+	_, ok := includes[s]
+	return ok
+}
 
 // Token is one API bearer token. Name identifies it in logs; the token itself
 // is never logged.
@@ -45,6 +56,9 @@ type Token struct {
 // MinPublicTokenLength is the shortest token accepted when the API listens on
 // a non-loopback address.
 const MinPublicTokenLength = 32
+
+// singleTokens is how many of tokenSources are the single-token settings.
+const singleTokens = 4
 
 // tokenSource is a token with the key it was configured under.
 type tokenSource struct {
@@ -59,6 +73,7 @@ func (c Config) tokenSources() []tokenSource {
 		{"admin_token", Token{Name: "admin_token", Token: c.AdminToken, Scope: ScopeAdmin}},
 		{"auth.write_token", Token{Name: "auth.write_token", Token: c.Auth.WriteToken, Scope: ScopeWrite}},
 		{"auth.read_token", Token{Name: "auth.read_token", Token: c.Auth.ReadToken, Scope: ScopeRead}},
+		{"auth.auditor_token", Token{Name: "auth.auditor_token", Token: c.Auth.AuditorToken, Scope: ScopeAuditor}},
 	}
 	for i, t := range c.Auth.Tokens {
 		out = append(out, tokenSource{fmt.Sprintf("auth.tokens[%d].token", i), t})
@@ -81,7 +96,7 @@ func (c Config) APITokens() []Token {
 // other machines.
 func (c Config) validateAuth(bad func(key, format string, args ...any), public bool) {
 	names := map[string]bool{}
-	for _, s := range c.tokenSources()[:3] {
+	for _, s := range c.tokenSources()[:singleTokens] {
 		names[s.Name] = true
 	}
 	for i, t := range c.Auth.Tokens {
@@ -97,7 +112,7 @@ func (c Config) validateAuth(bad func(key, format string, args ...any), public b
 			bad(key+".token", "is empty")
 		}
 		if !t.Scope.Valid() {
-			bad(key+".scope", "%q is not read, write or admin", t.Scope)
+			bad(key+".scope", "%q is not read, write, auditor or admin", t.Scope)
 		}
 	}
 	seen := map[string]string{} // token → key

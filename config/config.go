@@ -42,12 +42,16 @@ type Config struct {
 	Forward []Forward `yaml:"forward"`
 	// Alerts are the rules evaluated on ingest and their notifiers: see alerts.go.
 	Alerts Alerts `yaml:"alerts"`
+
+	// AccessLog configures the access trail: see access.go.
+	AccessLog AccessLog `yaml:"access_log"`
 }
 
 // Auth holds the API's bearer tokens beyond admin_token.
 type Auth struct {
 	ReadToken        string  `yaml:"read_token"`
 	WriteToken       string  `yaml:"write_token"`
+	AuditorToken     string  `yaml:"auditor_token"`
 	Tokens           []Token `yaml:"tokens"`
 	RequireReadToken bool    `yaml:"require_read_token"`
 }
@@ -138,7 +142,8 @@ func Default() Config {
 		Export: Export{MaxConcurrent: 2},
 		Integrity: Integrity{LogName: "tapd-mirror", CheckpointInterval: Duration{time.Minute},
 			VerifyInterval: Duration{24 * time.Hour}},
-		Backup: defaultBackup,
+		Backup:    defaultBackup,
+		AccessLog: defaultAccessLog,
 	}
 }
 
@@ -153,7 +158,7 @@ type Field struct {
 }
 
 // Fields lists every setting in the order the README documents them.
-var Fields = []Field{
+var Fields = append([]Field{
 	strField("database_url", "TAPD_MIRROR_DATABASE_URL", false, func(c *Config) *string { return &c.DatabaseURL }),
 	strField("database_read_url", "TAPD_MIRROR_DATABASE_READ_URL", false, func(c *Config) *string { return &c.DatabaseReadURL }),
 	strField("listen", "TAPD_MIRROR_LISTEN", false, func(c *Config) *string { return &c.Listen }),
@@ -161,6 +166,7 @@ var Fields = []Field{
 	strField("admin_token", "TAPD_MIRROR_ADMIN_TOKEN", true, func(c *Config) *string { return &c.AdminToken }),
 	strField("auth.read_token", "TAPD_MIRROR_READ_TOKEN", true, func(c *Config) *string { return &c.Auth.ReadToken }),
 	strField("auth.write_token", "TAPD_MIRROR_WRITE_TOKEN", true, func(c *Config) *string { return &c.Auth.WriteToken }),
+	strField("auth.auditor_token", "TAPD_MIRROR_AUDITOR_TOKEN", true, func(c *Config) *string { return &c.Auth.AuditorToken }),
 	boolField("auth.require_read_token", "TAPD_MIRROR_REQUIRE_READ_TOKEN", func(c *Config) *bool { return &c.Auth.RequireReadToken }),
 	strField("timezone", "TAPD_MIRROR_TIMEZONE", false, func(c *Config) *string { return &c.Timezone }),
 	strField("tapd.base_url", "TAPD_MIRROR_TAPD_BASE_URL", false, func(c *Config) *string { return &c.TAPD.BaseURL }),
@@ -196,7 +202,7 @@ var Fields = []Field{
 	durField("backup.interval", "TAPD_MIRROR_BACKUP_INTERVAL", func(c *Config) *Duration { return &c.Backup.Interval }),
 	durField("backup.full_interval", "TAPD_MIRROR_BACKUP_FULL_INTERVAL", func(c *Config) *Duration { return &c.Backup.FullInterval }),
 	intField("backup.keep", "TAPD_MIRROR_BACKUP_KEEP", func(c *Config) *int { return &c.Backup.Keep }),
-}
+}, accessFields()...)
 
 func strField(key, env string, secret bool, p func(*Config) *string) Field {
 	return Field{Key: key, Env: env, Secret: secret,
@@ -384,6 +390,7 @@ func (c Config) Validate() error {
 	c.validateBackup(bad)
 	c.validateForward(bad)
 	c.validateAlerts(bad)
+	c.validateAccessLog(bad)
 	if c.Export.MaxConcurrent < 1 || c.Export.MaxConcurrent > 16 {
 		bad("export.max_concurrent", "%d is outside 1..16 (each running export holds one database connection)", c.Export.MaxConcurrent)
 	}

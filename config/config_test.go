@@ -199,7 +199,7 @@ func TestAuthValidation(t *testing.T) {
 		{"reserved name", func(c *config.Config) {
 			c.Auth.Tokens = []config.Token{{Name: "admin_token", Token: "t1", Scope: "read"}}
 		}, `"admin_token" is used twice`},
-		{"bad scope", func(c *config.Config) { c.Auth.Tokens = []config.Token{{Name: "a", Token: "t1", Scope: "root"}} }, `auth.tokens[0].scope: "root" is not read, write or admin`},
+		{"bad scope", func(c *config.Config) { c.Auth.Tokens = []config.Token{{Name: "a", Token: "t1", Scope: "root"}} }, `auth.tokens[0].scope: "root" is not read, write, auditor or admin`},
 		{"empty token", func(c *config.Config) { c.Auth.Tokens = []config.Token{{Name: "a", Scope: "read"}} }, "auth.tokens[0].token: is empty"},
 		{"same token twice", func(c *config.Config) { c.AdminToken = "same"; c.Auth.ReadToken = "same" }, "auth.read_token: is the same token as admin_token"},
 		{"token with a space", func(c *config.Config) { c.AdminToken = "a b" }, "admin_token: must be printable ASCII without spaces"},

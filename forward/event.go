@@ -14,7 +14,7 @@ import (
 // with its index so that a duplicate (at-least-once) is recognisable.
 type Event struct {
 	Index int64  `json:"index"`
-	Type  string `json:"type"` // record, update, delete, purge, hold, release
+	Type  string `json:"type"` // record, update, delete, purge, hold, release, access
 	Time  int64  `json:"time"` // Unix seconds: ingested (record, update) or when it happened
 	// Record is the record (record) or its new version (update).
 	Record *Record `json:"record,omitempty"`
@@ -23,11 +23,13 @@ type Event struct {
 	RecordID int64 `json:"record_id,omitempty"`
 	// Prev is the index of the event holding the version replaced (update)
 	// or removed (delete, purge).
-	Prev     int64  `json:"prev,omitempty"`
-	Token    string `json:"token,omitempty"`  // the API token that asked (delete, hold, release)
-	Policy   string `json:"policy,omitempty"` // the retention policy (purge)
-	Hold     *Hold  `json:"hold,omitempty"`
-	Withheld bool   `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
+	Prev   int64  `json:"prev,omitempty"`
+	Token  string `json:"token,omitempty"`  // the API token that asked (delete, hold, release)
+	Policy string `json:"policy,omitempty"` // the retention policy (purge)
+	Hold   *Hold  `json:"hold,omitempty"`
+	// Access is an access trail entry (access): README "For auditors".
+	Access   *Access `json:"access,omitempty"`
+	Withheld bool    `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
 	// Checkpoint is the latest signed checkpoint covering the event when it
 	// was delivered (its tree size > index); absent until one is signed.
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
@@ -73,6 +75,18 @@ type Hold struct {
 	Filter string `json:"filter"`
 }
 
+// Access is an entry of the access trail.
+type Access struct {
+	ID           int64             `json:"id"`
+	Principal    string            `json:"principal"`
+	SourceIP     string            `json:"source_ip"`
+	ForwardedFor string            `json:"forwarded_for"`
+	Action       string            `json:"action"`
+	Params       map[string]string `json:"params"`
+	Rows         int64             `json:"rows"`
+	Outcome      string            `json:"outcome"`
+}
+
 func toEvent(le storage.LoggedEvent) Event {
 	out := Event{Index: le.Index, Type: string(le.Kind)}
 	e := le.Event
@@ -99,6 +113,10 @@ func toEvent(le storage.LoggedEvent) Event {
 	}
 	if h := e.Hold; h != nil {
 		out.Hold = &Hold{ID: h.ID, Name: h.Name, Reason: h.Reason, Filter: h.Filter}
+	}
+	if a := e.Access; a != nil {
+		out.Access = &Access{ID: a.ID, Principal: a.Principal, SourceIP: a.SourceIP, ForwardedFor: a.ForwardedFor,
+			Action: a.Action, Params: a.Params, Rows: a.Rows, Outcome: a.Outcome}
 	}
 	return out
 }

@@ -80,6 +80,7 @@ type line struct {
 	Token    string      `json:"token,omitempty"`
 	Policy   string      `json:"policy,omitempty"`
 	Hold     *holdJSON   `json:"hold,omitempty"`
+	Access   *accessJSON `json:"access,omitempty"`
 	Time     *int64      `json:"time,omitempty"`
 	LeafHash *tlog.Hash  `json:"leaf_hash,omitempty"`
 	Hints    []tlog.Hash `json:"hints,omitempty"`
@@ -99,6 +100,17 @@ type recordJSON struct {
 	WorkspaceID  string            `json:"workspace_id"`
 	Extra        map[string]string `json:"extra"`
 	IngestedAt   int64             `json:"ingested_at"`
+}
+
+type accessJSON struct {
+	ID           int64             `json:"id"`
+	Principal    string            `json:"principal"`
+	SourceIP     string            `json:"source_ip"`
+	ForwardedFor string            `json:"forwarded_for"`
+	Action       string            `json:"action"`
+	Params       map[string]string `json:"params"`
+	Rows         int64             `json:"rows"`
+	Outcome      string            `json:"outcome"`
 }
 
 type holdJSON struct {
@@ -127,6 +139,14 @@ func toLine(e BundleEntry) line {
 	}
 	if h := ev.Hold; h != nil {
 		l.Hold = &holdJSON{ID: h.ID, Name: h.Name, Reason: h.Reason, Filter: h.Filter}
+	}
+	if a := ev.Access; a != nil {
+		params := a.Params
+		if params == nil {
+			params = map[string]string{}
+		}
+		l.Access = &accessJSON{ID: a.ID, Principal: a.Principal, SourceIP: a.SourceIP, ForwardedFor: a.ForwardedFor,
+			Action: a.Action, Params: params, Rows: a.Rows, Outcome: a.Outcome}
 	}
 	if !ev.Time.IsZero() {
 		t := ev.Time.Unix()
@@ -191,6 +211,16 @@ func appendLine(b []byte, l line) []byte {
 		b = str(append(b, `,"reason":`...), h.Reason)
 		b = append(str(append(b, `,"filter":`...), h.Filter), '}')
 	}
+	if a := l.Access; a != nil {
+		b = num(b, `,"access":{"id":`, a.ID)
+		b = str(append(b, `,"principal":`...), a.Principal)
+		b = str(append(b, `,"source_ip":`...), a.SourceIP)
+		b = str(append(b, `,"forwarded_for":`...), a.ForwardedFor)
+		b = str(append(b, `,"action":`...), a.Action)
+		b = jsontext.AppendStringMap(append(b, `,"params":`...), a.Params)
+		b = num(b, `,"rows":`, a.Rows)
+		b = append(str(append(b, `,"outcome":`...), a.Outcome), '}')
+	}
 	if l.Time != nil {
 		b = num(b, `,"time":`, *l.Time)
 	}
@@ -218,6 +248,10 @@ func (l line) entry() BundleEntry {
 	if h := l.Hold; h != nil {
 		ev.Hold = &Hold{ID: h.ID, Name: h.Name, Reason: h.Reason, Filter: h.Filter}
 	}
+	if a := l.Access; a != nil {
+		ev.Access = &Access{ID: a.ID, Principal: a.Principal, SourceIP: a.SourceIP, ForwardedFor: a.ForwardedFor,
+			Action: a.Action, Params: a.Params, Rows: a.Rows, Outcome: a.Outcome}
+	}
 	if l.Time != nil {
 		ev.Time = time.Unix(*l.Time, 0).UTC()
 	}
@@ -231,7 +265,7 @@ func (l line) entry() BundleEntry {
 // withheldWithContent reports a withheld line that also carries content,
 // which would be ambiguous.
 func (l line) withheldWithContent() bool {
-	return l.LeafHash != nil && (l.Record != nil || l.Hold != nil || l.Prev != 0 || l.Token != "" || l.Policy != "" || l.Time != nil)
+	return l.LeafHash != nil && (l.Record != nil || l.Hold != nil || l.Access != nil || l.Prev != 0 || l.Token != "" || l.Policy != "" || l.Time != nil)
 }
 
 // BundleOptions configure a BundleWriter.

@@ -34,6 +34,7 @@ const (
 	KindPurge   Kind = "purge"   // a record was removed by a retention policy
 	KindHold    Kind = "hold"    // a legal hold was placed
 	KindRelease Kind = "release" // a legal hold was lifted
+	KindAccess  Kind = "access"  // someone read, exported or changed the archive: an access trail entry
 )
 
 // encodingTag opens every encoded event; a new encoding gets a new tag.
@@ -64,6 +65,19 @@ type Hold struct {
 	Filter string // the hold's filter as the API stored it (opaque text)
 }
 
+// Access is one entry of the access trail: who did what, from where, with
+// what outcome. Its time is the event's Time.
+type Access struct {
+	ID           int64 // the entry's id in access_log
+	Principal    string
+	SourceIP     string
+	ForwardedFor string
+	Action       string
+	Params       map[string]string // nil and empty are the same
+	Rows         int64             // rows returned or affected
+	Outcome      string
+}
+
 // Event is one change to the archive, the content of one leaf of the log.
 // Which fields an event carries depends on its Kind (see SPEC.md); the others
 // must be zero, so that nothing set on an event is silently left unlogged.
@@ -83,6 +97,8 @@ type Event struct {
 	Policy string
 	// Hold is the hold placed or lifted (KindHold, KindRelease).
 	Hold *Hold
+	// Access is the access trail entry (KindAccess).
+	Access *Access
 	// Time is when it happened (all kinds but KindRecord and KindUpdate, whose
 	// time is Record.IngestedAt).
 	Time time.Time
@@ -117,7 +133,11 @@ func ReleaseEvent(h Hold, token string, at time.Time) Event {
 	return Event{Kind: KindRelease, Hold: &h, Token: token, Time: at}
 }
 
-// Subject is the id of the record the event is about, or 0 for holds:
+// AccessEvent is the event for an access trail entry made at.
+func AccessEvent(a Access, at time.Time) Event { return Event{Kind: KindAccess, Access: &a, Time: at} }
+
+// Subject is the id of the record the event is about, or 0 for holds and
+// access entries:
 // the record_id column of the event table.
 func (e Event) Subject() int64 {
 	switch e.Kind {
@@ -197,6 +217,17 @@ func AppendEncoding(dst []byte, e Event) ([]byte, error) {
 		enc.str(e.Hold.Filter)
 		enc.str(e.Token)
 		enc.time(e.Time)
+	case KindAccess:
+		a := e.Access
+		enc.i64(a.ID)
+		enc.str(a.Principal)
+		enc.str(a.SourceIP)
+		enc.str(a.ForwardedFor)
+		enc.str(a.Action)
+		enc.strMap(a.Params)
+		enc.i64(a.Rows)
+		enc.str(a.Outcome)
+		enc.time(e.Time)
 	}
 	if enc.err != nil {
 		return nil, fmt.Errorf("encoding %s event: %w", e.Kind, enc.err)
@@ -208,7 +239,7 @@ func AppendEncoding(dst []byte, e Event) ([]byte, error) {
 // e's kind; UTF-8 is checked while encoding.
 func (e Event) check() error {
 	// Which optional fields each kind carries.
-	var rec, prev, id, token, policy, hold, at bool
+	var rec, prev, id, token, policy, hold, access, at bool
 	switch e.Kind {
 	case KindRecord:
 		rec = true
@@ -220,6 +251,8 @@ func (e Event) check() error {
 		id, prev, policy, at = true, true, true, true
 	case KindHold, KindRelease:
 		hold, token, at = true, true, true
+	case KindAccess:
+		access, at = true, true
 	default:
 		return fmt.Errorf("unknown event kind %q", e.Kind)
 	}
@@ -228,6 +261,8 @@ func (e Event) check() error {
 		return stray("record", rec)
 	case hold != (e.Hold != nil):
 		return stray("hold", hold)
+	case access != (e.Access != nil):
+		return stray("access", access)
 	case !prev && e.Prev != 0:
 		return stray("prev", false)
 	case !id && e.RecordID != 0:
@@ -257,6 +292,9 @@ func (e Event) check() error {
 	}
 	if hold && e.Hold.ID <= 0 {
 		return fmt.Errorf("hold id %d is not a hold id", e.Hold.ID)
+	}
+	if access && e.Access.ID <= 0 {
+		return fmt.Errorf("access id %d is not an access entry id", e.Access.ID)
 	}
 	return nil
 }
@@ -301,19 +339,24 @@ func (c *encoder) record(r *Record) {
 	c.str(r.Source)
 	c.str(r.SourceID)
 	c.str(r.WorkspaceID)
-	// Sorted by key bytes so that map order never reaches the hash.
+	c.strMap(r.Extra)
+	c.time(r.IngestedAt)
+}
+
+// strMap writes a map sorted by key bytes, so that map order never reaches
+// the hash.
+func (c *encoder) strMap(m map[string]string) {
 	var fixed [32]string // TAPD sends about a dozen fields: no allocation
 	keys := fixed[:0]
-	for k := range r.Extra {
+	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	c.b = binary.BigEndian.AppendUint32(c.b, uint32(len(keys)))
 	for _, k := range keys {
 		c.str(k)
-		c.str(r.Extra[k])
+		c.str(m[k])
 	}
-	c.time(r.IngestedAt)
 }
 
 // DecodeEvent parses an event's canonical encoding, as stored beside its
@@ -345,6 +388,10 @@ func DecodeEvent(enc []byte) (Event, error) {
 	case KindHold, KindRelease:
 		e.Hold = &Hold{ID: d.i64(), Name: d.str(), Reason: d.str(), Filter: d.str()}
 		e.Token = d.str()
+		e.Time = d.time()
+	case KindAccess:
+		e.Access = &Access{ID: d.i64(), Principal: d.str(), SourceIP: d.str(), ForwardedFor: d.str(), Action: d.str(),
+			Params: d.strMap(), Rows: d.i64(), Outcome: d.str()}
 		e.Time = d.time()
 	default:
 		if d.err == nil {
@@ -413,15 +460,20 @@ func (d *decoder) time() time.Time {
 func (d *decoder) record() *Record {
 	r := &Record{ID: d.i64(), Platform: d.str(), Serial: d.str(), ActionType: d.str(), ActionDetail: d.str(),
 		Username: d.str(), Timestamp: d.time(), Source: d.str(), SourceID: d.str(), WorkspaceID: d.str()}
+	r.Extra = d.strMap()
+	r.IngestedAt = d.time()
+	return r
+}
+
+func (d *decoder) strMap() map[string]string {
 	n := d.u32()
-	r.Extra = make(map[string]string, min(n, 64))
+	m := make(map[string]string, min(n, 64))
 	for range n {
 		if d.err != nil {
 			break
 		}
 		k := d.str()
-		r.Extra[k] = d.str()
+		m[k] = d.str()
 	}
-	r.IngestedAt = d.time()
-	return r
+	return m
 }

@@ -65,6 +65,9 @@ func testEvents(n int) []Event {
 			e = HoldEvent(h, "compliance", at)
 		case i%23 == 22 && holds > 0:
 			e = ReleaseEvent(Hold{ID: holds, Name: "case-" + fmt.Sprint(holds), Reason: "settled"}, "compliance", at)
+		case i%29 == 28:
+			e = AccessEvent(Access{ID: i, Principal: "auditor", SourceIP: "10.0.0.9", Action: "export",
+				Params: map[string]string{"format": "ndjson", "username": "张三"}, Rows: i, Outcome: "ok"}, at)
 		}
 		if e.Kind == "" {
 			nextID++

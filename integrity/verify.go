@@ -46,6 +46,7 @@ type Summary struct {
 	Purges    int64
 	Holds     int64
 	Releases  int64
+	Accesses  int64 // access trail entries
 	Withheld  int64 // events whose content was purged: only their leaf hash
 	// First and Last span the events' times (When), withheld ones aside.
 	First, Last time.Time
@@ -70,6 +71,8 @@ func (s *Summary) count(e BundleEntry) {
 		s.Holds++
 	case KindRelease:
 		s.Releases++
+	case KindAccess:
+		s.Accesses++
 	}
 	t := e.Event.When()
 	if s.First.IsZero() || t.Before(s.First) {

@@ -55,7 +55,7 @@ func TestSummaryCountsKindsAndSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[Kind]int64{KindRecord: sum.Records + sum.Withheld, KindUpdate: sum.Updates, KindDelete: sum.Deletions,
-		KindPurge: sum.Purges, KindHold: sum.Holds, KindRelease: sum.Releases}
+		KindPurge: sum.Purges, KindHold: sum.Holds, KindRelease: sum.Releases, KindAccess: sum.Accesses}
 	for kind, n := range want {
 		if got[kind] != n {
 			t.Errorf("%s: summary counts %d, want %d", kind, got[kind], n)
@@ -68,7 +68,7 @@ func TestSummaryCountsKindsAndSpan(t *testing.T) {
 	if !sum.First.Equal(t0.Add(time.Second)) || !sum.Last.Equal(t0.Add(299*time.Second)) {
 		t.Errorf("span %v .. %v", sum.First, sum.Last)
 	}
-	if sum.Records == 0 || sum.Updates == 0 || sum.Deletions == 0 || sum.Purges == 0 || sum.Holds == 0 || sum.Releases == 0 {
+	if sum.Records == 0 || sum.Updates == 0 || sum.Deletions == 0 || sum.Purges == 0 || sum.Holds == 0 || sum.Releases == 0 || sum.Accesses == 0 {
 		t.Fatalf("test history lacks a kind: %+v", sum)
 	}
 }

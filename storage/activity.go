@@ -406,7 +406,10 @@ func (s *Store) DeleteActivity(ctx context.Context, id int64) (Activity, error) 
 		if err != nil {
 			return err
 		}
-		return s.logEvents(ctx, tx, events, removed)
+		if err := s.logEvents(ctx, tx, events, removed); err != nil {
+			return err
+		}
+		return s.recordAccess(ctx, tx, 1)
 	})
 	return deleted, err
 }

@@ -68,7 +68,8 @@ func cols(spec ...any) []stateCol {
 // stateTables are the tables whose rows the log does not hold, copied
 // whole into each backup (an incremental backup's state replaces the
 // earlier one's). Every other table is replayed from the events
-// (activity_log, legal_hold, integrity_*), rebuilt (counts, search index),
+// (activity_log, legal_hold, access_log — the access trail is evidence and
+// its events carry every field — integrity_*), rebuilt (counts, search index),
 // or belongs to the running process only (backupSkipped).
 var stateTables = []stateTable{
 	{name: "sync_checkpoint", cols: cols("workspace", colText, "origin", colTime, "high_water", colTime, "updated_at", colTime,
@@ -108,7 +109,7 @@ var stateTables = []stateTable{
 // backupSkipped those a backup leaves out: run history and leases belong
 // to the processes that ran them; counts and the search index are rebuilt.
 var (
-	backupReplayed = []string{"activity_log", "legal_hold", "integrity_event", "integrity_hash", "integrity_state"}
+	backupReplayed = []string{"activity_log", "legal_hold", "access_log", "integrity_event", "integrity_hash", "integrity_state"}
 	backupSkipped  = []string{"sync_run", "sync_lease", "activity_daily", "activity_daily_total", "activity_hourly", "schema_migrations"}
 )
 
@@ -549,6 +550,7 @@ type restorer struct {
 	pendingIdx []int64
 	maxRecord  int64
 	maxHold    int64
+	maxAccess  int64
 }
 
 func (r *restorer) restoreOne(ctx context.Context, f io.Reader, key *string, tree *integrity.Frontier, published *integrity.Checkpoint) (RestoredBackup, error) {
@@ -701,6 +703,16 @@ func (r *restorer) replay(ctx context.Context, e integrity.BackupEvent) error {
 		_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO legal_hold (id, name, reason, filter, created_by, created_at)
 			VALUES (?, ?, ?, ?, ?, ?)`), h.ID, h.Name, h.Reason, h.Filter, ev.Token, s.timeArg(ev.Time))
 		return err
+	case integrity.KindAccess:
+		a := AccessEntry{ID: ev.Access.ID, At: ev.Time, Principal: ev.Access.Principal, SourceIP: ev.Access.SourceIP,
+			ForwardedFor: ev.Access.ForwardedFor, Action: ev.Access.Action, Params: ev.Access.Params, Rows: ev.Access.Rows,
+			Outcome: ev.Access.Outcome}
+		r.maxAccess = max(r.maxAccess, a.ID)
+		_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO access_log
+			(id, at, principal, source_ip, forwarded_for, action, params, row_count, outcome, log_idx)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), a.ID, s.timeArg(a.At), a.Principal, a.SourceIP, a.ForwardedFor,
+			a.Action, a.paramsText(), a.Rows, a.Outcome, e.Index)
+		return err
 	case integrity.KindRelease:
 		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE legal_hold SET released_at = ?, released_by = ?, release_reason = ?
 			WHERE id = ? AND released_at IS NULL`), s.timeArg(ev.Time), ev.Token, ev.Hold.Reason, ev.Hold.ID)
@@ -839,7 +851,7 @@ func (r *restorer) finish(ctx context.Context) error {
 	for _, seq := range []struct {
 		table string
 		max   int64
-	}{{"activity_log", r.maxRecord}, {"legal_hold", r.maxHold}, {"activity_history", history}, {"alert_firing", firing}} {
+	}{{"activity_log", r.maxRecord}, {"legal_hold", r.maxHold}, {"access_log", r.maxAccess}, {"activity_history", history}, {"alert_firing", firing}} {
 		if seq.max == 0 {
 			continue
 		}

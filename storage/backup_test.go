@@ -367,9 +367,29 @@ func TestBackupWhileWritesGoOn(t *testing.T) {
 				}
 			}
 		}()
-		chain := [][]byte{backup(t, src, key, nil)}
+		// Each backup starts once the writer has added to the log since the
+		// last one began (backups on PostgreSQL can outpace one batch).
+		seen := int64(0)
+		var chain [][]byte
 		for len(chain) < 3 {
-			chain = append(chain, backup(t, src, key, chain[len(chain)-1]))
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+				head, err := src.Head(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if head.Size > seen {
+					seen = head.Size
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the writer added nothing for a minute")
+				}
+			}
+			var earlier []byte
+			if len(chain) > 0 {
+				earlier = chain[len(chain)-1]
+			}
+			chain = append(chain, backup(t, src, key, earlier))
 		}
 		close(stop)
 		if err := <-done; err != nil {

@@ -229,7 +229,7 @@ func (s *Store) AcknowledgeGaps(ctx context.Context, workspace, note string) ([]
 			}
 			acked = append(acked, g.Interval)
 		}
-		return nil
+		return s.recordAccess(ctx, tx, int64(len(acked)))
 	})
 	return acked, err
 }

@@ -69,7 +69,9 @@ type Hold struct {
 // Active reports whether the hold is in force.
 func (h Hold) Active() bool { return h.ReleasedAt.IsZero() }
 
-// filterText is the filter as stored and logged: JSON, fields in a fixed order.
+// Text is the filter as stored and logged: JSON, fields in a fixed order.
+func (f HoldFilter) Text() string { return f.text() }
+
 func (f HoldFilter) text() string {
 	b, _ := json.Marshal(f) // strings and integers always encode
 	return string(b)
@@ -178,8 +180,11 @@ func (s *Store) CreateHold(ctx context.Context, name, reason string, f HoldFilte
 			VALUES (?, ?, ?, ?, ?) RETURNING id`), name, reason, f.text(), token, s.timeArg(h.CreatedAt)).Scan(&h.ID); err != nil {
 			return err
 		}
-		return s.logEvents(ctx, tx, []integrity.Event{integrity.HoldEvent(
-			integrity.Hold{ID: h.ID, Name: name, Reason: reason, Filter: f.text()}, token, h.CreatedAt)}, nil)
+		if err := s.logEvents(ctx, tx, []integrity.Event{integrity.HoldEvent(
+			integrity.Hold{ID: h.ID, Name: name, Reason: reason, Filter: f.text()}, token, h.CreatedAt)}, nil); err != nil {
+			return err
+		}
+		return s.recordAccess(ctx, tx, 1)
 	})
 	return h, err
 }
@@ -208,8 +213,11 @@ func (s *Store) ReleaseHold(ctx context.Context, id int64, token, reason string)
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrReleased // released meanwhile by another process
 		}
-		return s.logEvents(ctx, tx, []integrity.Event{integrity.ReleaseEvent(
-			integrity.Hold{ID: h.ID, Name: h.Name, Reason: reason, Filter: h.Filter.text()}, token, h.ReleasedAt)}, nil)
+		if err := s.logEvents(ctx, tx, []integrity.Event{integrity.ReleaseEvent(
+			integrity.Hold{ID: h.ID, Name: h.Name, Reason: reason, Filter: h.Filter.text()}, token, h.ReleasedAt)}, nil); err != nil {
+			return err
+		}
+		return s.recordAccess(ctx, tx, 1)
 	})
 	return h, err
 }

@@ -153,6 +153,7 @@ func (s *Store) verifyLog(ctx context.Context, o VerifyOptions, head LogHead, re
 		}
 	}
 	checkAt()
+	var ac accessCheck
 	for lo := o.From; lo < head.Size; lo += verifyChunk {
 		hi := min(lo+verifyChunk, head.Size)
 		var events []eventRow
@@ -195,9 +196,15 @@ func (s *Store) verifyLog(ctx context.Context, o VerifyOptions, head LogHead, re
 		if err := s.checkHeldRows(ctx, events, rep); err != nil {
 			return err
 		}
+		if err := s.checkAccessEvents(ctx, events, &ac, rep); err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+	if err := s.finishAccess(ctx, &ac, o.From == 0, rep); err != nil {
+		return err
 	}
 	if f.Size() == head.Size {
 		if root, err := f.Root(); err != nil || root != head.Root {

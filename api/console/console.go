@@ -93,6 +93,10 @@ type Options struct {
 	Forward func(context.Context) ([]forward.Status, error)
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Access wraps a page or form so that each request is an entry of the
+	// access trail named action (package api's recorder); nil: none. The
+	// console fills in the session's token name (storage.AccessOf).
+	Access func(action string, h http.HandlerFunc) http.HandlerFunc
 	// Report makes the signed completeness report (/report); nil: the page
 	// says reports are made with the report command.
 	Report report.Maker
@@ -108,7 +112,7 @@ type Console struct {
 }
 
 // pageNames are the templates; each is parsed with the layout.
-var pageNames = []string{"search", "record", "timeline", "coverage", "forward", "alerts", "report", "signin", "error"}
+var pageNames = []string{"search", "record", "timeline", "coverage", "forward", "alerts", "report", "access", "signin", "error"}
 
 // New returns a Console; it panics if the embedded templates do not parse
 // (a build defect caught by every test).
@@ -128,6 +132,9 @@ func New(o Options) *Console {
 	if o.Location == nil {
 		o.Location = time.FixedZone("CST", 8*3600) // TAPD's zone when no config says otherwise
 	}
+	if o.Access == nil {
+		o.Access = func(_ string, h http.HandlerFunc) http.HandlerFunc { return h }
+	}
 	c := &Console{o: o, pages: map[string]*template.Template{}, sessions: newSessions(o.SessionIdle, o.Now),
 		csrf: newCSRF()}
 	c.projects.store, c.projects.now = o.Store, o.Now
@@ -144,20 +151,22 @@ func (c *Console) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(24*time.Hour, http.FileServerFS(static))))
-	mux.HandleFunc("GET /{$}", c.page(needRead, c.search))
-	mux.HandleFunc("GET /record/{id}", c.page(needRead, c.record))
-	mux.HandleFunc("GET /timeline", c.page(needRead, c.timeline))
-	mux.HandleFunc("GET /coverage", c.page(needRead, c.coverage))
-	mux.HandleFunc("GET /forward", c.page(needAdmin, c.forwardStatus))
-	mux.HandleFunc("GET /alerts", c.page(needRead, c.alerts))
-	mux.HandleFunc("GET /export", c.page(needRead, c.export))
-	// The report summarises the access trail: admin until the auditor scope exists.
-	mux.HandleFunc("GET /report", c.page(needAdmin, c.report))
+	rec := c.o.Access
+	mux.HandleFunc("GET /{$}", rec("console.search", c.page(needRead, c.search)))
+	mux.HandleFunc("GET /record/{id}", rec("console.record", c.page(needRead, c.record)))
+	mux.HandleFunc("GET /timeline", rec("console.timeline", c.page(needRead, c.timeline)))
+	mux.HandleFunc("GET /coverage", rec("console.coverage", c.page(needRead, c.coverage)))
+	mux.HandleFunc("GET /forward", rec("console.forward", c.page(needAuditor, c.forwardStatus)))
+	mux.HandleFunc("GET /alerts", rec("console.alerts", c.page(needRead, c.alerts)))
+	mux.HandleFunc("GET /export", rec("console.export", c.page(needRead, c.export)))
+	// The report summarises the access trail: auditors and admins.
+	mux.HandleFunc("GET /report", rec("console.report", c.page(needAuditor, c.report)))
+	mux.HandleFunc("GET /access", rec("console.access", c.page(needAuditor, c.access)))
 	mux.HandleFunc("GET /signin", c.page(needNothing, c.signinForm))
-	mux.HandleFunc("POST /signin", c.form(needNothing, c.signin))
-	mux.HandleFunc("POST /signout", c.form(needNothing, c.signout))
-	mux.HandleFunc("POST /coverage/resync", c.form(needAdmin, c.resync))
-	mux.HandleFunc("POST /coverage/ack", c.form(needAdmin, c.ack))
+	mux.HandleFunc("POST /signin", rec("signin", c.form(needNothing, c.signin)))
+	mux.HandleFunc("POST /signout", rec("signout", c.form(needNothing, c.signout)))
+	mux.HandleFunc("POST /coverage/resync", rec("console.resync", c.form(needAdmin, c.resync)))
+	mux.HandleFunc("POST /coverage/ack", rec("console.ack", c.form(needAdmin, c.ack)))
 	mux.HandleFunc("/", c.page(needNothing, func(w http.ResponseWriter, r *http.Request, v *view) {
 		c.fail(w, r, v, http.StatusNotFound, v.T("e.not_found"))
 	}))
@@ -190,6 +199,7 @@ type need int
 const (
 	needNothing need = iota
 	needRead         // browse: a session of scope read, or an open install
+	needAuditor      // the access trail: a session of scope auditor or admin
 	needAdmin        // resync and acknowledge: a session of scope admin
 )
 
@@ -241,12 +251,22 @@ func labelOr(labels map[string]string, key string) string {
 	return key
 }
 
+// noteVisitor names the session's token in the request's trail entry.
+func (v *view) noteVisitor(r *http.Request) {
+	if e := storage.AccessOf(r.Context()); e != nil {
+		e.Principal = v.User
+	}
+}
+
 // SignedIn reports a live session.
 func (v *view) SignedIn() bool { return v.sid != "" }
 
 // CanRead and CanAdmin say what the visitor may do.
 func (v *view) CanRead() bool  { return v.Open || (v.sid != "" && v.Scope.Includes(config.ScopeRead)) }
 func (v *view) CanAdmin() bool { return v.sid != "" && v.Scope.Includes(config.ScopeAdmin) }
+
+// CanAudit says the visitor may read the access trail.
+func (v *view) CanAudit() bool { return v.sid != "" && v.Scope.Includes(config.ScopeAuditor) }
 
 // AdminHelp explains why admin actions are not offered.
 func (v *view) AdminHelp() string {
@@ -311,11 +331,21 @@ func (c *Console) allowed(w http.ResponseWriter, r *http.Request, v *view, n nee
 		return true
 	case n == needAdmin && v.CanAdmin():
 		return true
+	case n == needAuditor && v.CanAudit():
+		return true
+	}
+	if e := storage.AccessOf(r.Context()); e != nil {
+		e.Outcome = storage.AccessDenied // refused, whatever the status
+	}
+	switch {
 	case !v.SignedIn() && !v.Open && r.Method == http.MethodGet:
 		http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return false
 	case n == needAdmin:
 		c.fail(w, r, v, http.StatusForbidden, v.AdminHelp())
+		return false
+	case n == needAuditor && v.SignedIn():
+		c.fail(w, r, v, http.StatusForbidden, v.T("e.need_auditor"))
 		return false
 	case !v.SignedIn():
 		c.fail(w, r, v, http.StatusUnauthorized, v.T("e.need_signin"))
@@ -329,6 +359,7 @@ func (c *Console) allowed(w http.ResponseWriter, r *http.Request, v *view, n nee
 func (c *Console) page(n need, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v := c.newView(w, r)
+		v.noteVisitor(r)
 		if c.allowed(w, r, v, n) {
 			h(w, r, v)
 		}
@@ -344,6 +375,7 @@ const maxFormBytes = 64 << 10
 func (c *Console) form(n need, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v := c.newView(nil, r) // a POST sets no cookie before it is accepted
+		v.noteVisitor(r)
 		if err := c.o.SameOrigin(r); err != nil {
 			c.o.Logger.WarnContext(r.Context(), "console: cross-site form refused", "path", r.URL.Path,
 				"origin", clip(r.Header.Get("Origin")))

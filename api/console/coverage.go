@@ -314,6 +314,7 @@ func (c *Console) resync(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	ws, mode := r.PostForm.Get("workspace"), r.PostForm.Get("mode")
+	noteAccess(r, 0, "workspace", ws, "mode", mode, "since", r.PostForm.Get("since"))
 	var got syncer.Triggered
 	var err error
 	switch mode {
@@ -376,6 +377,7 @@ func (c *Console) ack(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	ws, note := r.PostForm.Get("workspace"), strings.TrimSpace(r.PostForm.Get("note"))
+	noteAccess(r, 0, "workspace", ws, "note", note)
 	if problem := badNote(note); problem != "" {
 		c.fail(w, r, v, http.StatusBadRequest, v.T("e.bad_text", v.T("c.ack_note"), problem))
 		return

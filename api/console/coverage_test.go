@@ -63,7 +63,7 @@ func TestCoverageNeverShowsARunFinishedWithoutItsCoverage(t *testing.T) {
 		f := &finishingSyncer{st: st, run: run,
 			before:    time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC),
 			committed: time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)}
-		srv := httptest.NewServer(api.New(api.Options{Store: st, Syncer: f, Location: shanghai, Logger: testLogger()}).Handler())
+		srv := httptest.NewServer(newAPI(t, api.Options{Store: st, Syncer: f, Location: shanghai, Logger: testLogger()}).Handler())
 		t.Cleanup(srv.Close)
 		v := newVisitor(t, srv.URL, nil)
 		p := v.get("/coverage")

@@ -18,7 +18,7 @@ type forwardPage struct {
 	Destinations []forwardRow
 }
 
-// forwardStatus lists the forwarding destinations (admins only, as GET
+// forwardStatus lists the forwarding destinations (auditors and admins, as GET
 // /api/v1/forward: it names where the archive goes and the receivers'
 // errors).
 func (c *Console) forwardStatus(w http.ResponseWriter, r *http.Request, v *view) {

@@ -18,7 +18,7 @@ import (
 
 // TestConsoleForwardPageInBrowser: the forwarding page lists each
 // destination's state, cursor, lag and last error as GET /api/v1/forward
-// reports them, in English and Chinese, for admins only.
+// reports them, in English and Chinese, for auditors and admins only.
 func TestConsoleForwardPageInBrowser(t *testing.T) {
 	m := startMirror(t, storagetest.URL(t, "sqlite"), scopedTokens())
 	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))

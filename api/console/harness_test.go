@@ -104,7 +104,7 @@ func startMirror(t *testing.T, dbURL string, tokens []config.Token) *mirror {
 		return report.Make(ctx, report.Options{Store: st, Key: key, Location: shanghai, Horizon: sy.Horizon(), Now: time.Now(),
 			From: q.From, To: q.To, Workspaces: q.Workspaces, By: q.By}, q.Lang, q.JSON, nil)
 	}
-	srv := api.New(api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger(),
+	srv := newAPI(t, api.Options{Store: st, Syncer: sy, Tokens: tokens, Location: shanghai, Logger: testLogger(),
 		Integrity: api.Integrity{VerifierKey: key.VerifierKey()}, Report: makeReport})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)

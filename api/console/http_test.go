@@ -122,7 +122,7 @@ func cookieFrom(p page, name string) *http.Cookie {
 
 func consoleServer(t *testing.T, st *storage.Store, tokens []config.Token) string {
 	t.Helper()
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Tokens: tokens, Location: shanghai, Logger: testLogger()}).Handler())
+	srv := httptest.NewServer(newAPI(t, api.Options{Store: st, Tokens: tokens, Location: shanghai, Logger: testLogger()}).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -226,7 +226,7 @@ func TestSignInSessionCookieAndSignOut(t *testing.T) {
 
 func TestSessionCookieIsSecureBehindTLS(t *testing.T) {
 	st := storagetest.Open(t, storagetest.URL(t, "sqlite"))
-	tlsSrv := httptest.NewTLSServer(api.New(api.Options{Store: st, Tokens: scopedTokens(), Logger: testLogger()}).Handler())
+	tlsSrv := httptest.NewTLSServer(newAPI(t, api.Options{Store: st, Tokens: scopedTokens(), Logger: testLogger()}).Handler())
 	t.Cleanup(tlsSrv.Close)
 	client := tlsSrv.Client()
 	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test server's own certificate
@@ -543,7 +543,7 @@ func TestRecordPageShowsItsInclusionProof(t *testing.T) {
 			t.Fatalf("record page without its proof: %.2000s", p.body[strings.Index(p.body, `id="proof"`):])
 		}
 		// The search as a verification bundle: the API's own, through the console.
-		srv := httptest.NewServer(api.New(api.Options{Store: st, Location: shanghai, Logger: testLogger(),
+		srv := httptest.NewServer(newAPI(t, api.Options{Store: st, Location: shanghai, Logger: testLogger(),
 			Integrity: api.Integrity{VerifierKey: key.VerifierKey()}}).Handler())
 		t.Cleanup(srv.Close)
 		bundle := newVisitor(t, srv.URL, nil).get("/export?format=bundle&object=attachment")

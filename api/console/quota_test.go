@@ -42,7 +42,7 @@ func TestQuotaPauseIsShown(t *testing.T) {
 		}
 		ws, _ := config.ParseWorkspace(fake.Projects()[0].ID)
 		sy := syncer.New(syncer.Options{Store: st, TAPD: client, Workspaces: []config.Workspace{ws}, Now: fake.Now, Logger: testLogger()})
-		hs := httptest.NewServer(api.New(api.Options{Store: st, Syncer: sy, Tokens: scopedTokens(), Location: shanghai, Logger: testLogger()}).Handler())
+		hs := httptest.NewServer(newAPI(t, api.Options{Store: st, Syncer: sy, Tokens: scopedTokens(), Location: shanghai, Logger: testLogger()}).Handler())
 		t.Cleanup(hs.Close)
 
 		fake.RateLimitStorm(1, false)

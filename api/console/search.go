@@ -293,6 +293,7 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, v *view) {
 		}
 	}()
 	rows, newer, older, err := c.resultPage(ctx, s)
+	noteAccess(r, int64(len(rows)))
 	wg.Wait()
 	slow := countErr != nil && !exact && errors.Is(countCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 	if err == nil && !slow {
@@ -392,6 +393,7 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, v *view) {
 		c.internal(w, r, v, "reading a record", err)
 		return
 	}
+	noteAccess(r, 1)
 	p := recordPage{view: v, A: a, BackURL: "/"}
 	extra := a.ExtraFields()
 	for _, k := range slices.Sorted(maps.Keys(extra)) {

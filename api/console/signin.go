@@ -7,6 +7,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
 type signinPage struct {
@@ -74,10 +76,17 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request, v *view) {
 	next := localPath(r.PostForm.Get("next"))
 	token := strings.TrimSpace(r.PostForm.Get("token"))
 	name, scope, err := c.o.Auth.SignIn(r, token)
+	e := storage.AccessOf(r.Context())
 	if err != nil {
 		status, msg := http.StatusUnauthorized, err.Error()
 		var ae *AuthError
+		if e != nil {
+			e.Action, e.Outcome = "signin.failed", storage.AccessDenied
+		}
 		if errors.As(err, &ae) {
+			if ae.Status == http.StatusTooManyRequests && e != nil {
+				e.Action = "" // throttled: counted, not recorded, as the API does
+			}
 			status = ae.Status
 			if ae.RetryAfter > 0 {
 				w.Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
@@ -91,6 +100,10 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	if v.sid != "" {
 		c.sessions.delete(v.sid) // a new identity gets a new session id
+	}
+	if e != nil {
+		e.Principal = name
+		e.Params["scope"] = string(scope)
 	}
 	sess := c.sessions.create(name, scope)
 	http.SetCookie(w, cookie(r, sessionCookie, sess.id, 0))

@@ -96,7 +96,9 @@ func (b *bench) consoleAt(ctx context.Context, dialect string, n int) error {
 		return err
 	}
 	genTook := time.Since(start)
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Logger: b.log, Location: shanghai}).Handler())
+	handler := api.New(api.Options{Store: st, Logger: b.log, Location: shanghai})
+	defer handler.Close() // the access trail's writer, before the store closes
+	srv := httptest.NewServer(handler.Handler())
 	defer srv.Close()
 
 	// The questions. The last year of the generated three: 2025 in Shanghai.

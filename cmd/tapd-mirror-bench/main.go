@@ -37,7 +37,7 @@ type bench struct {
 func main() {
 	b := &bench{out: os.Stdout}
 	flag.Float64Var(&b.scale, "scale", 1, "multiply every data size by this (1 = the sizes in BENCHMARKS.md)")
-	only := flag.String("only", "ingest,queries,memory,export,scale,company,counts,integrity,console,horizon,backup,doctor,report,forward", "comma-separated benchmarks to run")
+	only := flag.String("only", "ingest,queries,memory,export,scale,company,counts,integrity,console,trail,horizon,backup,doctor,report,forward", "comma-separated benchmarks to run")
 	flag.StringVar(&b.adminURL, "pg", storagetest.AdminURL(), "PostgreSQL URL used to create throwaway databases")
 	verbose := flag.Bool("v", false, "log the engine's progress to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
@@ -96,6 +96,7 @@ func (b *bench) run(ctx context.Context, which []string) error {
 		"counts":    b.counts,
 		"integrity": b.integrityBench,
 		"console":   b.console,
+		"trail":     b.trail,
 		"horizon":   b.horizon,
 		"backup":    b.backupBench,
 		"doctor":    b.doctorEstimate,

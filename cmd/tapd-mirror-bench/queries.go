@@ -46,7 +46,9 @@ func (b *bench) queriesAt(ctx context.Context, n int) error {
 	}
 	defer closeStore()
 	genTook := time.Since(start)
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Logger: b.log}).Handler())
+	handler := api.New(api.Options{Store: st, Logger: b.log})
+	defer handler.Close() // the access trail's writer, before the store closes
+	srv := httptest.NewServer(handler.Handler())
 	defer srv.Close()
 
 	var midTS time.Time

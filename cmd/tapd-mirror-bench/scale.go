@@ -126,7 +126,9 @@ func (b *bench) apiWhileSyncing(ctx context.Context, pace int, judged bool) ([][
 	if err != nil {
 		return nil, err
 	}
-	web := httptest.NewServer(api.New(api.Options{Store: st, Logger: b.log}).Handler())
+	handler := api.New(api.Options{Store: st, Logger: b.log})
+	defer handler.Close() // the access trail's writer, before the store closes
+	web := httptest.NewServer(handler.Handler())
 	defer web.Close()
 	list := func() error { return httpGet(ctx, web.URL+"/api/v1/activity_log?limit=100") }
 	count := func() error { return httpGet(ctx, web.URL+"/api/v1/activity_log/count?platform=tapd") }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"sync"
 	"time"
@@ -223,9 +224,6 @@ func (a *archive) verifyLoop(ctx context.Context) {
 
 // retentionLoop purges by retention once a day, first shortly after start.
 func (a *archive) retentionLoop(ctx context.Context) {
-	if len(a.cfg.Retention.Sources()) == 0 {
-		return
-	}
 	timer := time.NewTimer(time.Minute)
 	defer timer.Stop()
 	for {
@@ -239,12 +237,32 @@ func (a *archive) retentionLoop(ctx context.Context) {
 	}
 }
 
-// purge applies each source's retention period.
+// retentionPrincipal names the retention scheduler in the access trail.
+const retentionPrincipal = "tapd-mirror retention"
+
+// purge applies each source's retention period, and the access trail's.
+// Each run is an entry of the trail (its purge events are in the log too).
 func (a *archive) purge(ctx context.Context) {
+	p := a.cfg.AccessLog.Retention
+	if n, err := a.st.PurgeAccess(ctx, time.Now().Add(-p.Duration), retentionPrincipal, "access_log.retention="+p.String()); err != nil {
+		a.log.Error("access trail retention purge", "err", err)
+	} else if n > 0 {
+		a.log.Info("access trail retention purge", "purged", n)
+	}
 	for _, src := range a.cfg.Retention.Sources() {
 		p := a.cfg.Retention[src]
 		policy := "retention." + src + "=" + p.String()
 		res, err := a.st.Purge(ctx, src, time.Now().Add(-p.Duration), policy)
+		entry := &storage.AccessEntry{Principal: retentionPrincipal, Action: "retention.purge", Rows: res.Purged, Outcome: storage.AccessOK,
+			Params: map[string]string{"source": src, "policy": policy, "kept_by_legal_holds": strconv.FormatInt(res.Held, 10)}}
+		if err != nil {
+			entry.Outcome = storage.AccessError
+		}
+		if res.Purged > 0 || err != nil {
+			if terr := a.st.AppendAccess(ctx, entry); terr != nil {
+				a.log.Error("recording a retention purge in the access trail", "source", src, "err", terr)
+			}
+		}
 		if err != nil {
 			a.log.Error("retention purge", "source", src, "purged", res.Purged, "err", err)
 			continue
@@ -390,10 +408,16 @@ func (m *Main) exportCmd(ctx context.Context, args []string) error {
 		req.Filter, req.Describe = &f, describeFilter(f)
 	}
 	var n int64
-	if _, err := writeFileAtomic(*out, func(w io.Writer) error {
+	_, err = writeFileAtomic(*out, func(w io.Writer) error {
 		n, err = st.WriteBundle(ctx, w, req)
 		return err
-	}); err != nil {
+	})
+	params := map[string]string{"format": "bundle", "file": *out}
+	if filtered {
+		params["filter"] = req.Describe
+	}
+	recordCLI(ctx, st, log, "export", params, n, err)
+	if err != nil {
 		return fmt.Errorf("writing bundle %s: %w", *out, err)
 	}
 	kind := "full"
@@ -404,6 +428,29 @@ func (m *Main) exportCmd(ctx context.Context, args []string) error {
 		cp.Root, cp.SignedAt.Format(time.RFC3339))
 	fmt.Fprintf(m.Stdout, "verify it with: tapd-mirror verify %s --key %s\n", *out, a.key.VerifierKey())
 	return nil
+}
+
+// recordCLI puts a command's access in the trail: principal "cli:" and the
+// OS user who ran it (the database's credentials say no more), source
+// "local". A failure to record is logged, not fatal: the command's own
+// work is done.
+func recordCLI(ctx context.Context, st *storage.Store, log *slog.Logger, action string, params map[string]string, rows int64, failed error) {
+	e := &storage.AccessEntry{Principal: cliUser(), SourceIP: "local", Action: action, Params: params, Rows: rows, Outcome: storage.AccessOK}
+	if failed != nil {
+		e.Outcome = storage.AccessError
+	}
+	if err := st.AppendAccess(ctx, e); err != nil {
+		log.Warn("recording the command in the access trail", "action", action, "err", err)
+	}
+}
+
+// cliUser names who ran a command in the access trail: cli:<OS user>.
+func cliUser() string {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	return "cli:" + who
 }
 
 func parseTime(flag, v string) (time.Time, error) {

@@ -20,9 +20,9 @@ import (
 // wired where the trail is built; nil: not available, and the report says so.
 var (
 	// reportAccess reads the access trail of st for a report.
-	reportAccess func(st *storage.Store) report.AccessSource
+	reportAccess = trailForReport
 	// reportRecorded records in the access trail that by made report r.
-	reportRecorded func(ctx context.Context, st *storage.Store, by string, r report.Report) error
+	reportRecorded = recordReport
 )
 
 // reportOptions are the parts of a report's options that come from the

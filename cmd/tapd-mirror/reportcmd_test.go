@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/report"
+	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
@@ -56,6 +58,14 @@ func TestReportCommandEndToEnd(t *testing.T) {
 		}
 		if lv := r.Integrity.LastVerify; lv == nil || !lv.OK || !lv.Full || lv.TreeSize == 0 || r.Targets[0].MirrorCount == 0 {
 			t.Fatalf("the report's last verification %+v, targets %+v", lv, r.Targets)
+		}
+		// The report reads the access trail, and each report made is an entry of it.
+		if !r.Access.Available {
+			t.Fatalf("the report's access summary: %+v", r.Access)
+		}
+		made, err := storagetest.Open(t, dbURL).ListAccess(context.Background(), storage.AccessFilter{Action: "report"}, 10, 0)
+		if err != nil || len(made) != 2 || !strings.HasPrefix(made[0].Principal, "cli:") || made[0].Params["from"] != from || made[1].Rows != 1 {
+			t.Fatalf("reports in the access trail: %+v %v", made, err)
 		}
 		body, _ := os.ReadFile(page)
 		if !bytes.Contains(body, []byte("完整性报告")) {

@@ -95,7 +95,9 @@ func (m *Main) runServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		Tokens: cfg.APITokens(), RequireReadToken: cfg.Auth.RequireReadToken,
 		AllowedHosts: cfg.ServedHosts(), MaxExports: cfg.Export.MaxConcurrent, Location: cfg.Location(),
 		Integrity: api.Integrity{VerifierKey: arch.key.VerifierKey(), Status: arch.Status}, Forward: forwardStatus, ForwardReplay: forwardReplay,
-		Report: reportMaker(cfg, st, arch.key, s.Horizon, m.now)})
+		RecordContractReads: cfg.AccessLog.RecordContractReads(),
+		Report:              reportMaker(cfg, st, arch.key, s.Horizon, m.now)})
+	defer srv.Close() // after the HTTP server drained: the last answers' trail entries
 	return m.listenAndServe(ctx, cfg, log, srv.Handler())
 }
 

@@ -170,8 +170,8 @@ func (m *Main) printSummary(file, vkey string, s integrity.Summary) {
 	fmt.Fprintf(w, "OK: %s bundle %s verified with key %s\n", kind, file, vkey)
 	fmt.Fprintf(w, "log        %s: %d events, root %s, signed %s\n", s.Checkpoint.Origin, s.Checkpoint.Size,
 		s.Checkpoint.Root, s.Checkpoint.Time.Format(time.RFC3339))
-	fmt.Fprintf(w, "events     %d in the bundle: %d records, %d updates, %d deletions, %d purges, %d holds, %d releases",
-		s.Events, s.Records, s.Updates, s.Deletions, s.Purges, s.Holds, s.Releases)
+	fmt.Fprintf(w, "events     %d in the bundle: %d records, %d updates, %d deletions, %d purges, %d holds, %d releases, %d accesses",
+		s.Events, s.Records, s.Updates, s.Deletions, s.Purges, s.Holds, s.Releases, s.Accesses)
 	if s.Withheld > 0 {
 		fmt.Fprintf(w, ", %d withheld (content purged)", s.Withheld)
 	}
