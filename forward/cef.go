@@ -97,7 +97,9 @@ func cef(e Event, version string) string {
 		labeled("cs5", "source", r.Source)
 		labeled("cs6", "platform", r.Platform)
 	} else {
-		add("act", e.Type)
+		if e.Access == nil {
+			add("act", e.Type)
+		}
 		labeled("cn3", "recordId", num(e.RecordID))
 		add("suser", e.Token)
 		add("reason", e.Policy)
@@ -105,6 +107,15 @@ func cef(e Event, version string) string {
 			labeled("cs1", "hold", h.Name)
 			add("reason", h.Reason)
 			labeled("cs2", "holdFilter", h.Filter)
+		}
+		if a := e.Access; a != nil { // an access trail entry: who used the archive
+			add("act", a.Action)
+			add("suser", a.Principal)
+			if ip, err := netip.ParseAddr(a.SourceIP); err == nil {
+				add("src", ip.String())
+			}
+			add("outcome", a.Outcome)
+			labeled("cn3", "rows", num(a.Rows))
 		}
 		if e.Withheld {
 			labeled("cs3", "withheld", "true")

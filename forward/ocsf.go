@@ -159,6 +159,19 @@ func toOCSF(e Event) ocsfEvent {
 		if e.Policy != "" {
 			o.Unmapped["policy"] = e.Policy
 		}
+		if a := e.Access; a != nil { // an access trail entry: a call to the mirror's own API
+			o.ActivityID = 2 // Read, unless the action changed something
+			if a.Action != "" && !strings.Contains(a.Action, "list") && !strings.Contains(a.Action, "status") && !strings.Contains(a.Action, "export") {
+				o.ActivityID = 99
+			}
+			o.Actor.User.Name = a.Principal
+			o.API.Operation = a.Action
+			o.SrcEndpoint.IP = a.SourceIP
+			if a.Outcome != "ok" {
+				o.StatusID = 2 // Failure
+			}
+			o.Unmapped["access"] = a
+		}
 		if e.Withheld {
 			o.Unmapped["withheld"] = true
 			o.StatusID = 0
