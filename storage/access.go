@@ -89,8 +89,21 @@ func AccessOf(ctx context.Context) *AccessEntry {
 // tx: the last step of a change's transaction, rows being what it changed.
 func (s *Store) recordAccess(ctx context.Context, tx *sqlx.Tx, rows int64) error {
 	e := AccessOf(ctx)
-	if e == nil || e.ID != 0 || !s.logging() {
-		return nil // none, or recorded by an earlier change of the same request
+	if e == nil || !s.logging() {
+		return nil
+	}
+	if e.ID != 0 {
+		// Recorded by an earlier change of the same request, or by an
+		// earlier try of this transaction whose COMMIT failed (a failover
+		// retry): only the first kind left its row.
+		var n int
+		if err := tx.GetContext(ctx, &n, s.rebind(`SELECT COUNT(*) FROM access_log WHERE id = ?`), e.ID); err != nil {
+			return fmt.Errorf("looking up access entry %d: %w", e.ID, err)
+		}
+		if n > 0 {
+			return nil
+		}
+		e.ID, e.LogIndex = 0, 0
 	}
 	saved := *e
 	e.Rows, e.Outcome = rows, AccessOK

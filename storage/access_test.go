@@ -97,6 +97,32 @@ func TestAChangeRecordsItsAccessInItsTransaction(t *testing.T) {
 	})
 }
 
+// TestARetriedChangeRecordsItsAccessAgain: a change whose first try set
+// the entry's id but whose COMMIT did not land (a failover retry) records
+// it again; one whose entry an earlier committed change of the same request
+// recorded does not record it twice.
+func TestARetriedChangeRecordsItsAccessAgain(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		e := &storage.AccessEntry{Principal: "ops", SourceIP: "127.0.0.1", Action: "hold.place", ID: 4242, LogIndex: 7} // as the lost try left it
+		h, err := s.CreateHold(storage.WithAccess(ctx, e), "case-1", "litigation", storage.HoldFilter{Username: "alice"}, "ops")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.ID == 4242 || e.LogIndex != 1 || e.Outcome != storage.AccessOK {
+			t.Fatalf("the retried change did not record its entry again: %+v", e)
+		}
+		// The same request's next change finds the entry recorded.
+		if _, err := s.ReleaseHold(storage.WithAccess(ctx, e), h.ID, "ops", "done"); err != nil {
+			t.Fatal(err)
+		}
+		if all, _ := s.ListAccess(ctx, storage.AccessFilter{}, 10, 0); len(all) != 1 || all[0].ID != e.ID {
+			t.Fatalf("trail: %+v, want the one entry %d", all, e.ID)
+		}
+		verifyOK(t, s, "")
+	})
+}
+
 func TestVerifyNamesTrailEntriesChangedBehindItsBack(t *testing.T) {
 	cases := []struct {
 		name   string
