@@ -250,8 +250,11 @@ func (s *Server) recordAccess(action string, h http.HandlerFunc) http.HandlerFun
 
 // trailWriter appends read entries after their answers, in the background
 // and in batches (at most trailLinger after the answer), so that a read does
-// not wait for the trail's commit. It never drops an entry: when its queue
-// is full, add waits; Close writes what is queued.
+// not wait for the trail's commit. A full queue makes add wait, and Close
+// writes what is queued. What it can lose: a batch the database still
+// refuses after the store's own failover retries (logged at ERROR with its
+// size and first action), and, on a crash, what was queued (at most
+// trailLinger of answers). Changes record theirs in their own transaction.
 type trailWriter struct {
 	store         *storage.Store
 	log           *slog.Logger
