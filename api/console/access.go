@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
@@ -61,7 +62,7 @@ func (c *Console) access(w http.ResponseWriter, r *http.Request, v *view) {
 	for _, e := range entries {
 		var params []string
 		for _, k := range slices.Sorted(maps.Keys(e.Params)) {
-			params = append(params, k+"="+e.Params[k])
+			params = append(params, k+"="+quoteParam(e.Params[k]))
 		}
 		p.Rows = append(p.Rows, accessRow{AccessEntry: e, When: v.Time(e.At), Params: strings.Join(params, " ")})
 	}
@@ -103,4 +104,15 @@ func (c *Console) day(s string, plus int) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not a date like 2026-01-31", s)
 	}
 	return d.AddDate(0, 0, plus), nil
+}
+
+// quoteParam quotes a value that could be read as more than one k=v (a
+// space, =, a quote or anything unusual), so a value cannot pose as a field.
+func quoteParam(v string) string {
+	for _, r := range v {
+		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._:/-,@+", r)) {
+			return strconv.Quote(v)
+		}
+	}
+	return v
 }
