@@ -363,3 +363,75 @@ func TestNotifierErrorsHideTheKey(t *testing.T) {
 		}
 	})
 }
+
+// TestHostileKeysReachEveryRobotEscaped: usernames built to inject a link,
+// a heading (CR from TAPD), a tag or a mention arrive in each vendor's
+// exact body as plain text: backslashes doubled, brackets escaped, no CR,
+// no "<" and no "@" left; the webhook's JSON keeps the key as it was.
+func TestHostileKeysReachEveryRobotEscaped(t *testing.T) {
+	link := `\[Security notice: re-enter your TAPD password\](https://evil.example/login)`
+	heading := "eve\r# fake heading\r<at id=all></at> <@zhangsan> @all"
+	want := []string{`\\\[Security notice: re-enter your TAPD password\\\]\(https://evil.example/login\)`,
+		"eve # fake heading ＜at id=all＞＜/at＞ ＜＠zhangsan＞ ＠all"}
+	for _, kind := range []string{"wecom", "dingtalk", "feishu", "webhook"} {
+		t.Run(kind, func(t *testing.T) {
+			storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+				ok := `{"errcode":0,"errmsg":"ok"}`
+				if kind == "feishu" {
+					ok = `{"code":0,"msg":"success","data":{}}`
+				}
+				rc := newReceiver(t, answer{200, ok})
+				store(t, s, rec(link, "download", "10.0.0.1", now.Add(-time.Minute)), rec(heading, "download", "10.0.0.1", now.Add(-time.Minute)))
+				deliverAll(t, s, config.Notifier{Kind: kind, URL: rc.srv.URL + "/hook/robot-token-0001"}, 2)
+				reqs := rc.requests()
+				if len(reqs) != 1 {
+					t.Fatalf("%d requests, want 1", len(reqs))
+				}
+				var m struct {
+					Markdown struct{ Content, Title, Text string } `json:"markdown"`
+					Card     struct {
+						Elements []struct{ Content string } `json:"elements"`
+					} `json:"card"`
+					alert.WebhookMessage
+				}
+				if err := json.Unmarshal(reqs[0].Body, &m); err != nil {
+					t.Fatal(err)
+				}
+				text := map[string]string{"wecom": m.Markdown.Content, "dingtalk": m.Markdown.Text, "webhook": m.Text}[kind]
+				if kind == "feishu" && len(m.Card.Elements) == 1 {
+					text = m.Card.Elements[0].Content
+				}
+				for _, w := range want {
+					if !strings.Contains(text, w) {
+						t.Errorf("the text lacks %q:\n%s", w, text)
+					}
+				}
+				for _, bad := range []string{"\r", "<", "@"} {
+					if strings.Contains(text, bad) {
+						t.Errorf("the text holds %q:\n%s", bad, text)
+					}
+				}
+				for i := 0; i < len(text); i++ { // no bracket outside an escape: no link
+					switch text[i] {
+					case '\\':
+						i++
+					case '[', ']':
+						t.Errorf("an unescaped %q at %d:\n%s", text[i], i, text)
+					}
+				}
+				if strings.Count(text, "\n") != 2 { // title, time span, the rule's line
+					t.Errorf("%d line breaks, want 2:\n%s", strings.Count(text, "\n"), text)
+				}
+				if kind == "webhook" {
+					keys := map[string]bool{}
+					for _, f := range m.Firings {
+						keys[f.Key] = true
+					}
+					if len(keys) != 2 || !keys[link] || !keys[heading] {
+						t.Errorf("webhook keys %v, want them as stored", keys)
+					}
+				}
+			})
+		})
+	}
+}
