@@ -36,7 +36,7 @@ type notifier struct {
 }
 
 func newNotifier(e *Engine, n config.Notifier) (*notifier, error) {
-	nt := &notifier{e: e, cfg: n, shown: config.RedactNotifierURL(n.URL),
+	nt := &notifier{e: e, cfg: n, shown: config.RedactNotifierURL(n.Kind, n.URL),
 		interval: time.Minute / time.Duration(n.PerMinute), wakeup: make(chan struct{}, 1),
 		log: e.o.Logger.With("notifier", n.Name, "kind", n.Kind)}
 	h := httpSender{client: e.o.Client, url: n.URL, shown: nt.shown, secret: n.Secret, now: e.o.Now}

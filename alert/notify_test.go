@@ -328,40 +328,56 @@ func TestWebhookNotifier(t *testing.T) {
 	})
 }
 
-// TestNotifierErrorsHideTheKey: a failing robot's error, as stored on the
-// delivery, names its URL with the key masked.
+// TestNotifierErrorsHideTheKey: a failing robot's or webhook's error, as
+// stored on the delivery, names its URL with the key masked (a webhook's
+// path after its first segment: Slack and the like keep the secret there).
 func TestNotifierErrorsHideTheKey(t *testing.T) {
-	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
-		rc := newReceiver(t, answer{200, `{"errcode":93000,"errmsg":"invalid webhook url"}`})
-		burst(t, s, 1)
-		e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Location: shanghai, Now: func() time.Time { return now },
-			Notifiers: []config.Notifier{{Name: "ops", Kind: "wecom", URL: rc.srv.URL + "/cgi-bin/webhook/send?key=s3cr3t-robot-key", PerMinute: 600}},
-			Poll:      10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); e.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			got := firings(t, s)
-			if len(got) == 1 && got[0].Deliveries[0].Attempts >= 2 {
-				if v := metric(t, e, "tapdmirror_alert_notification_failures_total", "ops"); v < 2 {
-					t.Fatalf("failures metric %v after 2 failed attempts", v)
+	for _, c := range []struct {
+		kind, path string
+		answer     answer
+		shown      []string
+	}{
+		{"wecom", "/cgi-bin/webhook/send?key=s3cr3t-robot-key", answer{200, `{"errcode":93000,"errmsg":"invalid webhook url"}`}, []string{"key=xxxxx", "errcode 93000"}},
+		{"webhook", "/services/T0001/B0002/s3cr3t-hook-token", answer{404, `no_service`}, []string{"/services/…: answered 404", "no_service"}},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+				rc := newReceiver(t, c.answer)
+				burst(t, s, 1)
+				e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Location: shanghai, Now: func() time.Time { return now },
+					Notifiers: []config.Notifier{{Name: "ops", Kind: c.kind, URL: rc.srv.URL + c.path, PerMinute: 600}},
+					Poll:      10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
 				}
-				d := got[0].Deliveries[0]
-				if d.Status != storage.DeliveryPending || strings.Contains(d.LastError, "s3cr3t") || !strings.Contains(d.LastError, "key=xxxxx") ||
-					!strings.Contains(d.LastError, "errcode 93000") {
-					t.Fatalf("delivery %+v", d)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); e.Run(ctx) }()
+				defer func() { cancel(); <-done }()
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					got := firings(t, s)
+					if len(got) == 1 && got[0].Deliveries[0].Attempts >= 2 {
+						if v := metric(t, e, "tapdmirror_alert_notification_failures_total", "ops"); v < 2 {
+							t.Fatalf("failures metric %v after 2 failed attempts", v)
+						}
+						d := got[0].Deliveries[0]
+						if d.Status != storage.DeliveryPending || strings.Contains(d.LastError, "s3cr3t") {
+							t.Fatalf("delivery %+v", d)
+						}
+						for _, w := range c.shown {
+							if !strings.Contains(d.LastError, w) {
+								t.Fatalf("last error %q lacks %q", d.LastError, w)
+							}
+						}
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("no failed attempts recorded: %+v", got)
+					}
 				}
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no failed attempts recorded: %+v", got)
-			}
-		}
-	})
+			})
+		})
+	}
 }
 
 // TestHostileKeysReachEveryRobotEscaped: usernames built to inject a link,
