@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,18 @@ func inertCell(s string) string {
 		return "'" + s
 	}
 	return s
+}
+
+// exportFromAPI is exportActivities for a bearer token: a bundle of the
+// whole log needs the auditor scope (the console checks its session).
+func (s *Server) exportFromAPI(w http.ResponseWriter, r *http.Request) {
+	if q := r.URL.Query(); q.Get("format") == "bundle" && !slices.ContainsFunc(filterParams, func(k string) bool { return q.Get(k) != "" }) {
+		if err := s.permit(r, fullBundle); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	s.exportActivities(w, r)
 }
 
 // exportActivities streams every matching record, oldest first, as CSV

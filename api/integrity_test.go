@@ -163,9 +163,11 @@ func TestIntegrityEndpointsProveWhatTheyServe(t *testing.T) {
 		refused(t, s, c, 400, "parameter from is required", "GET", "/api/v1/integrity/consistency", "")
 		refused(t, s, c, 400, "must not be above", "GET", "/api/v1/integrity/consistency?from=4&to=3", "")
 
-		// Bundles: read scope, like every export; full and filtered verify offline.
+		// Bundles: a filtered one needs read, like every export; a full one,
+		// which holds the access trail, the auditor scope; both verify offline.
 		refused(t, s, c, 401, "export needs a token of scope read", "GET", "/api/v1/activity_log/export?format=bundle", "")
-		full := c.send("GET", "/api/v1/activity_log/export?format=bundle", "", bearer(readTok)...)
+		refused(t, s, c, 403, "needs a token of scope auditor or admin", "GET", "/api/v1/activity_log/export?format=bundle", "", bearer(readTok)...)
+		full := c.send("GET", "/api/v1/activity_log/export?format=bundle", "", bearer(adminTok)...)
 		sum, err := integrity.Verify(strings.NewReader(full.body), key.VerifierKey(), nil)
 		if full.status != 200 || full.header.Get("Content-Type") != "application/x-tar" || err != nil || sum.Events != later.Size || sum.Deletions != 1 {
 			t.Fatalf("full bundle: %d %v %+v", full.status, err, sum)
@@ -197,7 +199,7 @@ func TestBundleNeedsAKeyAndIntegrityMetrics(t *testing.T) {
 	m := api.NewMetrics(nil)
 	m.RegisterIntegrity(s, func() api.IntegrityStatus { return api.IntegrityStatus{OK: &ok, Last: &rep, LastFull: &rep} }, quiet)
 	c := serve(t, api.Options{Store: s, Metrics: m})
-	refused(t, s, c, 503, "this server has none configured", "GET", "/api/v1/activity_log/export?format=bundle", "")
+	refused(t, s, c, 503, "this server has none configured", "GET", "/api/v1/activity_log/export?format=bundle&source=local", "")
 	resp, err := http.Get(c.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)

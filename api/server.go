@@ -120,6 +120,9 @@ var (
 	writeLocal = rule{scope: config.ScopeWrite, open: true, what: "changing activity logs"}
 	readDetail = rule{scope: config.ScopeRead, open: true, what: "detail=1 (IPs, user agents, URLs)"}
 	readExport = rule{scope: config.ScopeRead, open: true, what: "export"}
+	// A full bundle holds every event: holds' names and reasons and the
+	// access trail, which the read scope does not see (GET /api/v1/access).
+	fullBundle = rule{scope: config.ScopeAuditor, what: "a bundle of the whole log (holds, the access trail; filter it to export records only)"}
 	adminSync  = rule{scope: config.ScopeAdmin, what: "sync administration"}
 	auditSync  = rule{scope: config.ScopeAuditor, what: "sync status and runs"}
 	deleteAll  = rule{scope: config.ScopeAdmin, what: "deleting all activity logs"}
@@ -132,7 +135,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/activity_log", s.guard(writeLocal, s.createActivity))
 	mux.HandleFunc("GET /api/v1/activity_log", s.guard(s.plainRead, s.listActivities))
 	mux.HandleFunc("GET /api/v1/activity_log/count", s.guard(s.plainRead, s.countActivities))
-	mux.HandleFunc("GET /api/v1/activity_log/export", s.guard(readExport, s.exportActivities))
+	mux.HandleFunc("GET /api/v1/activity_log/export", s.guard(readExport, s.exportFromAPI))
 	// The literal "all" is more specific than {id}, so it is never parsed as an id.
 	mux.HandleFunc("DELETE /api/v1/activity_log/all", s.guard(deleteAll, s.deleteAllActivities))
 	// Deleting a mirrored record needs more; deleteActivity checks deleteTAPD.

@@ -29,8 +29,8 @@ type AccessSummary struct {
 	Available bool          `json:"available"`
 	Entries   int64         `json:"entries"`
 	ByAction  []ActionCount `json:"by_principal_and_action"`
-	// Notable lists the first maxNotable exports and deletions (of
-	// NotableCount), each with its event in the integrity log.
+	// Notable lists the first maxNotable exports, deletions and admin
+	// actions (of NotableCount), each with its event in the integrity log.
 	Notable      []Notable `json:"exports_and_deletions"`
 	NotableCount int64     `json:"exports_and_deletions_count"`
 }
@@ -44,7 +44,7 @@ type ActionCount struct {
 	Rows      int64  `json:"rows"`
 }
 
-// Notable is an export or a deletion.
+// Notable is an export, a deletion or an admin action.
 type Notable struct {
 	At        time.Time `json:"at"`
 	Principal string    `json:"principal"`
@@ -56,15 +56,19 @@ type Notable struct {
 
 const maxNotable = 200
 
-// notable: actions that take evidence out of the archive or remove it.
+// notable: actions that take evidence out of the archive or remove it, and
+// every admin action the trail records (api/access.go accessActions and the
+// console's admin forms): they change what the archive holds or claims.
 func notable(action string) bool {
 	for _, w := range []string{"export", "bundle", "delete", "purge"} {
 		if strings.Contains(action, w) {
 			return true
 		}
 	}
-	return false
+	return slices.Contains(adminActions, strings.TrimSuffix(action, ".detail"))
 }
+
+var adminActions = []string{"sync.trigger", "gaps.ack", "hold.place", "hold.release", "forward.replay", "console.resync", "console.ack"}
 
 func summarize(ctx context.Context, src AccessSource, from, to time.Time) (AccessSummary, error) {
 	s := AccessSummary{ByAction: []ActionCount{}, Notable: []Notable{}}

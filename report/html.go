@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// The page shows times in the report's zone, and verify-report renders
+	// it again wherever it runs: the zone must not depend on the machine.
+	_ "time/tzdata"
 )
 
 //go:embed templates/report.html

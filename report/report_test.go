@@ -107,6 +107,9 @@ func newFixture(t *testing.T, dbURL string) *fixture {
 		{At: fake.Now().Add(-47 * time.Hour), Principal: "auditor", Action: "export.csv", Rows: 30, Outcome: "ok", LogIndex: 6},
 		{At: fake.Now().Add(-46 * time.Hour), Principal: "admin", Action: "record.delete", Rows: 1, Outcome: "ok", LogIndex: 7},
 		{At: fake.Now().Add(-45 * time.Hour), Principal: "reader", Action: "console.search", Rows: 20, Outcome: "ok", LogIndex: 8},
+		{At: fake.Now().Add(-44 * time.Hour), Principal: "admin", Action: "forward.replay", Outcome: "ok", LogIndex: 9},
+		{At: fake.Now().Add(-43 * time.Hour), Principal: "admin", Action: "hold.release", Rows: 1, Outcome: "ok", LogIndex: 10},
+		{At: fake.Now().Add(-42 * time.Hour), Principal: "admin", Action: "console.ack", Rows: 2, Outcome: "denied", LogIndex: 11},
 		{At: fake.Now().AddDate(-2, 0, 0), Principal: "old", Action: "export.csv", Rows: 1, Outcome: "ok", LogIndex: 1}, // outside the period
 	}
 	return &fixture{fake: fake, store: st, key: key, project: project, horizon: horizon, opts: report.Options{
@@ -196,9 +199,18 @@ func TestReportFiguresAgainstTheFakeTAPD(t *testing.T) {
 			t.Errorf("integrity = %+v", r.Integrity)
 		}
 		a := r.Access
-		if !a.Available || a.Entries != 4 || a.NotableCount != 3 || len(a.ByAction) != 3 ||
-			a.ByAction[1] != (report.ActionCount{Principal: "auditor", Action: "export.csv", Outcome: "ok", Count: 2, Rows: 150}) {
+		if !a.Available || a.Entries != 7 || len(a.ByAction) != 6 ||
+			a.ByAction[4] != (report.ActionCount{Principal: "auditor", Action: "export.csv", Outcome: "ok", Count: 2, Rows: 150}) {
 			t.Errorf("access summary = %+v", a)
+		}
+		// Exports, deletions and admin actions (a replay resends the archive), not a search.
+		var notable []string
+		for _, n := range a.Notable {
+			notable = append(notable, n.Action+":"+n.Outcome)
+		}
+		if got := strings.Join(notable, " "); a.NotableCount != 6 ||
+			got != "export.csv:ok export.csv:ok record.delete:ok forward.replay:ok hold.release:ok console.ack:denied" {
+			t.Errorf("exports, deletions and admin actions (%d): %s", a.NotableCount, got)
 		}
 	})
 }
@@ -279,6 +291,95 @@ func TestReportVerifiesOfflineAndNamesAChangedNumber(t *testing.T) {
 			t.Fatalf("wrong key: %v", err)
 		}
 	})
+}
+
+// The page a person reads must be the page the signed report makes: the
+// doctorings a value-by-value check let through (the review's probe) are
+// refused, each naming what it can; an untouched page verifies in either
+// language.
+func TestReportPageRefusesDoctoring(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, dbURL string) {
+		f := newFixture(t, dbURL)
+		vkey := f.key.VerifierKey()
+		pages := map[string][]byte{}
+		for _, lang := range report.Languages {
+			h, err := report.Make(context.Background(), f.opts, lang, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := report.Verify(h.Body, vkey); err != nil {
+				t.Fatalf("%s: an untouched page does not verify: %v", lang, err)
+			}
+			pages[lang] = h.Body
+		}
+		gapTable := map[string]*regexp.Regexp{"en": regexp.MustCompile(`(?s)<table>\n<tr><th>Span</th>.*?</table>`),
+			"zh": regexp.MustCompile(`(?s)<table>\n<tr><th>范围</th>.*?</table>`)}
+		noGaps := map[string]string{"en": `<p class="small">No gaps in the period.</p>`, "zh": `<p class="small">该期间没有缺口。</p>`}
+		gapsCell := regexp.MustCompile(`<span data-field="totals.gaps">([0-9,]+)</span>`)
+		for lang, page := range pages {
+			doctored := map[string]struct {
+				page []byte
+				want string
+			}{
+				"gap table removed": {gapTable[lang].ReplaceAll(page, []byte(noGaps[lang])), "targets[0].gaps[0].start: missing from the page"},
+				"bar recoloured": {bytes.ReplaceAll(page, []byte(`<span class="k-acknowledged" style`), []byte(`<span class="k-verified" style`)),
+					"altered outside the signed fields: line "},
+				"signed cell hidden": {gapsCell.ReplaceAll(page, []byte(`<span data-field="totals.gaps" hidden>$1</span>0`)),
+					"totals.gaps: the page alters the cell"},
+			}
+			for name, d := range doctored {
+				if bytes.Equal(d.page, page) {
+					t.Fatalf("%s %s: the doctoring did not apply", lang, name)
+				}
+				_, err := report.Verify(d.page, vkey)
+				if !errors.Is(err, report.ErrMismatch) || !strings.Contains(err.Error(), d.want) {
+					t.Errorf("%s %s: %v, want %q", lang, name, err, d.want)
+				}
+			}
+		}
+	})
+}
+
+// The review's probe as it was: one unacknowledged gap, its table removed,
+// the red bar turned green, gaps shown as 0.
+func TestReportPageProbeRefused(t *testing.T) {
+	skey, _ := integrity.GenerateKey("archive.example")
+	key, err := integrity.ParseKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := report.Report{Format: report.Format, Archive: "archive.example", GeneratedAt: t0,
+		Period: report.Period{From: "2026-01-01", To: "2026-01-31", Timezone: "UTC", Start: t0, End: t0.AddDate(0, 1, 0)},
+		Targets: []report.Target{{Target: "1234", CountedBy: "daily_counts",
+			Coverage: []report.Segment{{Kind: "gap", Start: t0, End: t0.AddDate(0, 1, 0)}},
+			Months:   []report.Month{{Month: "2026-01", MirrorCount: 10}},
+			Gaps:     []report.Gap{{Start: t0, End: t0.AddDate(0, 0, 10), Reason: "TAPD failed"}}}},
+		Totals: report.Totals{Targets: 1, MirrorCount: 10, Gaps: 1, Unacked: 1}}
+	d, err := report.Sign(r, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := report.HTML(&buf, d, "en"); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.Bytes()
+	if _, err := report.Verify(page, key.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	p := regexp.MustCompile(`(?s)<table>\s*<tr><th>Span.*?</table>`).ReplaceAll(page, []byte(`<p class="small">No gaps in the period.</p>`))
+	p = bytes.ReplaceAll(p, []byte(`class="k-gap"`), []byte(`class="k-verified"`))
+	p = bytes.ReplaceAll(p, []byte(`<span data-field="totals.gaps">1</span>`), []byte(`<span data-field="totals.gaps" hidden>1</span>0`))
+	p = bytes.ReplaceAll(p, []byte(`<span data-field="totals.gaps_unacknowledged">1</span>`), []byte(`0`))
+	if _, err := report.Verify(p, key.VerifierKey()); !errors.Is(err, report.ErrMismatch) || !strings.Contains(err.Error(), "totals.gaps") {
+		t.Fatalf("the probe's page: %v", err)
+	}
+	// Only the chart recoloured: no signed cell differs.
+	p = bytes.ReplaceAll(page, []byte(`<span class="k-gap"`), []byte(`<span class="k-verified"`))
+	if _, err := report.Verify(p, key.VerifierKey()); !errors.Is(err, report.ErrMismatch) || !strings.Contains(err.Error(), "outside the signed fields") {
+		t.Fatalf("the recoloured chart: %v", err)
+	}
 }
 
 func later(a, b time.Time) time.Time {

@@ -11,6 +11,7 @@ import (
 	"html"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -62,7 +63,8 @@ func (d Document) JSON() ([]byte, error) {
 // Verify checks a report file, JSON or HTML, against the verifier key,
 // offline. It returns the signed report when everything matches; otherwise
 // an error that names what does not (ErrMismatch with the field's path for
-// a changed value).
+// a changed value). A page must be, byte for byte, the page the signed
+// report makes: rows, chart and words are checked as well as the values.
 func Verify(file []byte, verifierKey string) (Report, error) {
 	var r Report
 	isHTML := bytes.Contains(file, []byte(scriptOpen))
@@ -111,6 +113,10 @@ func Verify(file []byte, verifierKey string) (Report, error) {
 	}
 	if isHTML {
 		if err := compareCells(file, want, r); err != nil {
+			return r, err
+		}
+		verified := Document{Format: d.Format, Report: signed, Signed: d.Signed, Signature: d.Signature}
+		if err := samePage(file, verified, want); err != nil {
 			return r, err
 		}
 	}
@@ -271,4 +277,76 @@ func compareCells(page []byte, want []field, r Report) error {
 		}
 	}
 	return nil
+}
+
+var (
+	markedCellRE = regexp.MustCompile(`<span data-field="([^"]*)">[^<]*</span>`)
+	pageLangRE   = regexp.MustCompile(`<html lang="([^"]*)"`)
+)
+
+// samePage renders the verified document again as the report command does
+// (in the page's language, else in each) and requires the page to be that
+// rendering: a value the page hides, a row it drops or a chart it recolours
+// is not in a signed cell, so compareCells cannot see it. The error names
+// the signed field where the page first differs when there is one.
+func samePage(page []byte, d Document, want []field) error {
+	langs := Languages
+	if m := pageLangRE.FindSubmatch(page); m != nil && slices.Contains(Languages, string(m[1])) {
+		langs = []string{string(m[1])}
+	}
+	var made []byte
+	at := -1
+	for _, lang := range langs {
+		var b bytes.Buffer
+		if err := HTML(&b, d, lang); err != nil {
+			return fmt.Errorf("rendering the signed report again: %w", err)
+		}
+		if bytes.Equal(b.Bytes(), page) {
+			return nil
+		}
+		if i := firstDiff(b.Bytes(), page); i > at {
+			made, at = b.Bytes(), i
+		}
+	}
+	values := make(map[string]string, len(want))
+	for _, f := range want {
+		values[f.path] = f.value
+	}
+	cells := markedCellRE.FindAllSubmatchIndex(made, -1)
+	for _, c := range cells {
+		if c[0] <= at && at < c[1] {
+			path := html.UnescapeString(string(made[c[2]:c[3]]))
+			return fmt.Errorf("%w: %s: the page alters the cell that shows it (signed: %s)", ErrMismatch, path, values[path])
+		}
+	}
+	shown := map[string]int{}
+	for _, m := range cellRE.FindAllSubmatch(page, -1) {
+		shown[html.UnescapeString(string(m[1]))]++
+	}
+	for _, c := range cells {
+		path := html.UnescapeString(string(made[c[2]:c[3]]))
+		if shown[path] == 0 {
+			return fmt.Errorf("%w: %s: missing from the page (signed: %s)", ErrMismatch, path, values[path])
+		}
+		shown[path]--
+	}
+	return fmt.Errorf("%w: the page was altered outside the signed fields: line %d (byte %d) shows %q where the signed report makes %q "+
+		"(a page made by another version of tapd-mirror, or saved again by a browser or editor, differs too)",
+		ErrMismatch, 1+bytes.Count(made[:at], []byte("\n")), at, excerpt(page, at), excerpt(made, at))
+}
+
+// firstDiff is the offset of the first byte where a and b differ (the
+// shorter one's length if it is the other's beginning).
+func firstDiff(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+func excerpt(b []byte, at int) string {
+	return string(b[at:min(len(b), at+40)])
 }

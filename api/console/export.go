@@ -19,6 +19,11 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	params := s.apiParams()
 	params.Set("format", r.URL.Query().Get("format")) // csv, ndjson, or whatever the API accepts (bundle)
+	if params.Get("format") == "bundle" && len(params) == 1 && !v.CanAudit() {
+		// Unfiltered, a bundle is the whole log: holds and the access trail too.
+		c.fail(w, r, v, http.StatusForbidden, v.T("e.bundle_needs_auditor"))
+		return
+	}
 	api := r.Clone(r.Context())
 	u := *r.URL
 	u.Path, u.RawQuery = "/api/v1/activity_log/export", params.Encode()

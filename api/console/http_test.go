@@ -550,8 +550,12 @@ func TestRecordPageShowsItsInclusionProof(t *testing.T) {
 		if bundle.status != 200 || bundle.header.Get("Content-Type") != "application/x-tar" || len(bundle.body) < 1024 {
 			t.Fatalf("bundle export = %d %s, %d bytes", bundle.status, bundle.header.Get("Content-Type"), len(bundle.body))
 		}
-		if p := v.get("/export?format=bundle"); p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "key") {
+		if p := v.get("/export?format=bundle&object=attachment"); p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "key") {
 			t.Errorf("bundle without a key = %d %.300s", p.status, p.body)
+		}
+		// The whole log (holds, the access trail) is not for an open console's visitors.
+		if p := v.get("/export?format=bundle"); p.status != http.StatusForbidden || !strings.Contains(p.body, "auditor") {
+			t.Errorf("unfiltered bundle on an open console = %d %.300s", p.status, p.body)
 		}
 		// A record written after the checkpoint waits for the next one.
 		newID, err := st.InsertActivity(context.Background(), storage.Activity{Platform: "x", ActionType: "y", Timestamp: time.Now()})

@@ -138,8 +138,9 @@ func monthsOf(r report.Report) int {
 
 func (m *Main) verifyReport(_ context.Context, args []string) error {
 	fs := m.flags("verify-report FILE", "Check a completeness report (its HTML page or JSON document) offline against the\n"+
-		"archive's verifier key: the signature, the signed copy, and every value shown against\n"+
-		"the signed one. Exit code 1 names the first field that does not match.", nil)
+		"archive's verifier key: the signature, the signed copy, every value shown against the\n"+
+		"signed one, and (a page) that the page is exactly the one its signed report makes.\n"+
+		"Exit code 1 names the first field that does not match.", nil)
 	key := fs.String("key", "", "the archive's verifier `key` (name+hash+keydata), or a file holding it (required)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {

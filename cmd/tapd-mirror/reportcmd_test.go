@@ -80,6 +80,18 @@ func TestReportCommandEndToEnd(t *testing.T) {
 		if !errors.As(err, &exit) || exit.code != 1 || !strings.Contains(err.Error(), "targets[0].months[2].mirror_count") {
 			t.Fatalf("changed page: %v", err)
 		}
+		// The chart recoloured, no signed value touched: the page is not the one the report makes.
+		recoloured := bytes.ReplaceAll(body, []byte(`<span class="k-verified" style`), []byte(`<span class="k-gap" style`))
+		if bytes.Equal(recoloured, body) {
+			t.Fatal("the page has no verified coverage to recolour")
+		}
+		if err := os.WriteFile(page, recoloured, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = run(t, env, "verify-report", page, "--key", vkey)
+		if !errors.As(err, &exit) || exit.code != 1 || !strings.Contains(err.Error(), "altered outside the signed fields") {
+			t.Fatalf("recoloured page: %v", err)
+		}
 		if _, _, err := run(t, env, "report", "--from", to, "--to", from, "--out", doc); !errors.As(err, &usageError{}) {
 			t.Fatalf("a period ending before it starts: %v", err)
 		}
