@@ -307,19 +307,10 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 			}
 		}
 	}
-	commit := storage.AlertCommit{Cursors: map[string]int64{}, Firings: fired}
-	for _, r := range active {
-		rows, err := r.flush(now.Unix())
-		if err != nil {
-			return false, err
-		}
-		commit.State = append(commit.State, rows...)
-		commit.Cursors[r.cfg.Name] = to
-	}
-	stored, err := e.o.Store.CommitAlerts(ctx, commit)
+	stored, err := e.commit(ctx, active, fired, to, now)
 	if err != nil {
-		// The memory is ahead of the store: read it again before retrying,
-		// so no match is counted twice.
+		// The rules' memory holds this range but the store does not: read
+		// it again before retrying, so no match is counted twice.
 		e.loaded = false
 		return false, err
 	}
@@ -347,6 +338,21 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// commit writes the active rules' changed state, their cursors (moved to
+// to) and the firings in one transaction.
+func (e *Engine) commit(ctx context.Context, active []*rule, fired []storage.AlertFiring, to int64, now time.Time) ([]storage.AlertFiring, error) {
+	c := storage.AlertCommit{Cursors: map[string]int64{}, Firings: fired}
+	for _, r := range active {
+		rows, err := r.flush(now.Unix())
+		if err != nil {
+			return nil, err
+		}
+		c.State = append(c.State, rows...)
+		c.Cursors[r.cfg.Name] = to
+	}
+	return e.o.Store.CommitAlerts(ctx, c)
 }
 
 // errRateLimited marks a vendor's "too many messages" answer.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
 	"github.com/tapd-mirror/tapd-mirror/storage"
@@ -35,7 +36,7 @@ type notifier struct {
 }
 
 func newNotifier(e *Engine, n config.Notifier) (*notifier, error) {
-	nt := &notifier{e: e, cfg: n, shown: config.RedactNotifierURL(n.URL),
+	nt := &notifier{e: e, cfg: n, shown: config.RedactNotifierURL(n.Kind, n.URL),
 		interval: time.Minute / time.Duration(n.PerMinute), wakeup: make(chan struct{}, 1),
 		log: e.o.Logger.With("notifier", n.Name, "kind", n.Kind)}
 	h := httpSender{client: e.o.Client, url: n.URL, shown: nt.shown, secret: n.Secret, now: e.o.Now}
@@ -228,9 +229,43 @@ func (e *Engine) compose(firings []storage.AlertFiring) message {
 	return m
 }
 
-// mdEscape keeps a user's text from being read as markdown or a link.
+// mdEscape keeps a user's text (a username, IP or serial from TAPD or a
+// local POST) from being read as markdown, a link, a tag or a mention by
+// the robots. The text never starts a line (it follows a label, and line
+// breaks become spaces), so only inline syntax needs escaping:
+//   - a backslash escapes itself first, so `\[` cannot undo our escape;
+//   - emphasis, links, images and strikethrough get a backslash, and a
+//     backtick becomes ' (a code span would show the text raw);
+//   - < > & and @ become their full-width forms, so no HTML tag, entity or
+//     mention forms whether a vendor reads escapes or not: WeCom's <@userid>,
+//     Feishu's <at id=all></at>, DingTalk's @mobile;
+//   - control characters (CR and LF included: each ends a markdown line),
+//     the Unicode line separators and bidi overrides become a space.
 func mdEscape(s string) string {
-	return strings.NewReplacer("*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`, "`", "'", "<", "&lt;", ">", "&gt;", "\n", " ").Replace(s)
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/8)
+	for _, r := range s {
+		switch {
+		case strings.ContainsRune("\\*_[]()!~", r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '`':
+			b.WriteByte('\'')
+		case r == '<':
+			b.WriteRune('＜')
+		case r == '>':
+			b.WriteRune('＞')
+		case r == '&':
+			b.WriteRune('＆')
+		case r == '@':
+			b.WriteRune('＠')
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r):
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // rateLimited reports whether err is a vendor's rate-limit answer.

@@ -24,7 +24,7 @@ func TestMessageLinksAndEscapes(t *testing.T) {
 	if !strings.Contains(text, "[search the records]("+link+")") {
 		t.Fatalf("no link to the records' search:\n%s", text)
 	}
-	if !strings.Contains(text, `> key: \[eve\](https://evil.example)\*`) {
+	if !strings.Contains(text, `> key: \[eve\]\(https://evil.example\)\*`) {
 		t.Fatalf("the key is not escaped:\n%s", text)
 	}
 	if !strings.Contains(text, "120 records from 2026-12-01 02:03:04 to 2026-12-01 03:02:04 (Asia/Shanghai)") {
@@ -33,5 +33,25 @@ func TestMessageLinksAndEscapes(t *testing.T) {
 	// Cut to a limit on a line boundary, saying what was left out.
 	if got := m.text(60); len(got) > 60 || !strings.Contains(got, "more lines)") {
 		t.Fatalf("cut text (%d bytes): %q", len(got), got)
+	}
+}
+
+// TestMarkdownEscapeHostileText: a key cannot close our escape with its
+// own backslash, start a line (CR, LF, U+2028), form a tag, entity or
+// mention (<@id>, <at id=all>, @all), or hide behind a bidi override.
+func TestMarkdownEscapeHostileText(t *testing.T) {
+	for in, want := range map[string]string{
+		`\[Security notice\](https://evil.example/login)`: `\\\[Security notice\\\]\(https://evil.example/login\)`,
+		"eve\r# fake heading\r> quote":                    "eve # fake heading ＞ quote",
+		"a\nb\u2028c\u2029d\te\x00f\x7fg\u0085h":          "a b c d e f g h",
+		"<@zhangsan> <at id=all></at> @all":               "＜＠zhangsan＞ ＜at id=all＞＜/at＞ ＠all",
+		"&lt;at id=all&gt;":                               "＆lt;at id=all＆gt;",
+		"**bold** _it_ ~~gone~~ ![img](x) `code`":         `\*\*bold\*\* \_it\_ \~\~gone\~\~ \!\[img\]\(x\) 'code'`,
+		"user\u202eexe.pdf":                               "user exe.pdf",
+		"张三_01 10.0.0.1":                                  `张三\_01 10.0.0.1`,
+	} {
+		if got := mdEscape(in); got != want {
+			t.Errorf("mdEscape(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

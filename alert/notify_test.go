@@ -328,38 +328,126 @@ func TestWebhookNotifier(t *testing.T) {
 	})
 }
 
-// TestNotifierErrorsHideTheKey: a failing robot's error, as stored on the
-// delivery, names its URL with the key masked.
+// TestNotifierErrorsHideTheKey: a failing robot's or webhook's error, as
+// stored on the delivery, names its URL with the key masked (a webhook's
+// path after its first segment: Slack and the like keep the secret there).
 func TestNotifierErrorsHideTheKey(t *testing.T) {
-	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
-		rc := newReceiver(t, answer{200, `{"errcode":93000,"errmsg":"invalid webhook url"}`})
-		burst(t, s, 1)
-		e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Location: shanghai, Now: func() time.Time { return now },
-			Notifiers: []config.Notifier{{Name: "ops", Kind: "wecom", URL: rc.srv.URL + "/cgi-bin/webhook/send?key=s3cr3t-robot-key", PerMinute: 600}},
-			Poll:      10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); e.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			got := firings(t, s)
-			if len(got) == 1 && got[0].Deliveries[0].Attempts >= 2 {
-				if v := metric(t, e, "tapdmirror_alert_notification_failures_total", "ops"); v < 2 {
-					t.Fatalf("failures metric %v after 2 failed attempts", v)
+	for _, c := range []struct {
+		kind, path string
+		answer     answer
+		shown      []string
+	}{
+		{"wecom", "/cgi-bin/webhook/send?key=s3cr3t-robot-key", answer{200, `{"errcode":93000,"errmsg":"invalid webhook url"}`}, []string{"key=xxxxx", "errcode 93000"}},
+		{"webhook", "/services/T0001/B0002/s3cr3t-hook-token", answer{404, `no_service`}, []string{"/services/…: answered 404", "no_service"}},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+				rc := newReceiver(t, c.answer)
+				burst(t, s, 1)
+				e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Location: shanghai, Now: func() time.Time { return now },
+					Notifiers: []config.Notifier{{Name: "ops", Kind: c.kind, URL: rc.srv.URL + c.path, PerMinute: 600}},
+					Poll:      10 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
 				}
-				d := got[0].Deliveries[0]
-				if d.Status != storage.DeliveryPending || strings.Contains(d.LastError, "s3cr3t") || !strings.Contains(d.LastError, "key=xxxxx") ||
-					!strings.Contains(d.LastError, "errcode 93000") {
-					t.Fatalf("delivery %+v", d)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); e.Run(ctx) }()
+				defer func() { cancel(); <-done }()
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					got := firings(t, s)
+					if len(got) == 1 && got[0].Deliveries[0].Attempts >= 2 {
+						if v := metric(t, e, "tapdmirror_alert_notification_failures_total", "ops"); v < 2 {
+							t.Fatalf("failures metric %v after 2 failed attempts", v)
+						}
+						d := got[0].Deliveries[0]
+						if d.Status != storage.DeliveryPending || strings.Contains(d.LastError, "s3cr3t") {
+							t.Fatalf("delivery %+v", d)
+						}
+						for _, w := range c.shown {
+							if !strings.Contains(d.LastError, w) {
+								t.Fatalf("last error %q lacks %q", d.LastError, w)
+							}
+						}
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("no failed attempts recorded: %+v", got)
+					}
 				}
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no failed attempts recorded: %+v", got)
-			}
-		}
-	})
+			})
+		})
+	}
+}
+
+// TestHostileKeysReachEveryRobotEscaped: usernames built to inject a link,
+// a heading (CR from TAPD), a tag or a mention arrive in each vendor's
+// exact body as plain text: backslashes doubled, brackets escaped, no CR,
+// no "<" and no "@" left; the webhook's JSON keeps the key as it was.
+func TestHostileKeysReachEveryRobotEscaped(t *testing.T) {
+	link := `\[Security notice: re-enter your TAPD password\](https://evil.example/login)`
+	heading := "eve\r# fake heading\r<at id=all></at> <@zhangsan> @all"
+	want := []string{`\\\[Security notice: re-enter your TAPD password\\\]\(https://evil.example/login\)`,
+		"eve # fake heading ＜at id=all＞＜/at＞ ＜＠zhangsan＞ ＠all"}
+	for _, kind := range []string{"wecom", "dingtalk", "feishu", "webhook"} {
+		t.Run(kind, func(t *testing.T) {
+			storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+				ok := `{"errcode":0,"errmsg":"ok"}`
+				if kind == "feishu" {
+					ok = `{"code":0,"msg":"success","data":{}}`
+				}
+				rc := newReceiver(t, answer{200, ok})
+				store(t, s, rec(link, "download", "10.0.0.1", now.Add(-time.Minute)), rec(heading, "download", "10.0.0.1", now.Add(-time.Minute)))
+				deliverAll(t, s, config.Notifier{Kind: kind, URL: rc.srv.URL + "/hook/robot-token-0001"}, 2)
+				reqs := rc.requests()
+				if len(reqs) != 1 {
+					t.Fatalf("%d requests, want 1", len(reqs))
+				}
+				var m struct {
+					Markdown struct{ Content, Title, Text string } `json:"markdown"`
+					Card     struct {
+						Elements []struct{ Content string } `json:"elements"`
+					} `json:"card"`
+					alert.WebhookMessage
+				}
+				if err := json.Unmarshal(reqs[0].Body, &m); err != nil {
+					t.Fatal(err)
+				}
+				text := map[string]string{"wecom": m.Markdown.Content, "dingtalk": m.Markdown.Text, "webhook": m.Text}[kind]
+				if kind == "feishu" && len(m.Card.Elements) == 1 {
+					text = m.Card.Elements[0].Content
+				}
+				for _, w := range want {
+					if !strings.Contains(text, w) {
+						t.Errorf("the text lacks %q:\n%s", w, text)
+					}
+				}
+				for _, bad := range []string{"\r", "<", "@"} {
+					if strings.Contains(text, bad) {
+						t.Errorf("the text holds %q:\n%s", bad, text)
+					}
+				}
+				for i := 0; i < len(text); i++ { // no bracket outside an escape: no link
+					switch text[i] {
+					case '\\':
+						i++
+					case '[', ']':
+						t.Errorf("an unescaped %q at %d:\n%s", text[i], i, text)
+					}
+				}
+				if strings.Count(text, "\n") != 2 { // title, time span, the rule's line
+					t.Errorf("%d line breaks, want 2:\n%s", strings.Count(text, "\n"), text)
+				}
+				if kind == "webhook" {
+					keys := map[string]bool{}
+					for _, f := range m.Firings {
+						keys[f.Key] = true
+					}
+					if len(keys) != 2 || !keys[link] || !keys[heading] {
+						t.Errorf("webhook keys %v, want them as stored", keys)
+					}
+				}
+			})
+		})
+	}
 }

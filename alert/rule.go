@@ -243,6 +243,10 @@ func (r *rule) busiest(m [][2]int64, at int) (first, last int) {
 	return first, last
 }
 
+// encodeState is json.Marshal; a test makes it fail to check that a
+// failed step does not leave its matches in memory.
+var encodeState = json.Marshal
+
 // flush returns the dirty keys' rows and forgets them; a threshold key
 // with no match left and no suppression running is deleted.
 func (r *rule) flush(newest int64) ([]storage.AlertStateRow, error) {
@@ -254,7 +258,7 @@ func (r *rule) flush(newest int64) ([]storage.AlertStateRow, error) {
 			out = append(out, storage.AlertStateRow{Rule: r.cfg.Name, Key: key, Delete: true})
 			continue
 		}
-		b, err := json.Marshal(st)
+		b, err := encodeState(st)
 		if err != nil {
 			return nil, fmt.Errorf("encoding the state of alert rule %s: %w", r.cfg.Name, err)
 		}

@@ -256,7 +256,7 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 			bad(key+".name", "%q is used by another notifier; names must be unique", n.Name)
 		}
 		notifiers[n.Name] = true
-		shown, _ := redactNotifierURL(n.URL)
+		shown, _ := redactNotifierURL(n.Kind, n.URL)
 		u, err := url.Parse(n.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad(key+".url", "%q is not an http(s) URL (the robot's webhook address)", shown)
@@ -374,8 +374,10 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 }
 
 // redactNotifierURL is RedactDestinationURL that also masks a bot token
-// carried in the path (Feishu: …/bot/v2/hook/TOKEN).
-func redactNotifierURL(raw string) (shown string, secrets []string) {
+// carried in the path (Feishu: …/bot/v2/hook/TOKEN), and for kind webhook
+// the whole path after its first segment (Slack, Discord, Teams keep their
+// secret there).
+func redactNotifierURL(kind, raw string) (shown string, secrets []string) {
 	shown, secrets = RedactDestinationURL(raw)
 	if before, token, ok := strings.Cut(shown, "/hook/"); ok && token != "" {
 		token, rest, _ := strings.Cut(token, "?")
@@ -388,12 +390,17 @@ func redactNotifierURL(raw string) (shown string, secrets []string) {
 			shown += "?" + rest
 		}
 	}
+	if kind == NotifierWebhook {
+		var more []string
+		shown, more = RedactURLPath(shown)
+		secrets = append(secrets, more...)
+	}
 	return shown, secrets
 }
 
 // RedactNotifierURL is a notifier's URL fit for logs and errors.
-func RedactNotifierURL(raw string) string {
-	shown, _ := redactNotifierURL(raw)
+func RedactNotifierURL(kind, raw string) string {
+	shown, _ := redactNotifierURL(kind, raw)
 	return shown
 }
 
@@ -408,7 +415,7 @@ func (c Config) alertLines() []string {
 	}
 	for i, n := range a.Notifiers {
 		n = n.WithDefaults()
-		shown, _ := redactNotifierURL(n.URL)
+		shown, _ := redactNotifierURL(n.Kind, n.URL)
 		parts := []string{"name=" + n.Name, "kind=" + n.Kind, "url=" + shown}
 		if n.Secret != "" {
 			parts = append(parts, "secret=****")
@@ -429,7 +436,7 @@ func (c Config) alertSecrets() []string {
 	var out []string
 	for _, n := range c.Alerts.Notifiers {
 		out = append(out, n.Secret)
-		_, s := redactNotifierURL(n.URL)
+		_, s := redactNotifierURL(n.Kind, n.URL)
 		out = append(out, s...)
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/config"
 )
 
 // TestAlertsConfigInTheIssuesShape: the documented shape loads, the
@@ -98,5 +100,39 @@ func TestAlertsConfigRefusesMistakes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want an error saying %q", raw, err, want)
 		}
+	}
+}
+
+// TestWebhookNotifierPathSecretMasked: a generic webhook keeping its
+// secret in the path (Slack, Discord) is shown as scheme, host and first
+// segment; the rest is a secret for scrubbing. A robot's fixed path stays.
+func TestWebhookNotifierPathSecretMasked(t *testing.T) {
+	c, err := loadYAML(t, `alerts:
+  notifiers:
+    - {name: slack, kind: webhook, url: "https://hooks.slack.example/services/T0001/B0002/Xs3cr3tT0ken"}
+    - {name: discord, kind: webhook, url: "https://discord.example/api/webhooks/123456/d1sc0rd-t0ken?wait=true"}
+    - {name: ops, kind: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wc-k3y-0001"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := c.Redacted()
+	for _, want := range []string{"url=https://hooks.slack.example/services/… ", "url=https://discord.example/api/…?wait=xxxxx ",
+		"url=https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=xxxxx "} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("config check lacks %q:\n%s", want, shown)
+		}
+	}
+	for _, s := range []string{"Xs3cr3tT0ken", "d1sc0rd-t0ken", "B0002"} {
+		if strings.Contains(shown, s) {
+			t.Errorf("config check shows %q:\n%s", s, shown)
+		}
+	}
+	logged := "posting to https://hooks.slack.example/services/T0001/B0002/Xs3cr3tT0ken: refused"
+	if got := config.Scrub(logged, c.Secrets()...); strings.Contains(got, "Xs3cr3tT0ken") {
+		t.Errorf("scrubbed log line %q", got)
+	}
+	if got := config.RedactNotifierURL(config.NotifierWebhook, "https://h.example/a"); got != "https://h.example/a" {
+		t.Errorf("a one-segment path became %q", got)
 	}
 }

@@ -195,6 +195,36 @@ func RedactDestinationURL(raw string) (shown string, secrets []string) {
 	return u.String(), secrets
 }
 
+// RedactURLPath masks the path of a URL after its first segment, for a
+// destination that carries its secret there (generic webhooks: Slack's
+// /services/T…/B…/TOKEN, Discord's /api/webhooks/ID/TOKEN, Teams'
+// /webhookb2/…): shown keeps the scheme, userinfo, host, first segment
+// and query of shown and puts "…" for the rest; secrets are that rest as
+// written and decoded. Apply it to RedactDestinationURL's shown.
+func RedactURLPath(shown string) (string, []string) {
+	u, err := url.Parse(shown)
+	if err != nil || u.Opaque != "" || u.Host == "" {
+		return shown, nil
+	}
+	first, rest, _ := strings.Cut(strings.TrimPrefix(u.EscapedPath(), "/"), "/")
+	if rest == "" {
+		return shown, nil
+	}
+	secrets := []string{rest}
+	if dec, err := url.PathUnescape(rest); err == nil && dec != rest {
+		secrets = append(secrets, dec)
+	}
+	out := u.Scheme + "://"
+	if u.User != nil {
+		out += u.User.String() + "@"
+	}
+	out += u.Host + "/" + first + "/…"
+	if u.RawQuery != "" {
+		out += "?" + u.RawQuery
+	}
+	return out, secrets
+}
+
 // basicCredentials are the forms a user:secret pair takes once sent as
 // HTTP Basic auth (base64, padded or not, and with "/" escaped as a PHP
 // JSON error that echoes the header writes it), for scrubbing.
