@@ -143,7 +143,7 @@ func (c Config) validateForward(bad func(key, format string, args ...any)) {
 		}
 		switch f.Kind {
 		case ForwardWebhook, ForwardSplunkHEC:
-			shown, _ := RedactDestinationURL(f.URL)
+			shown, _ := RedactForwardURL(f.Kind, f.URL)
 			if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				bad(key+".url", "%q is not an http(s) URL (a %s destination needs one)", shown, f.Kind)
 			} else if u.Scheme != "https" && !isLoopback(u.Hostname()) {
@@ -248,7 +248,7 @@ func (c Config) forwardLines() []string {
 		f = f.WithDefaults()
 		parts := []string{"name=" + f.Name, "kind=" + f.Kind}
 		if f.URL != "" {
-			shown, _ := RedactDestinationURL(f.URL)
+			shown, _ := RedactForwardURL(f.Kind, f.URL)
 			parts = append(parts, "url="+shown)
 		}
 		if f.Secret != "" {
@@ -290,12 +290,26 @@ func (c Config) forwardLines() []string {
 	return out
 }
 
+// RedactForwardURL is a destination's URL as shown in output, logs and
+// errors, and the secrets it hides: every query value and the userinfo, and
+// for a webhook the path after its first segment too (Slack-, Discord- or
+// Teams-style hooks keep their key there).
+func RedactForwardURL(kind, raw string) (shown string, secrets []string) {
+	shown, secrets = RedactDestinationURL(raw)
+	if kind == ForwardWebhook {
+		var more []string
+		shown, more = RedactURLPath(shown)
+		secrets = append(secrets, more...)
+	}
+	return shown, secrets
+}
+
 // forwardSecrets are the destinations' secrets for log scrubbing.
 func (c Config) forwardSecrets() []string {
 	var out []string
 	for _, f := range c.Forward {
 		out = append(out, f.Secret, f.Token, f.KeyFile)
-		_, s := RedactDestinationURL(f.URL)
+		_, s := RedactForwardURL(f.Kind, f.URL)
 		out = append(out, s...)
 	}
 	return out

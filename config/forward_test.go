@@ -110,3 +110,27 @@ func TestForwardConfigRefusesWhatCannotWork(t *testing.T) {
 		t.Errorf("plain http to loopback refused: %v", err)
 	}
 }
+
+// A webhook destination whose key is in its path (Slack-style) shows the
+// host and first segment only, in config check and in scrubbed log lines.
+func TestForwardWebhookPathSecretMasked(t *testing.T) {
+	c, err := loadYAML(t, `forward:
+  - {name: siem, kind: webhook, url: "https://hooks.slack.example/services/T0001/B0002/Fw3bh00kK3y", secret: "hmac-k3y-9"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := c.Redacted()
+	if !strings.Contains(shown, "url=https://hooks.slack.example/services/…") {
+		t.Errorf("config check lacks the masked URL:\n%s", shown)
+	}
+	for _, s := range []string{"Fw3bh00kK3y", "B0002", "hmac-k3y-9"} {
+		if strings.Contains(shown, s) {
+			t.Errorf("config check shows %q:\n%s", s, shown)
+		}
+	}
+	logged := "delivering to https://hooks.slack.example/services/T0001/B0002/Fw3bh00kK3y: 500"
+	if got := config.Scrub(logged, c.Secrets()...); strings.Contains(got, "Fw3bh00kK3y") {
+		t.Errorf("scrubbed log line %q", got)
+	}
+}

@@ -38,7 +38,7 @@ type webhook struct {
 }
 
 func newWebhook(f config.Forward) *webhook {
-	shown, _ := config.RedactDestinationURL(f.URL)
+	shown, _ := config.RedactForwardURL(f.Kind, f.URL)
 	return &webhook{url: f.URL, shown: shown, secret: []byte(f.Secret), format: f.Format, gzip: f.Gzip,
 		client: &http.Client{Timeout: time.Minute}}
 }
