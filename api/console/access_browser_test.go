@@ -16,10 +16,17 @@ import (
 
 // TestAccessPageInBrowser: in English and Chinese, a reader's record view
 // is in the access trail an auditor reads on the console's access page; a
-// reader is offered no such page and is refused it.
+// reader is offered no such page and is refused it. On both databases.
 func TestAccessPageInBrowser(t *testing.T) {
 	const readerTok, auditorTok = "browser-read-token-00000000000000000000", "browser-audit-token-0000000000000000000"
-	st := storagetest.Open(t, storagetest.URL(t, "sqlite"))
+	b0 := newBrowser(t, "en-US,en;q=0.9")
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) { accessPageInBrowser(t, b0, dialect, readerTok, auditorTok) })
+	}
+}
+
+func accessPageInBrowser(t *testing.T, b0 *browser, dialect, readerTok, auditorTok string) {
+	st := storagetest.Open(t, storagetest.URL(t, dialect))
 	ctx := context.Background()
 	id, err := st.InsertActivity(ctx, storage.Activity{Platform: "web", ActionType: "login", Username: "alice",
 		Timestamp: time.Now().Add(-time.Hour), Source: storage.SourceLocal})
@@ -31,7 +38,6 @@ func TestAccessPageInBrowser(t *testing.T) {
 		{Name: "auditor", Token: auditorTok, Scope: config.ScopeAuditor}}})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	b0 := newBrowser(t, "en-US,en;q=0.9")
 	for _, lang := range []struct{ code, title, need, readerOutcome string }{
 		{"en", "Access trail", "needs a token of scope auditor or admin", "ok"},
 		{"zh", "访问记录", "需要 auditor 或 admin 权限的令牌", "成功"},
