@@ -62,8 +62,9 @@ func (s *Store) recordWindowTotal(ctx context.Context, tx *sqlx.Tx, workspace st
 		Start dbTime `db:"verified_start"`
 		End   dbTime `db:"verified_end"`
 		Total int64  `db:"verified_total"`
+		At    dbTime `db:"verified_at"`
 	}
-	if err := tx.SelectContext(ctx, &rows, s.rebind(`SELECT verified_start, verified_end, verified_total FROM sync_month_total
+	if err := tx.SelectContext(ctx, &rows, s.rebind(`SELECT verified_start, verified_end, verified_total, verified_at FROM sync_month_total
 		WHERE workspace = ? AND month_start = ?`), workspace, s.timeArg(w.Month)); err != nil {
 		return fmt.Errorf("reading the month's TAPD total: %w", err)
 	}
@@ -77,7 +78,11 @@ func (s *Store) recordWindowTotal(ctx context.Context, tx *sqlx.Tx, workspace st
 			lo, hi := maxTime(span.Start, old.Start), minTime(span.End, old.End)
 			var twice int64
 			if lo.Before(hi) {
-				n, err := s.countReported(ctx, tx, workspace, lo, hi)
+				// The earlier total counted the overlap as it was when that
+				// window was verified; records that reached TAPD in it since
+				// (the look-back's very reason) are in this window's total
+				// only, so they are not taken off.
+				n, err := s.countReportedBy(ctx, tx, workspace, lo, hi, rows[0].At.Time)
 				if err != nil {
 					return err
 				}
@@ -212,6 +217,21 @@ func (s *Store) countReported(ctx context.Context, q sqlx.QueryerContext, target
 	err := sqlx.GetContext(ctx, q, &n, s.rebind(`SELECT (SELECT COUNT(*) FROM activity_target WHERE target = ? AND timestamp >= ? AND timestamp < ?)
 		+ (SELECT COUNT(*) FROM activity_log WHERE workspace_id = ? AND source = 'tapd' AND timestamp >= ? AND timestamp < ?)`),
 		target, s.timeArg(since), s.timeArg(until), target, s.timeArg(since), s.timeArg(until))
+	if err != nil {
+		return 0, fmt.Errorf("counting records reported by %s: %w", target, err)
+	}
+	return n, nil
+}
+
+// countReportedBy counts the records target had reported in [since, until)
+// that the mirror had stored by then (ingested_at; a membership counts by
+// its record's).
+func (s *Store) countReportedBy(ctx context.Context, q sqlx.QueryerContext, target string, since, until, by time.Time) (int, error) {
+	var n int
+	err := sqlx.GetContext(ctx, q, &n, s.rebind(`SELECT (SELECT COUNT(*) FROM activity_target t JOIN activity_log a ON a.source = 'tapd' AND a.source_id = t.source_id
+			WHERE t.target = ? AND t.timestamp >= ? AND t.timestamp < ? AND a.ingested_at <= ?)
+		+ (SELECT COUNT(*) FROM activity_log WHERE workspace_id = ? AND source = 'tapd' AND timestamp >= ? AND timestamp < ? AND ingested_at <= ?)`),
+		target, s.timeArg(since), s.timeArg(until), s.timeArg(by), target, s.timeArg(since), s.timeArg(until), s.timeArg(by))
 	if err != nil {
 		return 0, fmt.Errorf("counting records reported by %s: %w", target, err)
 	}

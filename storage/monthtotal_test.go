@@ -48,16 +48,24 @@ func TestMonthTotalCountsOverlapsOnce(t *testing.T) {
 		check("overlapping window", 0, 90, 90)
 		commit(90, 100, 10, nil) // adjacent
 		check("adjacent window", 0, 100, 100)
+		// A record reaches TAPD late, inside the span: the next window's
+		// look-back fetches it, and TAPD's total for the span counts it.
+		time.Sleep(1100 * time.Millisecond) // ingested_at has whole seconds
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("late", at(97).Add(20*time.Second), "r")}); err != nil {
+			t.Fatal(err)
+		}
+		commit(95, 100, 6, nil)
+		check("look-back with a late record", 0, 100, 101)
 		commit(200, 210, 0, nil) // apart and shorter: the span stays
-		check("window apart", 0, 100, 100)
+		check("window apart", 0, 100, 101)
 		prior := int64(10) // a settle check: TAPD now has 13 in [20, 30), the target had reported 10
 		commit(20, 30, 13, &prior)
-		check("fetched again", 0, 100, 103)
-		if err := s.RecordSettleMonths(ctx, "10074561", at(300), []storage.SettleMonth{{Month: month, Span: storage.Interval{Start: at(0), End: at(100)}, Remote: 103, Reported: 100}}); err != nil {
+		check("fetched again", 0, 100, 104)
+		if err := s.RecordSettleMonths(ctx, "10074561", at(300), []storage.SettleMonth{{Month: month, Span: storage.Interval{Start: at(0), End: at(100)}, Remote: 104, Reported: 101}}); err != nil {
 			t.Fatal(err)
 		}
 		m, _ := s.MonthTotals(ctx, month, month.AddDate(0, 1, 0))
-		if got := m["10074561"][0]; got.SettleTotal != 103 || got.SettleReported != 100 || !got.SettledAt.Equal(at(300)) || got.VerifiedTotal != 103 {
+		if got := m["10074561"][0]; got.SettleTotal != 104 || got.SettleReported != 101 || !got.SettledAt.Equal(at(300)) || got.VerifiedTotal != 104 {
 			t.Fatalf("after a settle check: %+v", got)
 		}
 	})
