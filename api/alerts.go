@@ -84,5 +84,6 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	noteRows(r.Context(), int64(len(out)))
 	s.ok(w, map[string]any{"firings": out, "next_before": next})
 }

@@ -67,12 +67,15 @@ func (s *Store) SaveForwardCursor(ctx context.Context, c ForwardCursor) error {
 
 // ReplayForward moves destination name's cursor back to from and leaves a
 // replay request the running forwarder takes before its next batch (one
-// transaction, so a forwarder reading the row sees both or neither).
+// transaction, so a forwarder reading the row sees both or neither, and
+// the access entry ctx carries is recorded with it).
 func (s *Store) ReplayForward(ctx context.Context, name string, from int64) error {
 	return s.inIdempotentTx(ctx, "replaying forward destination "+name, func(tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO forward_cursor (name, next_idx, replay_from) VALUES (?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET next_idx = excluded.next_idx, replay_from = excluded.replay_from`), name, from, from)
-		return err
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO forward_cursor (name, next_idx, replay_from) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET next_idx = excluded.next_idx, replay_from = excluded.replay_from`), name, from, from); err != nil {
+			return err
+		}
+		return s.recordAccess(ctx, tx, 1) // who moved it back, with it (WithAccess)
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/forward"
+	"github.com/tapd-mirror/tapd-mirror/storage"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
@@ -157,6 +158,15 @@ func TestServeKilledMidDeliveryLosesNothing(t *testing.T) {
 		waitReplayed(0, before)
 		if strings.Contains(p.stderr.String(), "s3cret") {
 			t.Errorf("the webhook secret is in the logs")
+		}
+		// Every replay is in the access trail: the command's by its OS user
+		// (the refused one too), the API's by its token.
+		replayStore := storagetest.Open(t, dbURL)
+		replays, err := replayStore.ListAccess(context.Background(), storage.AccessFilter{Action: "forward.replay"}, 10, 0)
+		if err != nil || len(replays) != 3 || !strings.HasPrefix(replays[0].Principal, "cli:") || replays[0].Params["from"] != "2" ||
+			replays[0].Outcome != storage.AccessOK || replays[1].Outcome != storage.AccessError ||
+			replays[2].Principal != "admin_token" || replays[2].SourceIP != "127.0.0.1" || replays[2].Outcome != storage.AccessOK {
+			t.Fatalf("forward.replay entries: %+v (%v)", replays, err)
 		}
 	})
 }

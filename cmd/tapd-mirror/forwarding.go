@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,8 +84,18 @@ func (m *Main) forwardCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	rep, err := forward.ReplayFrom(ctx, st, names, name, *fromFlag, since)
+	params := map[string]string{"name": name}
+	if *fromFlag >= 0 {
+		params["from"] = strconv.FormatInt(*fromFlag, 10)
+	} else {
+		params["since"] = *sinceFlag
+	}
+	entry := &storage.AccessEntry{Principal: cliUser(), SourceIP: "local", Action: "forward.replay", Params: params}
+	rep, err := forward.ReplayFrom(storage.WithAccess(ctx, entry), st, names, name, *fromFlag, since)
 	if err != nil {
+		if entry.ID == 0 {
+			recordCLI(ctx, st, log, "forward.replay", params, 0, err)
+		}
 		return err
 	}
 	fmt.Fprintf(m.Stdout, "destination %s: cursor moved from %d back to %d; serve resends from there before its next batch\n", rep.Name, rep.Previous, rep.From)
