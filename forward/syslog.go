@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -221,4 +222,19 @@ func (d *syslogDest) message(b Batch, e Event) ([]byte, error) {
 		return nil, err
 	}
 	return append(m, body...), nil
+}
+
+// CheckFiles reads what the destinations need from disk (a TLS syslog
+// destination's CA file and client certificate) without connecting, so
+// that `config check` finds what serve would refuse at start.
+func CheckFiles(dests []config.Forward) error {
+	var errs []error
+	for _, f := range dests {
+		if f.Kind == config.ForwardSyslog && f.TLS {
+			if _, err := syslogTLS(f); err != nil {
+				errs = append(errs, fmt.Errorf("syslog destination %s: %w", f.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+
+	"github.com/tapd-mirror/tapd-mirror/forward"
 )
 
 func (m *Main) configCmd(_ context.Context, args []string) error {
@@ -18,6 +20,11 @@ func (m *Main) configCmd(_ context.Context, args []string) error {
 	fmt.Fprint(m.Stdout, cfg.Redacted())
 	if err != nil {
 		return err
+	}
+	// Files serve reads at start (TLS certificates): missing or unreadable
+	// ones fail here too, not only when serve starts.
+	if err := forward.CheckFiles(cfg.Forward); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	if methods := cfg.TAPDAuthMethods(); len(methods) == 1 {
 		fmt.Fprintln(m.Stdout, "TAPD auth: "+methods[0])

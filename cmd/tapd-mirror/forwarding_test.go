@@ -190,3 +190,29 @@ forward:
 		}
 	})
 }
+
+// TestConfigCheckReadsTheFilesServeNeeds: a TLS syslog destination whose CA
+// file is missing fails `config check`, as it would fail serve's start.
+func TestConfigCheckReadsTheFilesServeNeeds(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	write := func(ca string) {
+		t.Helper()
+		cfg := "forward:\n  - {name: qradar, kind: syslog, address: 'siem.example:6514', tls: true, format: cef, ca_file: " + ca + "}\n"
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	write(filepath.Join(dir, "missing-ca.pem"))
+	err := m.Run(context.Background(), []string{"config", "check", "--config", cfgPath})
+	if err == nil || !strings.Contains(err.Error(), "syslog destination qradar: reading ca_file") {
+		t.Fatalf("config check with a missing ca_file = %v", err)
+	}
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	write(notPEM)
+	if err := m.Run(context.Background(), []string{"config", "check", "--config", cfgPath}); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Fatalf("config check with a ca_file that is no certificate = %v", err)
+	}
+}
