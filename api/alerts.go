@@ -9,7 +9,7 @@ import (
 
 // readAlerts: a firing names users, IPs and projects, as detail=1 does, so
 // it needs the read scope (open on a loopback install without tokens).
-var readAlerts = rule{scope: config.ScopeRead, open: true, what: "alert firings"}
+var readAlerts = rule{scope: config.ScopeRead, open: true, what: "reading alert firings"}
 
 func (s *Server) alertRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/alerts", s.guard(readAlerts, s.listAlerts))

@@ -39,7 +39,7 @@ func TestAlertsListPagesNewestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := newServer(t, s, token)
-		c.expect("GET", "/api/v1/alerts", "", false, 401, `{"code":401,"message":"alert firings needs a token of scope read; send 'Authorization: Bearer <token>'","data":null}`)
+		c.expect("GET", "/api/v1/alerts", "", false, 401, `{"code":401,"message":"reading alert firings needs a token of scope read; send 'Authorization: Bearer <token>'","data":null}`)
 		status, body := c.do("GET", "/api/v1/alerts?limit=2", "", true)
 		var page struct {
 			Data struct {
