@@ -211,18 +211,6 @@ func (s *Store) CheckpointsSigned(ctx context.Context, from, to time.Time, limit
 	return in, count, after, nil
 }
 
-// countReported is CountReported on q (a transaction or the database).
-func (s *Store) countReported(ctx context.Context, q sqlx.QueryerContext, target string, since, until time.Time) (int, error) {
-	var n int
-	err := sqlx.GetContext(ctx, q, &n, s.rebind(`SELECT (SELECT COUNT(*) FROM activity_target WHERE target = ? AND timestamp >= ? AND timestamp < ?)
-		+ (SELECT COUNT(*) FROM activity_log WHERE workspace_id = ? AND source = 'tapd' AND timestamp >= ? AND timestamp < ?)`),
-		target, s.timeArg(since), s.timeArg(until), target, s.timeArg(since), s.timeArg(until))
-	if err != nil {
-		return 0, fmt.Errorf("counting records reported by %s: %w", target, err)
-	}
-	return n, nil
-}
-
 // countReportedBy counts the records target had reported in [since, until)
 // that the mirror had stored by then (ingested_at; a membership counts by
 // its record's).
