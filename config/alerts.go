@@ -245,17 +245,7 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 	}
 	notifiers := map[string]bool{}
 	for i, n := range a.Notifiers {
-		key := fmt.Sprintf("alerts.notifiers[%d]", i)
-		if n.Name != "" {
-			key = fmt.Sprintf("alerts.notifiers[%d] (%s)", i, n.Name)
-		}
-		switch {
-		case !forwardName.MatchString(n.Name):
-			bad(key+".name", "%q must be 1-63 lowercase letters, digits, _ or - (rules name it in notify)", n.Name)
-		case notifiers[n.Name]:
-			bad(key+".name", "%q is used by another notifier; names must be unique", n.Name)
-		}
-		notifiers[n.Name] = true
+		key := checkName(bad, notifiers, "alerts.notifiers", i, n.Name, "notifier", "rules name it in notify")
 		shown, _ := redactNotifierURL(n.Kind, n.URL)
 		u, err := url.Parse(n.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -311,17 +301,7 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 	}
 	rules := map[string]bool{}
 	for i, r := range a.Rules {
-		key := fmt.Sprintf("alerts.rules[%d]", i)
-		if r.Name != "" {
-			key = fmt.Sprintf("alerts.rules[%d] (%s)", i, r.Name)
-		}
-		switch {
-		case !forwardName.MatchString(r.Name):
-			bad(key+".name", "%q must be 1-63 lowercase letters, digits, _ or - (it names the rule in firings and metrics)", r.Name)
-		case rules[r.Name]:
-			bad(key+".name", "%q is used by another rule; names must be unique", r.Name)
-		}
-		rules[r.Name] = true
+		key := checkName(bad, rules, "alerts.rules", i, r.Name, "rule", "it names the rule in firings and metrics")
 		if len(r.Notify) == 0 {
 			bad(key+".notify", "a rule needs at least one notifier")
 		}

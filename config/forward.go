@@ -122,20 +122,28 @@ func (f Forward) WithDefaults() Forward {
 	return f
 }
 
+// checkName returns the key of list[i] for messages, after checking its
+// name: the form names take (purpose: what it names the item in) and that
+// no other item (noun) of the list has it.
+func checkName(bad func(key, format string, args ...any), seen map[string]bool, list string, i int, name, noun, purpose string) string {
+	key := fmt.Sprintf("%s[%d]", list, i)
+	if name != "" {
+		key = fmt.Sprintf("%s[%d] (%s)", list, i, name)
+	}
+	switch {
+	case !forwardName.MatchString(name):
+		bad(key+".name", "%q must be 1-63 lowercase letters, digits, _ or - (%s)", name, purpose)
+	case seen[name]:
+		bad(key+".name", "%q is used by another %s; names must be unique", name, noun)
+	}
+	seen[name] = true
+	return key
+}
+
 func (c Config) validateForward(bad func(key, format string, args ...any)) {
 	seen := map[string]bool{}
 	for i, f := range c.Forward {
-		key := fmt.Sprintf("forward[%d]", i)
-		if f.Name != "" {
-			key = fmt.Sprintf("forward[%d] (%s)", i, f.Name)
-		}
-		switch {
-		case !forwardName.MatchString(f.Name):
-			bad(key+".name", "%q must be 1-63 lowercase letters, digits, _ or - (it names the destination in metrics and status)", f.Name)
-		case seen[f.Name]:
-			bad(key+".name", "%q is used by another destination; names must be unique", f.Name)
-		}
-		seen[f.Name] = true
+		key := checkName(bad, seen, "forward", i, f.Name, "destination", "it names the destination in metrics and status")
 		unused := func(field string, set bool) {
 			if set {
 				bad(key+"."+field, "is not used by kind %s; remove it", f.Kind)
