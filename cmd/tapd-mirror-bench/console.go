@@ -74,28 +74,34 @@ func (b *bench) consoleSQLite(ctx context.Context) error {
 	return b.consoleAt(ctx, config.SQLite, b.n(1_000_000))
 }
 
-func (b *bench) consoleAt(ctx context.Context, dialect string, n int) error {
+// consoleStore generates n console rows in a fresh store of dialect, with
+// the daily counts in the console's zone (Asia/Shanghai), as serve keeps
+// them for the configured timezone (the generator's COPY bypassed them).
+func (b *bench) consoleStore(ctx context.Context, dialect string, n int) (st *storage.Store, zone *time.Location, closeStore func(), took time.Duration, err error) {
 	start := time.Now()
-	var st *storage.Store
-	var closeStore func()
-	var err error
 	if dialect == config.Postgres {
 		st, _, closeStore, err = b.generateRows(ctx, n, consoleRow)
 	} else {
 		st, closeStore, err = b.generateSQLite(ctx, n)
 	}
 	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	zone, _ = time.LoadLocation("Asia/Shanghai")
+	st.SetCountsZone(zone)
+	if err := st.RebuildCounts(ctx); err != nil {
+		closeStore()
+		return nil, nil, nil, 0, err
+	}
+	return st, zone, closeStore, time.Since(start), nil
+}
+
+func (b *bench) consoleAt(ctx context.Context, dialect string, n int) error {
+	st, shanghai, closeStore, genTook, err := b.consoleStore(ctx, dialect, n)
+	if err != nil {
 		return err
 	}
 	defer closeStore()
-	// The daily counts in the console's zone, as serve keeps them for the
-	// configured timezone (the generator's COPY bypassed them).
-	shanghai, _ := time.LoadLocation("Asia/Shanghai")
-	st.SetCountsZone(shanghai)
-	if err := st.RebuildCounts(ctx); err != nil {
-		return err
-	}
-	genTook := time.Since(start)
 	handler := api.New(api.Options{Store: st, Logger: b.log, Location: shanghai})
 	defer handler.Close() // the access trail's writer, before the store closes
 	srv := httptest.NewServer(handler.Handler())

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tapd-mirror/tapd-mirror/api"
 	"github.com/tapd-mirror/tapd-mirror/config"
-	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
 // trail measures what the access trail costs a reader: the console's
@@ -31,25 +30,11 @@ func (b *bench) trail(ctx context.Context) error {
 }
 
 func (b *bench) trailAt(ctx context.Context, dialect string, n int) error {
-	start := time.Now()
-	var st *storage.Store
-	var closeStore func()
-	var err error
-	if dialect == config.Postgres {
-		st, _, closeStore, err = b.generateRows(ctx, n, consoleRow)
-	} else {
-		st, closeStore, err = b.generateSQLite(ctx, n)
-	}
+	st, shanghai, closeStore, genTook, err := b.consoleStore(ctx, dialect, n)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	shanghai, _ := time.LoadLocation("Asia/Shanghai")
-	st.SetCountsZone(shanghai)
-	if err := st.RebuildCounts(ctx); err != nil {
-		return err
-	}
-	genTook := time.Since(start)
 	with := api.New(api.Options{Store: st, Logger: b.log, Location: shanghai})
 	without := api.New(api.Options{Store: st, Logger: b.log, Location: shanghai, WithoutAccessTrail: true})
 	defer with.Close()
