@@ -135,7 +135,11 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	lines := strings.Split(string(mustRead(t, witness)), "\n")
 	for i := len(lines) - 1; i > 0; i-- {
 		if strings.HasPrefix(lines[i], "time ") { // the last checkpoint's root is the line before
-			lines[i-1] = "A" + lines[i-1][1:]
+			flipped := "A" // another first character, whatever the root's was
+			if lines[i-1][0] == 'A' {
+				flipped = "B"
+			}
+			lines[i-1] = flipped + lines[i-1][1:]
 			break
 		}
 	}
