@@ -14,7 +14,7 @@ import (
 // with its index so that a duplicate (at-least-once) is recognisable.
 type Event struct {
 	Index int64  `json:"index"`
-	Type  string `json:"type"` // record, update, delete, purge, hold, release, access
+	Type  string `json:"type"` // record, update, delete, purge, hold, release, access, alert
 	Time  int64  `json:"time"` // Unix seconds: ingested (record, update) or when it happened
 	// Record is the record (record) or its new version (update).
 	Record *Record `json:"record,omitempty"`
@@ -28,7 +28,11 @@ type Event struct {
 	Policy string `json:"policy,omitempty"` // the retention policy (purge)
 	Hold   *Hold  `json:"hold,omitempty"`
 	// Access is an access trail entry (access): README "For auditors".
-	Access   *Access `json:"access,omitempty"`
+	Access *Access `json:"access,omitempty"`
+	// Alert is an alert rule's firing (alert), sent through a forward
+	// notifier (README "Alerts"). An alert is not a log event: it has no
+	// index (0, omitted) and is identified by Alert.ID instead.
+	Alert    *Alert  `json:"alert,omitempty"`
 	Withheld bool    `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
 	// Checkpoint is the latest signed checkpoint covering the event when it
 	// was delivered (its tree size > index); absent until one is signed.
@@ -73,6 +77,24 @@ type Hold struct {
 	Name   string `json:"name"`
 	Reason string `json:"reason"`
 	Filter string `json:"filter"`
+}
+
+// Alert is a firing of an alert rule (GET /api/v1/alerts has the same).
+type Alert struct {
+	ID        int64  `json:"id"` // the firing's id: a duplicate has the same
+	Rule      string `json:"rule"`
+	Key       string `json:"key"`       // the username, IP, project or user+IP it fired for
+	Condition string `json:"condition"` // every | threshold | first_seen
+	Count     int64  `json:"count"`
+	// WindowStart and WindowEnd are the times (Unix seconds) of the first
+	// and last matching record counted.
+	WindowStart   int64  `json:"window_start"`
+	WindowEnd     int64  `json:"window_end"`
+	FirstRecordID int64  `json:"first_record_id"`
+	LastRecordID  int64  `json:"last_record_id"`
+	LogIndex      int64  `json:"log_index"` // the integrity log event that fired it
+	FiredAt       int64  `json:"fired_at"`
+	URL           string `json:"url,omitempty"` // the console search of its records, when console_url is set
 }
 
 // Access is an entry of the access trail.
@@ -166,6 +188,14 @@ func (b Batch) json(format string, e Event) ([]byte, error) {
 // (json: Event as is; ocsf: ocsf.go).
 func encodeJSON(format string, e Event) ([]byte, error) {
 	var v any = e
+	if e.Alert != nil && format != "ocsf" {
+		// An alert has no index: it is not a log event.
+		v = struct {
+			Type  string `json:"type"`
+			Time  int64  `json:"time"`
+			Alert *Alert `json:"alert"`
+		}{e.Type, e.Time, e.Alert}
+	}
 	if format == "ocsf" {
 		v = toOCSF(e)
 	}
