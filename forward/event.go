@@ -32,8 +32,8 @@ type Event struct {
 	// Alert is an alert rule's firing (alert), sent through a forward
 	// notifier (README "Alerts"). An alert is not a log event: it has no
 	// index (0, omitted) and is identified by Alert.ID instead.
-	Alert    *Alert  `json:"alert,omitempty"`
-	Withheld bool    `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
+	Alert    *Alert `json:"alert,omitempty"`
+	Withheld bool   `json:"withheld,omitempty"` // content removed by a purge: only index, type, record_id
 	// Checkpoint is the latest signed checkpoint covering the event when it
 	// was delivered (its tree size > index); absent until one is signed.
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
