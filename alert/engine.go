@@ -169,6 +169,7 @@ func (e *Engine) Run(ctx context.Context) {
 		}()
 	}
 	if len(e.rules) > 0 {
+		e.o.Store.KeepRecentEvents(storage.RecentEvents) // rules keeping up read from memory
 		e.evaluate(ctx)
 	}
 	wg.Wait()

@@ -1,8 +1,10 @@
 package forward
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
@@ -185,35 +187,40 @@ func (b Batch) json(format string, e Event) ([]byte, error) {
 }
 
 // encodeJSON is one event as a JSON object in the destination's format
-// (json: Event as is; ocsf: ocsf.go).
+// (json: Event as is, encode.go; ocsf: ocsf.go).
 func encodeJSON(format string, e Event) ([]byte, error) {
-	var v any = e
-	if e.Alert != nil && format != "ocsf" {
-		// An alert has no index: it is not a log event.
-		v = struct {
-			Type  string `json:"type"`
-			Time  int64  `json:"time"`
-			Alert *Alert `json:"alert"`
-		}{e.Type, e.Time, e.Alert}
+	if format != "ocsf" {
+		// Encoded into a reused buffer, then copied once at its size: the
+		// line may be kept (sharedLines), the buffer's slack should not.
+		buf := encodeBuffers.Get().(*[]byte)
+		line := bytes.Clone(appendEvent((*buf)[:0], e))
+		*buf = (*buf)[:0]
+		encodeBuffers.Put(buf)
+		return line, nil
 	}
-	if format == "ocsf" {
-		v = toOCSF(e)
-	}
-	line, err := json.Marshal(v)
+	line, err := json.Marshal(toOCSF(e))
 	if err != nil {
 		return nil, fmt.Errorf("encoding event %d: %w", e.Index, err)
 	}
 	return line, nil
 }
 
+var encodeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // ndjson is the batch as NDJSON lines.
 func ndjson(format string, b Batch) ([]byte, error) {
-	var body []byte
-	for _, e := range b.Events {
+	lines := make([][]byte, len(b.Events))
+	size := 0
+	for i, e := range b.Events {
 		line, err := b.json(format, e)
 		if err != nil {
 			return nil, err
 		}
+		lines[i] = line
+		size += len(line) + 1
+	}
+	body := make([]byte, 0, size)
+	for _, line := range lines {
 		body = append(append(body, line...), '\n')
 	}
 	return body, nil

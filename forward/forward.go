@@ -202,6 +202,9 @@ func New(o Options) (*Forwarder, error) {
 
 // Run delivers to every destination, one goroutine each, until ctx ends.
 func (fw *Forwarder) Run(ctx context.Context) {
+	if len(fw.runners) > 0 {
+		fw.o.Store.KeepRecentEvents(storage.RecentEvents) // destinations keeping up read from memory
+	}
 	var wg sync.WaitGroup
 	for _, r := range fw.runners {
 		wg.Add(1)

@@ -62,17 +62,6 @@ func HECEndpoint(raw string) string {
 	return u.String()
 }
 
-// hecEvent is one event object of HEC's JSON format. time is epoch
-// seconds with milliseconds, as a JSON number.
-type hecEvent struct {
-	Time       json.Number     `json:"time"`
-	Host       string          `json:"host"`
-	Source     string          `json:"source"`
-	Sourcetype string          `json:"sourcetype"`
-	Index      string          `json:"index,omitempty"` // omitted: the token's default index
-	Event      json.RawMessage `json:"event"`
-}
-
 func epochMillis(t time.Time) json.Number {
 	ms := t.UnixMilli()
 	return json.Number(strconv.FormatInt(ms/1000, 10) + "." + fmt.Sprintf("%03d", ms%1000))
@@ -89,14 +78,24 @@ func (h *hec) body(b Batch) ([]byte, error) {
 		if at.IsZero() { // content withheld: when it is sent
 			at = h.now()
 		}
-		obj, err := json.Marshal(hecEvent{Time: epochMillis(at), Host: h.meta.host, Source: h.meta.source,
-			Sourcetype: h.meta.sourcetype, Index: h.meta.index, Event: inner})
-		if err != nil {
-			return nil, fmt.Errorf("encoding event %d for HEC: %w", e.Index, err)
-		}
-		body = append(body, obj...)
+		body = h.appendEvent(body, at, inner)
 	}
 	return body, nil
+}
+
+// appendEvent appends one event object of HEC's JSON format: time (epoch
+// seconds with milliseconds, a JSON number), host, source, sourcetype,
+// index (omitted: the token's default index) and event (inner, the
+// event's JSON). By hand, not encoding/json: it runs for every event.
+func (h *hec) appendEvent(b []byte, at time.Time, inner []byte) []byte {
+	b = append(append(b, `{"time":`...), epochMillis(at)...)
+	b = appendStr(b, `,"host":`, h.meta.host)
+	b = appendStr(b, `,"source":`, h.meta.source)
+	b = appendStr(b, `,"sourcetype":`, h.meta.sourcetype)
+	if h.meta.index != "" {
+		b = appendStr(b, `,"index":`, h.meta.index)
+	}
+	return append(append(append(b, `,"event":`...), inner...), '}')
 }
 
 // hecAnswer is HEC's JSON answer.

@@ -120,11 +120,11 @@ func (d *syslogDest) dial(ctx context.Context) error {
 func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
 	frames := make([][]byte, 0, len(b.Events))
 	for _, e := range b.Events {
-		m, err := d.message(b, e)
+		f, err := d.frame(b, e)
 		if err != nil {
 			return err
 		}
-		frames = append(frames, append(strconv.AppendInt(nil, int64(len(m)), 10), append([]byte{' '}, m...)...))
+		frames = append(frames, f)
 	}
 	if d.conn == nil {
 		if err := d.dial(ctx); err != nil {
@@ -187,12 +187,22 @@ func (d *syslogDest) Close() error {
 	return err
 }
 
-// message is e as an RFC 5424 SYSLOG-MSG: PRI, version 1, the event's
+// frame is e as an RFC 5424 SYSLOG-MSG — PRI, version 1, the event's
 // time, this host, APP-NAME tapd-mirror, no PROCID, MSGID the event's type,
 // the SDID element (idx: the log index; cp: the covering checkpoint's
 // size, when signed; rid: the record's id) and the body (JSON, OCSF JSON or
-// CEF).
-func (d *syslogDest) message(b Batch, e Event) ([]byte, error) {
+// CEF) — with RFC 6587's octet count before it ("LEN MSG"), built in one
+// buffer: it runs for every event.
+func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
+	var body []byte
+	if d.format == "cef" {
+		body = []byte(cef(e, d.version))
+	} else {
+		var err error
+		if body, err = b.json(d.format, e); err != nil {
+			return nil, err
+		}
+	}
 	sev := 6 // informational: a record
 	if e.Type != string(integrity.KindRecord) && e.Type != string(integrity.KindUpdate) {
 		sev = 5 // notice: a deletion, purge or hold changes the archive
@@ -201,27 +211,31 @@ func (d *syslogDest) message(b Batch, e Event) ([]byte, error) {
 	if at.IsZero() {
 		at = d.now()
 	}
-	var m []byte
-	m = fmt.Appendf(m, "<%d>1 %s %s tapd-mirror - %s [%s idx=\"%d\" type=\"%s\"", d.facility*8+sev,
-		at.UTC().Format("2006-01-02T15:04:05.000Z"), d.host, e.Type, SDID, e.Index, e.Type)
+	const countRoom = 8 // the octet count and its space, written last
+	m := make([]byte, countRoom, countRoom+160+len(d.host)+len(body))
+	m = strconv.AppendInt(append(m, '<'), int64(d.facility*8+sev), 10)
+	m = at.UTC().AppendFormat(append(m, ">1 "...), "2006-01-02T15:04:05.000Z")
+	m = append(append(append(m, ' '), d.host...), " tapd-mirror - "...)
+	m = append(append(append(append(m, e.Type...), " ["...), SDID...), ` idx="`...)
+	m = append(append(append(strconv.AppendInt(m, e.Index, 10), `" type="`...), e.Type...), '"')
 	if id := e.RecordID; id != 0 || e.Record != nil {
 		if e.Record != nil {
 			id = e.Record.ID
 		}
-		m = fmt.Appendf(m, " rid=\"%d\"", id)
+		m = append(strconv.AppendInt(append(m, ` rid="`...), id, 10), '"')
 	}
 	if e.Checkpoint != nil {
-		m = fmt.Appendf(m, " cp=\"%d\"", e.Checkpoint.Size)
+		m = append(strconv.AppendInt(append(m, ` cp="`...), e.Checkpoint.Size, 10), '"')
 	}
-	m = append(m, "] "...)
-	if d.format == "cef" {
-		return append(m, cef(e, d.version)...), nil
+	m = append(append(m, "] "...), body...)
+	count := strconv.AppendInt(nil, int64(len(m)-countRoom), 10)
+	start := countRoom - len(count) - 1
+	if start < 0 { // 10 MB or more: never so for one event, but not a panic
+		return append(append(count, ' '), m[countRoom:]...), nil
 	}
-	body, err := b.json(d.format, e)
-	if err != nil {
-		return nil, err
-	}
-	return append(m, body...), nil
+	copy(m[start:], count)
+	m[countRoom-1] = ' '
+	return m[start:], nil
 }
 
 // CheckFiles reads what the destinations need from disk (a TLS syslog

@@ -255,6 +255,7 @@ func (s *Store) PurgeAccess(ctx context.Context, cutoff time.Time, principal, po
 		if n == 0 {
 			return nil
 		}
+		s.tail.withholds(tx)
 		for start := 0; start < len(idx); start += idBatch {
 			q, args, err := s.int64In(`UPDATE integrity_event SET body = `+s.emptyBody()+` WHERE kind = 'access' AND idx`, idx[start:min(start+idBatch, len(idx))])
 			if err != nil {

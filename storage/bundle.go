@@ -133,7 +133,12 @@ type LoggedEvent struct {
 }
 
 // ReadEvents returns events [from, to) of the log, in order.
+// Recent events may come from memory (KeepRecentEvents), shared with other
+// readers: callers must not change them.
 func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, error) {
+	if recent, ok := s.tail.read(from, to); ok {
+		return recent, nil
+	}
 	var rows []eventRow
 	if err := s.eachEventContent(ctx, s.db, `e.idx >= ? AND e.idx < ?`, []any{from, to}, false, func(e eventRow) error {
 		rows = append(rows, e)

@@ -349,6 +349,7 @@ func (s *Store) appendEncoded(ctx context.Context, tx *sqlx.Tx, head LogHead, en
 	if err := s.insertEvents(ctx, tx, head.Size, events, bodies, leaves); err != nil {
 		return head, err
 	}
+	s.tail.appended(tx, head.Size, enc)
 	first := tlog.StoredHashIndex(0, head.Size)
 	for off := 0; off < len(hashes); off += hashRunSize * tlog.HashSize {
 		run := hashes[off:min(off+hashRunSize*tlog.HashSize, len(hashes))]

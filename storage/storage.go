@@ -45,6 +45,7 @@ type Store struct {
 	countsZone *time.Location
 	writeMu    sync.Mutex // SQLite: this process's write transactions, one at a time
 	noLog      bool       // benchmark baseline only: see WithoutIntegrityLog
+	tail       logTail    // the log's recent events, for its consumers (KeepRecentEvents)
 	logger     *slog.Logger
 }
 
@@ -312,9 +313,12 @@ func (s *Store) txAttempt(ctx context.Context, what string, fn func(tx *sqlx.Tx)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback() //nolint:errcheck // the first error is the one worth reporting
+		s.tail.ended(tx, false)
 		return rolledBack(err), fmt.Errorf("%s: %w", what, err)
 	}
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	s.tail.ended(tx, err == nil)
+	if err != nil {
 		outcome := txDone
 		if rolledBack(err) == txRolledBack {
 			outcome = txMaybeWritten

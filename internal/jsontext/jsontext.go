@@ -12,7 +12,7 @@ const hexDigits = "0123456789abcdef"
 // AppendString appends s quoted as encoding/json does without HTML
 // escaping: \" \\ \n \r \t, other controls and U+2028/U+2029 as \u00XX,
 // invalid UTF-8 as \ufffd.
-func AppendString(b, s []byte) []byte {
+func AppendString[S string | []byte](b []byte, s S) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -43,7 +43,8 @@ func AppendString(b, s []byte) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
+		// At most 4 bytes converted: no allocation, whichever S is.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
 			b = append(append(b, s[start:i]...), `\ufffd`...)
 			i += size
@@ -70,15 +71,11 @@ func AppendStringMap(b []byte, m map[string]string) []byte {
 	}
 	slices.Sort(keys)
 	b = append(b, '{')
-	var scratch []byte
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		scratch = append(scratch[:0], k...)
-		b = append(AppendString(b, scratch), ':')
-		scratch = append(scratch[:0], m[k]...)
-		b = AppendString(b, scratch)
+		b = AppendString(append(AppendString(b, k), ':'), m[k])
 	}
 	return append(b, '}')
 }
