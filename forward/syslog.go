@@ -138,7 +138,7 @@ func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
 		}
 	}
 	if err := d.write(ctx, frames); err != nil {
-		return fmt.Errorf("sending events %d-%d to syslog receiver %s: %w", b.First, b.Last, d.address, err)
+		return fmt.Errorf("sending %s to syslog receiver %s: %w", b.span(), d.address, err)
 	}
 	for _, f := range frames {
 		d.sent = append(d.sent, f)
@@ -191,19 +191,29 @@ func (d *syslogDest) Close() error {
 // time, this host, APP-NAME tapd-mirror, no PROCID, MSGID the event's type,
 // the SDID element (idx: the log index; cp: the covering checkpoint's
 // size, when signed; rid: the record's id) and the body (JSON, OCSF JSON or
-// CEF).
+// CEF). An alert (a forward notifier's) has no index: its element carries
+// alert (the firing id) and rule instead, at severity warning.
 func (d *syslogDest) message(b Batch, e Event) ([]byte, error) {
 	sev := 6 // informational: a record
 	if e.Type != string(integrity.KindRecord) && e.Type != string(integrity.KindUpdate) {
 		sev = 5 // notice: a deletion, purge or hold changes the archive
+	}
+	if e.Alert != nil {
+		sev = 4 // warning: a rule fired, someone should look
 	}
 	at := e.at
 	if at.IsZero() {
 		at = d.now()
 	}
 	var m []byte
-	m = fmt.Appendf(m, "<%d>1 %s %s tapd-mirror - %s [%s idx=\"%d\" type=\"%s\"", d.facility*8+sev,
-		at.UTC().Format("2006-01-02T15:04:05.000Z"), d.host, e.Type, SDID, e.Index, e.Type)
+	ts := at.UTC().Format("2006-01-02T15:04:05.000Z")
+	if a := e.Alert; a != nil {
+		m = fmt.Appendf(m, "<%d>1 %s %s tapd-mirror - %s [%s alert=\"%d\" type=\"%s\" rule=\"%s\"", d.facility*8+sev,
+			ts, d.host, e.Type, SDID, a.ID, e.Type, sdValue.Replace(a.Rule))
+	} else {
+		m = fmt.Appendf(m, "<%d>1 %s %s tapd-mirror - %s [%s idx=\"%d\" type=\"%s\"", d.facility*8+sev,
+			ts, d.host, e.Type, SDID, e.Index, e.Type)
+	}
 	if id := e.RecordID; id != 0 || e.Record != nil {
 		if e.Record != nil {
 			id = e.Record.ID
@@ -223,6 +233,9 @@ func (d *syslogDest) message(b Batch, e Event) ([]byte, error) {
 	}
 	return append(m, body...), nil
 }
+
+// sdValue escapes an SD-PARAM value (RFC 5424 §6.3.3: ", \ and ]).
+var sdValue = strings.NewReplacer(`"`, `\"`, `\`, `\\`, `]`, `\]`)
 
 // CheckFiles reads what the destinations need from disk (a TLS syslog
 // destination's CA file and client certificate) without connecting, so
