@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -231,12 +232,22 @@ var sdAlert = regexp.MustCompile(`^\[tapd-mirror@32473 alert="([0-9]+)" type="al
 
 // TestAlertSenderSyslogReachesRsyslog: rsyslog parses each alert as RFC
 // 5424 with MSGID alert, severity warning and the firing id in the
-// structured data, in JSON and in CEF with the firing's fields.
+// structured data, in JSON and in CEF with the firing's fields, over TCP
+// and TLS.
 func TestAlertSenderSyslogReachesRsyslog(t *testing.T) {
-	rs := startRsyslog(t, false)
+	for _, tls := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%t", tls), func(t *testing.T) { alertsToRsyslog(t, tls) })
+	}
+}
+
+func alertsToRsyslog(t *testing.T, tls bool) {
+	rs := startRsyslog(t, tls)
 	for _, format := range []string{"json", "cef"} {
-		s := newSender(t, config.Forward{Name: "qradar-" + format, Kind: "syslog", Address: rs.addr(), Format: format})
-		if err := s.Send(context.Background(), testAlerts()); err != nil {
+		d := config.Forward{Name: "qradar-" + format, Kind: "syslog", Address: rs.addr(), Format: format, TLS: tls}
+		if tls {
+			d.CAFile = rs.ca
+		}
+		if err := newSender(t, d).Send(context.Background(), testAlerts()); err != nil {
 			t.Fatal(err)
 		}
 	}
