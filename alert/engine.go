@@ -1,6 +1,7 @@
 // Package alert evaluates the rules of config alerts: on every record as it
 // is stored, mirrored or local, and sends their firings to chat robots
-// (WeCom, DingTalk, Feishu) and webhooks (README "Alerts").
+// (WeCom, DingTalk, Feishu), webhooks and forward destinations (README
+// "Alerts").
 //
 // The rule engine is a consumer of the integrity log like a forwarding
 // destination: each rule has a cursor over the log's index (alert_cursor),
@@ -34,6 +35,10 @@ type Options struct {
 	Store     *storage.Store
 	Rules     []config.AlertRule // config.Alerts.EffectiveRules()
 	Notifiers []config.Notifier
+	// Forward are the forward: destinations a notifier of kind forward
+	// names; Version is the binary's (CEF headers).
+	Forward []config.Forward
+	Version string
 	// Location is the zone of the rules' hours and weekdays; Console the
 	// zone the console reads times in, for links (nil: Location).
 	Location, Console *time.Location

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/tapd-mirror/tapd-mirror/config"
+	"github.com/tapd-mirror/tapd-mirror/forward"
 	"github.com/tapd-mirror/tapd-mirror/storage"
 )
 
@@ -23,6 +25,9 @@ const maxPerMessage = 500
 type sender interface {
 	send(ctx context.Context, m message) error
 }
+
+// closer is a sender holding a connection or file (forward).
+type closer interface{ close() error }
 
 // notifier sends the firings pending for one configured notifier.
 type notifier struct {
@@ -49,6 +54,17 @@ func newNotifier(e *Engine, n config.Notifier) (*notifier, error) {
 		nt.send = feishu{h}
 	case config.NotifierWebhook:
 		nt.send = webhook{h, n.Name}
+	case config.NotifierForward:
+		i := slices.IndexFunc(e.o.Forward, func(f config.Forward) bool { return f.Name == n.Destination })
+		if i < 0 {
+			return nil, fmt.Errorf("alert notifier %s: %q is not a destination in forward:", n.Name, n.Destination)
+		}
+		s, err := forward.NewAlertSender(e.o.Forward[i], e.o.Version, e.o.Now)
+		if err != nil {
+			return nil, fmt.Errorf("alert notifier %s: %w", n.Name, err)
+		}
+		nt.shown = "forward destination " + n.Destination
+		nt.send = forwardSender{s: s, e: e}
 	default:
 		return nil, fmt.Errorf("alert notifier %s: kind %s is not supported", n.Name, n.Kind)
 	}
@@ -65,6 +81,13 @@ func (n *notifier) wake() {
 // run sends until ctx ends: at most one message per interval, each
 // carrying every firing pending by then, so a burst becomes one summary.
 func (n *notifier) run(ctx context.Context) {
+	if c, ok := n.send.(closer); ok {
+		defer func() {
+			if err := c.close(); err != nil {
+				n.log.Warn("closing alert notifier", "err", err)
+			}
+		}()
+	}
 	wait := n.e.o.BackoffMin
 	var last time.Time
 	for {

@@ -81,11 +81,12 @@ func burst(t *testing.T, s *storage.Store, n int) {
 	store(t, s, batch...)
 }
 
-// deliverAll evaluates, then runs the notifier until every firing is sent.
-func deliverAll(t *testing.T, s *storage.Store, n config.Notifier, want int) (*alert.Engine, []storage.AlertFiring) {
+// deliverAll evaluates, then runs the notifier until every firing is sent
+// (dests: the forward destinations a forward notifier names).
+func deliverAll(t *testing.T, s *storage.Store, n config.Notifier, want int, dests ...config.Forward) (*alert.Engine, []storage.AlertFiring) {
 	t.Helper()
 	n.Name, n.PerMinute = "ops", 600
-	e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Notifiers: []config.Notifier{n},
+	e, err := alert.New(alert.Options{Store: s, Rules: []config.AlertRule{everyDownload}, Notifiers: []config.Notifier{n}, Forward: dests,
 		Location: shanghai, Now: func() time.Time { return now }, Poll: 20 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	if err != nil {

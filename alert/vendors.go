@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/tapd-mirror/tapd-mirror/forward"
 )
 
 // Content limits: WeCom's markdown content is at most 4096 bytes;
@@ -265,3 +267,23 @@ func (w webhook) send(ctx context.Context, m message) error {
 	_, err = w.post(ctx, w.url, body, h)
 	return err
 }
+
+// forwardSender sends the firings as alert events through a forward
+// destination (forward.AlertSender), one batch per message; the message's
+// markdown is for people and is not sent.
+type forwardSender struct {
+	s *forward.AlertSender
+	e *Engine
+}
+
+func (f forwardSender) send(ctx context.Context, m message) error {
+	alerts := make([]forward.Alert, len(m.Firings))
+	for i, fr := range m.Firings {
+		alerts[i] = forward.Alert{ID: fr.ID, Rule: fr.Rule, Key: fr.Key, Condition: fr.Condition, Count: fr.Count,
+			WindowStart: fr.WindowStart.Unix(), WindowEnd: fr.WindowEnd.Unix(), FirstRecordID: fr.FirstRecordID,
+			LastRecordID: fr.LastRecordID, LogIndex: fr.LogIndex, FiredAt: fr.FiredAt.Unix(), URL: f.e.link(fr)}
+	}
+	return f.s.Send(ctx, alerts)
+}
+
+func (f forwardSender) close() error { return f.s.Close() }

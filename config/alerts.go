@@ -35,14 +35,19 @@ type AlertDefaults struct {
 // Notifier is where firings are sent.
 type Notifier struct {
 	Name string `yaml:"name"`
-	Kind string `yaml:"kind"` // wecom | dingtalk | feishu | webhook
+	Kind string `yaml:"kind"` // wecom | dingtalk | feishu | webhook | forward
 	URL  string `yaml:"url"`  // the robot's webhook address, its key included
 	// Secret is the robot's signing secret (dingtalk, feishu: optional,
 	// as set on the robot) or the webhook's HMAC-SHA256 key (optional).
 	Secret string `yaml:"secret"`
+	// Destination (kind forward) names the entry of forward: whose URL,
+	// credentials, TLS and format the firings are sent with, as alert
+	// events (not through its cursor: they are not log events).
+	Destination string `yaml:"destination"`
 	// PerMinute bounds the messages sent (default: the vendor's limit,
-	// 20 for wecom and dingtalk, 100 for feishu; 60 for webhook). Firings
-	// beyond it are grouped into one summary message, never dropped.
+	// 20 for wecom and dingtalk, 100 for feishu; 60 for webhook; 600 for
+	// forward, a machine receiver). Firings beyond it are grouped into one
+	// summary message, never dropped.
 	PerMinute int `yaml:"per_minute"`
 }
 
@@ -52,6 +57,7 @@ const (
 	NotifierDingTalk = "dingtalk"
 	NotifierFeishu   = "feishu"
 	NotifierWebhook  = "webhook"
+	NotifierForward  = "forward"
 )
 
 // AlertRule is one rule: a match and a condition. Neither threshold nor
@@ -183,6 +189,8 @@ func (n Notifier) WithDefaults() Notifier {
 			n.PerMinute = 20 // both document 20 messages a minute per robot
 		case NotifierFeishu:
 			n.PerMinute = 100 // 100 a minute (and 5 a second) per bot
+		case NotifierForward:
+			n.PerMinute = 600 // a SIEM, not a chat: the most allowed
 		default:
 			n.PerMinute = 60
 		}
@@ -244,8 +252,22 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 		}
 	}
 	notifiers := map[string]bool{}
+	var dests []string
+	for _, f := range c.Forward {
+		dests = append(dests, f.Name)
+	}
 	for i, n := range a.Notifiers {
 		key := checkName(bad, notifiers, "alerts.notifiers", i, n.Name, "notifier", "rules name it in notify")
+		if n.PerMinute < 0 || n.PerMinute > 600 {
+			bad(key+".per_minute", "%d is outside 1..600", n.PerMinute)
+		}
+		if n.Kind == NotifierForward {
+			validateForwardNotifier(bad, key, n, dests)
+			continue
+		}
+		if n.Destination != "" {
+			bad(key+".destination", "is only for kind forward (the forward: destination alerts are sent through); remove it")
+		}
 		shown, _ := redactNotifierURL(n.Kind, n.URL)
 		u, err := url.Parse(n.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -272,13 +294,8 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 				bad(key+".url", "%s is not a bot webhook address (…/open-apis/bot/v2/hook/…)", shown)
 			}
 		case NotifierWebhook:
-		case "forward":
-			bad(key+".kind", "forward is not supported yet (see README \"Alerts\"); use webhook")
 		default:
-			bad(key+".kind", "%q is not a notifier kind (wecom, dingtalk, feishu, webhook)", n.Kind)
-		}
-		if n.PerMinute < 0 || n.PerMinute > 600 {
-			bad(key+".per_minute", "%d is outside 1..600", n.PerMinute)
+			bad(key+".kind", "%q is not a notifier kind (wecom, dingtalk, feishu, webhook, forward)", n.Kind)
 		}
 	}
 	checkNotify := func(key string, notify []string) {
@@ -353,6 +370,28 @@ func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 	}
 }
 
+// validateForwardNotifier checks a notifier of kind forward: it names a
+// destination of forward:, and takes its URL and credentials from there.
+func validateForwardNotifier(bad func(key, format string, args ...any), key string, n Notifier, dests []string) {
+	switch {
+	case n.Destination == "":
+		bad(key+".destination", "a forward notifier needs destination: the name of an entry of forward: to send the alerts through")
+	case !slices.Contains(dests, n.Destination):
+		known := "none is configured"
+		if len(dests) > 0 {
+			known = "configured: " + strings.Join(dests, ", ")
+		}
+		bad(key+".destination", "%q is not the name of a destination in forward: (%s)", n.Destination, known)
+	}
+	// The value is not shown: it may hold a key.
+	if n.URL != "" {
+		bad(key+".url", "a forward notifier sends with its destination's url (forward: %s); remove it here", n.Destination)
+	}
+	if n.Secret != "" {
+		bad(key+".secret", "a forward notifier signs with its destination's secret (forward: %s); remove it here", n.Destination)
+	}
+}
+
 // redactNotifierURL is RedactDestinationURL that also masks a bot token
 // carried in the path (Feishu: …/bot/v2/hook/TOKEN), and for kind webhook
 // the whole path after its first segment (Slack, Discord, Teams keep their
@@ -395,8 +434,13 @@ func (c Config) alertLines() []string {
 	}
 	for i, n := range a.Notifiers {
 		n = n.WithDefaults()
-		shown, _ := redactNotifierURL(n.Kind, n.URL)
-		parts := []string{"name=" + n.Name, "kind=" + n.Kind, "url=" + shown}
+		parts := []string{"name=" + n.Name, "kind=" + n.Kind}
+		if n.Kind == NotifierForward {
+			parts = append(parts, "destination="+n.Destination)
+		} else {
+			shown, _ := redactNotifierURL(n.Kind, n.URL)
+			parts = append(parts, "url="+shown)
+		}
 		if n.Secret != "" {
 			parts = append(parts, "secret=****")
 		}

@@ -81,20 +81,21 @@ func TestAlertDefaultsOffUntilEnabled(t *testing.T) {
 func TestAlertsConfigRefusesMistakes(t *testing.T) {
 	n := "alerts:\n  notifiers:\n    - {name: ops, kind: webhook, url: 'https://h.example/a'}\n"
 	for raw, want := range map[string]string{
-		"alerts:\n  notifiers:\n    - {name: ops, kind: wecom, url: 'https://q.example/send'}\n":            "has no key=",
-		"alerts:\n  notifiers:\n    - {name: ops, kind: dingtalk, url: 'https://d.example/robot/send'}\n":   "has no access_token=",
-		"alerts:\n  notifiers:\n    - {name: ops, kind: feishu, url: 'https://f.example/x'}\n":              "not a bot webhook address",
-		"alerts:\n  notifiers:\n    - {name: ops, kind: slack, url: 'https://s.example/x'}\n":               "not a notifier kind",
-		"alerts:\n  notifiers:\n    - {name: ops, kind: webhook, url: 'http://h.example/x'}\n":              "plain http",
-		n + "  rules:\n    - {name: r, notify: [nobody]}\n":                                                 "not a notifier",
-		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 0, window: 1h}}\n":                 "at least 1",
-		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 3, window: 1h, per: team}}\n":      "not username, ip or serial",
-		n + "  rules:\n    - {name: r, notify: [ops], first_seen: device}\n":                                "not ip",
-		n + "  rules:\n    - {name: r, notify: [ops], match: {when: {hours: '9-17'}}}\n":                    "not a span",
-		n + "  rules:\n    - {name: r, notify: [ops], match: {when: {weekdays: [monday]}}}\n":               "not one of mon",
-		n + "  defaults: {enabled: true}\n":                                                                 "send nowhere",
-		n + "  rules:\n    - {name: r, notify: [ops]}\n    - {name: r, notify: [ops]}\n":                    "unique",
-		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 3, window: 1h}, first_seen: ip}\n": "not both",
+		"alerts:\n  notifiers:\n    - {name: ops, kind: wecom, url: 'https://q.example/send'}\n":                   "has no key=",
+		"alerts:\n  notifiers:\n    - {name: ops, kind: dingtalk, url: 'https://d.example/robot/send'}\n":          "has no access_token=",
+		"alerts:\n  notifiers:\n    - {name: ops, kind: feishu, url: 'https://f.example/x'}\n":                     "not a bot webhook address",
+		"alerts:\n  notifiers:\n    - {name: ops, kind: slack, url: 'https://s.example/x'}\n":                      "not a notifier kind",
+		"alerts:\n  notifiers:\n    - {name: ops, kind: webhook, url: 'http://h.example/x'}\n":                     "plain http",
+		n + "  rules:\n    - {name: r, notify: [nobody]}\n":                                                        "not a notifier",
+		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 0, window: 1h}}\n":                        "at least 1",
+		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 3, window: 1h, per: team}}\n":             "not username, ip or serial",
+		n + "  rules:\n    - {name: r, notify: [ops], first_seen: device}\n":                                       "not ip",
+		n + "  rules:\n    - {name: r, notify: [ops], match: {when: {hours: '9-17'}}}\n":                           "not a span",
+		n + "  rules:\n    - {name: r, notify: [ops], match: {when: {weekdays: [monday]}}}\n":                      "not one of mon",
+		n + "  defaults: {enabled: true}\n":                                                                        "send nowhere",
+		n + "  rules:\n    - {name: r, notify: [ops]}\n    - {name: r, notify: [ops]}\n":                           "unique",
+		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 3, window: 1h}, first_seen: ip}\n":        "not both",
+		"alerts:\n  notifiers:\n    - {name: ops, kind: webhook, url: 'https://h.example/a', destination: siem}\n": "is only for kind forward",
 	} {
 		_, err := loadYAML(t, raw)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -134,5 +135,44 @@ func TestWebhookNotifierPathSecretMasked(t *testing.T) {
 	}
 	if got := config.RedactNotifierURL(config.NotifierWebhook, "https://h.example/a"); got != "https://h.example/a" {
 		t.Errorf("a one-segment path became %q", got)
+	}
+}
+
+// TestForwardNotifier: kind forward names a destination of forward: and
+// takes its URL and secret from it (per_minute 600 by default); an
+// unknown destination is an error naming the notifier's key and forward:,
+// and url or secret given to it are refused without being shown.
+func TestForwardNotifier(t *testing.T) {
+	dests := "forward:\n  - {name: siem, kind: webhook, url: 'https://siem.example/in', secret: wh-s3cret}\n  - {name: lake, kind: file, path: /tmp/out}\n"
+	c, err := loadYAML(t, dests+"alerts:\n  notifiers:\n    - {name: siem-alerts, kind: forward, destination: siem}\n  rules:\n    - {name: r, notify: [siem-alerts]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Alerts.Notifiers[0].WithDefaults(); n.PerMinute != 600 || n.Destination != "siem" {
+		t.Fatalf("notifier %+v", n)
+	}
+	if shown := c.Redacted(); !strings.Contains(shown, "name=siem-alerts kind=forward destination=siem per_minute=600") {
+		t.Errorf("config check lacks the forward notifier:\n%s", shown)
+	}
+	for raw, want := range map[string][]string{
+		"    - {name: siem-alerts, kind: forward, destination: splunk}\n": {`alerts.notifiers[0] (siem-alerts).destination: "splunk" is not the name of a destination in forward: (configured: siem, lake)`},
+		"    - {name: siem-alerts, kind: forward}\n":                      {"alerts.notifiers[0] (siem-alerts).destination: a forward notifier needs destination"},
+		"    - {name: siem-alerts, kind: forward, destination: siem, url: 'https://h.example/a?key=PLANTED', secret: PLANTEDs}\n": {
+			"alerts.notifiers[0] (siem-alerts).url: a forward notifier sends with its destination's url (forward: siem)",
+			"alerts.notifiers[0] (siem-alerts).secret: a forward notifier signs with its destination's secret"},
+	} {
+		_, err := loadYAML(t, dests+"alerts:\n  notifiers:\n"+raw)
+		for _, w := range want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: got %v, want an error saying %q", raw, err, w)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "PLANTED") {
+			t.Errorf("the error shows the url or secret: %v", err)
+		}
+	}
+	_, err = loadYAML(t, "alerts:\n  notifiers:\n    - {name: siem-alerts, kind: forward, destination: siem}\n")
+	if err == nil || !strings.Contains(err.Error(), "(none is configured)") {
+		t.Errorf("a forward notifier without forward: = %v", err)
 	}
 }

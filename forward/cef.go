@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -30,6 +31,9 @@ func cefSeverity(typ string) int {
 // field table). Signature ID is the event type and, for records, TAPD's
 // action_type ("record:download").
 func cef(e Event, version string) string {
+	if e.Alert != nil {
+		return cefAlert(e, version)
+	}
 	sig, name := e.Type, e.Type
 	r := e.Record
 	if r != nil {
@@ -124,5 +128,66 @@ func cef(e Event, version string) string {
 	if e.Prev != 0 {
 		labeled("cn4", "previousIndex", strconv.FormatInt(e.Prev, 10))
 	}
+	return b.String()
+}
+
+// cefAlertSeverity is an alert's CEF severity: high (7-8), as a rule
+// fired for a person to look at, above any log event's.
+const cefAlertSeverity = 7
+
+// cefAlert is a forward notifier's alert as CEF:0: Signature ID
+// "alert:RULE"; the firing id where log events carry their index (cn1,
+// externalId); README "Alerts" has the field table.
+func cefAlert(e Event, version string) string {
+	a := e.Alert
+	var b strings.Builder
+	b.WriteString("CEF:0|tapd-mirror|tapd-mirror|")
+	for _, h := range []string{version, "alert:" + a.Rule, "tapd-mirror alert " + a.Rule} {
+		b.WriteString(cefHeader.Replace(h))
+		b.WriteByte('|')
+	}
+	b.WriteString(strconv.Itoa(cefAlertSeverity))
+	b.WriteByte('|')
+	first := true
+	kv := func(k, v string) {
+		if v == "" {
+			return
+		}
+		if !first {
+			b.WriteByte(' ')
+		}
+		first = false
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(cefValue.Replace(v))
+	}
+	labeled := func(k, label, v string) {
+		if v != "" {
+			kv(k+"Label", label)
+			kv(k, v)
+		}
+	}
+	num := func(v int64) string { return strconv.FormatInt(v, 10) }
+	ms := func(unix int64) string {
+		if unix == 0 {
+			return ""
+		}
+		return num(unix * 1000)
+	}
+	kv("rt", ms(a.FiredAt))
+	labeled("cn1", "firingId", num(a.ID))
+	kv("externalId", num(a.ID))
+	kv("cat", "alert")
+	kv("msg", fmt.Sprintf("%s fired for %s: %d matching records", a.Rule, a.Key, a.Count))
+	labeled("cs1", "rule", a.Rule)
+	labeled("cs2", "key", a.Key)
+	labeled("cs3", "condition", a.Condition)
+	kv("cnt", num(a.Count))
+	kv("start", ms(a.WindowStart))
+	kv("end", ms(a.WindowEnd))
+	labeled("cn2", "firstRecordId", num(a.FirstRecordID))
+	labeled("cn3", "lastRecordId", num(a.LastRecordID))
+	labeled("cn4", "logIndex", num(a.LogIndex))
+	labeled("cs4", "consoleUrl", a.URL)
 	return b.String()
 }

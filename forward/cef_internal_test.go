@@ -21,7 +21,7 @@ func TestAccessEntriesInCEFAndOCSF(t *testing.T) {
 	if strings.Count(c, " act=")+strings.Count(c, "|act=") != 1 || strings.Count(c, "suser=") != 1 {
 		t.Errorf("a key given twice: %s", c)
 	}
-	o := toOCSF(e)
+	o := toOCSFActivity(e)
 	if o.Actor.User.Name != "auditor-1" || o.API.Operation != "export" || o.SrcEndpoint.IP != "10.0.0.9" || o.StatusID != 2 ||
 		o.ActivityID != 2 || o.TypeUID != 600302 || o.Time != 1_700_000_000_123 || o.Metadata.Sequence != 42 {
 		t.Errorf("OCSF %+v", o)

@@ -20,6 +20,13 @@ const partialSuffix = ".partial"
 // age. A batch is acknowledged once written and synced to the open file.
 type file struct {
 	dir, name string
+	// stem starts every file's name: the destination's name, or for alert
+	// batches name+".alert" (no destination name holds a dot, so neither
+	// stream's files match the other's, nor another destination's).
+	stem string
+	// each closes the file after every batch (alerts: a SIEM should see an
+	// alert at once, not after rotate_age).
+	each      bool
 	format    string
 	maxBytes  int64
 	maxAge    time.Duration
@@ -30,8 +37,11 @@ type file struct {
 	curOpened time.Time
 }
 
-func newFile(f config.Forward, now func() time.Time) (*file, error) {
-	d := &file{dir: f.Path, name: f.Name, format: f.Format, maxBytes: f.RotateBytes, maxAge: f.RotateAge.Duration, now: now}
+func newFile(f config.Forward, now func() time.Time, alerts bool) (*file, error) {
+	d := &file{dir: f.Path, name: f.Name, stem: f.Name, each: alerts, format: f.Format, maxBytes: f.RotateBytes, maxAge: f.RotateAge.Duration, now: now}
+	if alerts {
+		d.stem = f.Name + ".alert"
+	}
 	if err := os.MkdirAll(d.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("file destination %s: creating %s: %w", f.Name, d.dir, err)
 	}
@@ -45,7 +55,7 @@ func newFile(f config.Forward, now func() time.Time) (*file, error) {
 // to their last newline was acknowledged or is about to be sent again (the
 // cursor did not move past it); a half-written last line is cut off.
 func (d *file) recover() error {
-	parts, err := filepath.Glob(filepath.Join(d.dir, d.name+"-*.ndjson"+partialSuffix))
+	parts, err := filepath.Glob(filepath.Join(d.dir, d.stem+"-*.ndjson"+partialSuffix))
 	if err != nil {
 		return err
 	}
@@ -101,9 +111,10 @@ func (d *file) Deliver(ctx context.Context, b Batch) error {
 	}
 	if d.cur == nil {
 		now := d.now()
-		// The first index names the file (log order sorts as names do); the
-		// opening time keeps a name unused when a batch is sent again.
-		d.curPath = filepath.Join(d.dir, fmt.Sprintf("%s-%020d-%d.ndjson%s", d.name, b.First, now.UnixNano(), partialSuffix))
+		// The first index (alerts: firing id) names the file (log order
+		// sorts as names do); the opening time keeps a name unused when a
+		// batch is sent again.
+		d.curPath = filepath.Join(d.dir, fmt.Sprintf("%s-%020d-%d.ndjson%s", d.stem, b.First, now.UnixNano(), partialSuffix))
 		f, err := os.OpenFile(d.curPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
 			return fmt.Errorf("file destination %s: %w", d.name, err)
@@ -120,9 +131,9 @@ func (d *file) Deliver(ctx context.Context, b Batch) error {
 		if terr := d.cur.Truncate(d.curSize - int64(n)); terr == nil {
 			d.curSize -= int64(n)
 		}
-		return fmt.Errorf("file destination %s: writing events %d-%d to %s: %w", d.name, b.First, b.Last, d.curPath, err)
+		return fmt.Errorf("file destination %s: writing %s to %s: %w", d.name, b.span(), d.curPath, err)
 	}
-	return d.rotate(false)
+	return d.rotate(d.each)
 }
 
 // rotate closes the open file when it is full or old enough (or always).

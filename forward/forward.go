@@ -172,32 +172,40 @@ func New(o Options) (*Forwarder, error) {
 	}
 	for _, c := range o.Destinations {
 		c = c.WithDefaults()
-		var d destination
-		switch c.Kind {
-		case config.ForwardWebhook:
-			d = newWebhook(c)
-		case config.ForwardSplunkHEC:
-			d = newHEC(c, o.Now)
-		case config.ForwardSyslog:
-			sd, err := newSyslog(c, o.Now, o.Version)
-			if err != nil {
-				return nil, err
-			}
-			d = sd
-		case config.ForwardFile:
-			fd, err := newFile(c, o.Now)
-			if err != nil {
-				return nil, err
-			}
-			d = fd
-		default:
-			return nil, fmt.Errorf("forward destination %s: %q is not a destination kind", c.Name, c.Kind)
+		d, err := newDestination(c, o.Now, o.Version, false)
+		if err != nil {
+			return nil, err
 		}
 		fw.delivered.WithLabelValues(c.Name) // present at 0, so alerts on rate() see the destination
 		fw.failures.WithLabelValues(c.Name)
 		fw.runners = append(fw.runners, &runner{f: fw, cfg: c, dest: d, log: o.Logger.With("destination", c.Name, "kind", c.Kind)})
 	}
 	return fw, nil
+}
+
+// newDestination builds c's delivery (c with its defaults filled); alerts:
+// for a forward notifier's alert batches (AlertSender), which the file
+// kind keeps apart from the log's batches.
+func newDestination(c config.Forward, now func() time.Time, version string, alerts bool) (destination, error) {
+	switch c.Kind {
+	case config.ForwardWebhook:
+		return newWebhook(c), nil
+	case config.ForwardSplunkHEC:
+		return newHEC(c, now), nil
+	case config.ForwardSyslog:
+		d, err := newSyslog(c, now, version)
+		if err != nil { // not d: a nil *syslogDest would be a non-nil destination
+			return nil, err
+		}
+		return d, nil
+	case config.ForwardFile:
+		d, err := newFile(c, now, alerts)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("forward destination %s: %q is not a destination kind", c.Name, c.Kind)
 }
 
 // Run delivers to every destination, one goroutine each, until ctx ends.

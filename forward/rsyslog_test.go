@@ -145,7 +145,22 @@ type received struct {
 
 var sdIdx = regexp.MustCompile(`^\[tapd-mirror@32473 idx="([0-9]+)" type="([a-z]+)"( rid="[0-9]+")?( cp="[0-9]+")?\]$`)
 
+// messages are the log events received, each with its SD element checked.
 func (r *rsyslog) messages() []received {
+	r.t.Helper()
+	out := r.lines()
+	for i, m := range out {
+		sd := sdIdx.FindStringSubmatch(m.sd)
+		if sd == nil || sd[2] != m.msgid {
+			r.t.Fatalf("structured data %q with msgid %q, not the SD element tapd-mirror sends", m.sd, m.msgid)
+		}
+		out[i].idx, _ = strconv.ParseInt(sd[1], 10, 64)
+	}
+	return out
+}
+
+// lines are the messages received as rsyslog parsed them, unchecked.
+func (r *rsyslog) lines() []received {
 	r.t.Helper()
 	f, err := os.Open(r.out)
 	if os.IsNotExist(err) {
@@ -163,13 +178,7 @@ func (r *rsyslog) messages() []received {
 		if len(p) != 7 {
 			continue // a line being written
 		}
-		m := received{pri: p[0], host: p[1], app: p[2], procid: p[3], msgid: p[4], sd: p[5], msg: p[6]}
-		sd := sdIdx.FindStringSubmatch(m.sd)
-		if sd == nil || sd[2] != m.msgid {
-			r.t.Fatalf("structured data %q with msgid %q, not the SD element tapd-mirror sends", m.sd, m.msgid)
-		}
-		m.idx, _ = strconv.ParseInt(sd[1], 10, 64)
-		out = append(out, m)
+		out = append(out, received{pri: p[0], host: p[1], app: p[2], procid: p[3], msgid: p[4], sd: p[5], msg: p[6]})
 	}
 	return out
 }

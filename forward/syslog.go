@@ -138,7 +138,7 @@ func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
 		}
 	}
 	if err := d.write(ctx, frames); err != nil {
-		return fmt.Errorf("sending events %d-%d to syslog receiver %s: %w", b.First, b.Last, d.address, err)
+		return fmt.Errorf("sending %s to syslog receiver %s: %w", b.span(), d.address, err)
 	}
 	for _, f := range frames {
 		d.sent = append(d.sent, f)
@@ -192,7 +192,9 @@ func (d *syslogDest) Close() error {
 // the SDID element (idx: the log index; cp: the covering checkpoint's
 // size, when signed; rid: the record's id) and the body (JSON, OCSF JSON or
 // CEF) — with RFC 6587's octet count before it ("LEN MSG"), built in one
-// buffer: it runs for every event.
+// buffer: it runs for every event. An alert (a forward notifier's) has no
+// index: its element carries alert (the firing id) and rule instead, at
+// severity warning.
 func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
 	var body []byte
 	if d.format == "cef" {
@@ -207,6 +209,9 @@ func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
 	if e.Type != string(integrity.KindRecord) && e.Type != string(integrity.KindUpdate) {
 		sev = 5 // notice: a deletion, purge or hold changes the archive
 	}
+	if e.Alert != nil {
+		sev = 4 // warning: a rule fired, someone should look
+	}
 	at := e.at
 	if at.IsZero() {
 		at = d.now()
@@ -216,8 +221,14 @@ func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
 	m = strconv.AppendInt(append(m, '<'), int64(d.facility*8+sev), 10)
 	m = at.UTC().AppendFormat(append(m, ">1 "...), "2006-01-02T15:04:05.000Z")
 	m = append(append(append(m, ' '), d.host...), " tapd-mirror - "...)
-	m = append(append(append(append(m, e.Type...), " ["...), SDID...), ` idx="`...)
-	m = append(append(append(strconv.AppendInt(m, e.Index, 10), `" type="`...), e.Type...), '"')
+	m = append(append(append(append(m, e.Type...), " ["...), SDID...), ' ')
+	if a := e.Alert; a != nil {
+		m = append(strconv.AppendInt(append(m, `alert="`...), a.ID, 10), `" type="`...)
+		m = append(append(append(append(m, e.Type...), `" rule="`...), sdValue.Replace(a.Rule)...), '"')
+	} else {
+		m = append(strconv.AppendInt(append(m, `idx="`...), e.Index, 10), `" type="`...)
+		m = append(append(m, e.Type...), '"')
+	}
 	if id := e.RecordID; id != 0 || e.Record != nil {
 		if e.Record != nil {
 			id = e.Record.ID
@@ -237,6 +248,9 @@ func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
 	m[countRoom-1] = ' '
 	return m[start:], nil
 }
+
+// sdValue escapes an SD-PARAM value (RFC 5424 §6.3.3: ", \ and ]).
+var sdValue = strings.NewReplacer(`"`, `\"`, `\`, `\\`, `]`, `\]`)
 
 // CheckFiles reads what the destinations need from disk (a TLS syslog
 // destination's CA file and client certificate) without connecting, so

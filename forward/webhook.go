@@ -24,7 +24,8 @@ const (
 	// keyed with the destination's secret.
 	SignatureHeader = "X-Tapd-Mirror-Signature"
 	// IdempotencyHeader is "FIRST-LAST", the batch's first and last log
-	// index: a batch sent again carries the same value.
+	// index: a batch sent again carries the same value. An alert batch (a
+	// forward notifier's) has "alert-FIRST-LAST", its first and last firing id.
 	IdempotencyHeader = "Idempotency-Key"
 )
 
@@ -60,7 +61,7 @@ func (w *webhook) Deliver(ctx context.Context, b Batch) error {
 		zw := gzip.NewWriter(&z)
 		zw.Write(body) // a bytes.Buffer does not fail
 		if err := zw.Close(); err != nil {
-			return fmt.Errorf("compressing events %d-%d: %w", b.First, b.Last, err)
+			return fmt.Errorf("compressing %s: %w", b.span(), err)
 		}
 		body = z.Bytes()
 	}
@@ -75,18 +76,22 @@ func (w *webhook) Deliver(ctx context.Context, b Batch) error {
 	// Over the bytes sent (compressed, with gzip): the receiver checks
 	// them before it decompresses anything.
 	req.Header.Set(SignatureHeader, Sign(w.secret, body))
-	req.Header.Set(IdempotencyHeader, strconv.FormatInt(b.First, 10)+"-"+strconv.FormatInt(b.Last, 10))
+	key := strconv.FormatInt(b.First, 10) + "-" + strconv.FormatInt(b.Last, 10)
+	if b.alerts() {
+		key = "alert-" + key // firing ids: apart from the log indexes of the same numbers
+	}
+	req.Header.Set(IdempotencyHeader, key)
 	req.Header.Set("User-Agent", "tapd-mirror-forward")
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting events %d-%d to %s: %w", b.First, b.Last, w.shown, scrubURL(err))
+		return fmt.Errorf("posting %s to %s: %w", b.span(), w.shown, scrubURL(err))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
 	if resp.StatusCode/100 != 2 {
 		// 5xx, 429 and network errors are the receiver's to fix; any other
 		// answer is too, and is retried as well: skipping would lose events.
-		return fmt.Errorf("posting events %d-%d to %s: answered %s", b.First, b.Last, w.shown, resp.Status)
+		return fmt.Errorf("posting %s to %s: answered %s", b.span(), w.shown, resp.Status)
 	}
 	return nil
 }

@@ -18,8 +18,9 @@ func startAlerts(ctx context.Context, cfg config.Config, st *storage.Store, log 
 	if len(rules) == 0 && len(cfg.Alerts.Notifiers) == 0 {
 		return func() {}, nil
 	}
-	e, err := alert.New(alert.Options{Store: st, Rules: rules, Notifiers: cfg.Alerts.Notifiers, Location: cfg.AlertsLocation(),
-		Console: cfg.Location(), ConsoleURL: cfg.Alerts.ConsoleURL, Logger: log.With("component", "alerts")})
+	// Forward: a notifier of kind forward sends through one of these.
+	e, err := alert.New(alert.Options{Store: st, Rules: rules, Notifiers: cfg.Alerts.Notifiers, Forward: cfg.Forward, Version: version,
+		Location: cfg.AlertsLocation(), Console: cfg.Location(), ConsoleURL: cfg.Alerts.ConsoleURL, Logger: log.With("component", "alerts")})
 	if err != nil {
 		return nil, err
 	}

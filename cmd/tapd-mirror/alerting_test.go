@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tapd-mirror/tapd-mirror/alert"
+	"github.com/tapd-mirror/tapd-mirror/forward"
 	"github.com/tapd-mirror/tapd-mirror/storage/storagetest"
 	"github.com/tapd-mirror/tapd-mirror/tapd/tapdtest"
 )
@@ -26,9 +27,9 @@ import (
 // fake TAPD, where one user downloads five attachments in ten minutes; the
 // threshold rule fires once for them (the backfill's older records do
 // not page), and a rule on local records fires for one POSTed through the
-// API. The WeCom robot and the webhook receive the firings, GET
-// /api/v1/alerts and /metrics report them, and the robot's key stays out
-// of the logs.
+// API. The WeCom robot, the webhook and a forward destination (as an alert
+// event) receive the firings, GET /api/v1/alerts and /metrics report them,
+// and the robot's key stays out of the logs.
 func TestServeAlertsOnMirroredAndLocalRecords(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, dbURL string) {
 		f := tapdtest.New(tapdtest.Options{Seed: 7, Projects: 1, RecordsPerDay: 2})
@@ -42,6 +43,7 @@ func TestServeAlertsOnMirroredAndLocalRecords(t *testing.T) {
 		var mu sync.Mutex
 		var wecomBodies []string
 		var hooks []alert.WebhookMessage
+		var siemAlerts []forward.Event
 		rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
 			mu.Lock()
@@ -62,6 +64,24 @@ func TestServeAlertsOnMirroredAndLocalRecords(t *testing.T) {
 				var m alert.WebhookMessage
 				json.Unmarshal(body, &m)
 				hooks = append(hooks, m)
+			case "/siem": // the forward destination: its filter lets no record through, alerts come
+				mac := hmac.New(sha256.New, []byte("siem-s3cret"))
+				mac.Write(body)
+				if r.Header.Get(forward.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+					t.Errorf("forward signature %q", r.Header.Get(forward.SignatureHeader))
+				}
+				for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+					var e forward.Event
+					if err := json.Unmarshal([]byte(line), &e); err != nil {
+						t.Errorf("forward line %q: %v", line, err)
+					}
+					if e.Alert != nil {
+						if k := r.Header.Get(forward.IdempotencyHeader); k != fmt.Sprintf("alert-%d-%d", e.Alert.ID, e.Alert.ID) {
+							t.Errorf("forward idempotency key %q for alert %d", k, e.Alert.ID)
+						}
+						siemAlerts = append(siemAlerts, e)
+					}
+				}
 			default:
 				t.Errorf("request to %s", r.URL.Path)
 			}
@@ -69,16 +89,19 @@ func TestServeAlertsOnMirroredAndLocalRecords(t *testing.T) {
 		defer rc.Close()
 		cfgPath := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+forward:
+  - {name: siem, kind: webhook, url: "%[1]s/siem", secret: siem-s3cret, filter: {action_type: none-such}}
 alerts:
   timezone: Asia/Shanghai
   notifiers:
     - {name: ops, kind: wecom, url: "%[1]s/cgi-bin/webhook/send?key=e2e-wecom-k3y"}
     - {name: hook, kind: webhook, url: "%[1]s/hook", secret: hook-s3cret}
+    - {name: siem-alerts, kind: forward, destination: siem}
   rules:
     - name: bulk-download
       match: {action_type: download}
       threshold: {count: 5, window: 1h, per: username}
-      notify: [ops, hook]
+      notify: [ops, hook, siem-alerts]
     - name: local-login
       match: {source: local, action_type: login}
       notify: [hook]
@@ -118,7 +141,7 @@ alerts:
 					}
 				}
 			}
-			if code == 200 && sent == 3 {
+			if code == 200 && sent == 4 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -154,6 +177,10 @@ alerts:
 		}
 		if got != 2 {
 			t.Errorf("webhook got %d firings: %+v", got, hooks)
+		}
+		if len(siemAlerts) != 1 || siemAlerts[0].Type != "alert" || siemAlerts[0].Alert.Rule != "bulk-download" ||
+			siemAlerts[0].Alert.Key != "mallory" || siemAlerts[0].Alert.Count != 5 || siemAlerts[0].Index != 0 {
+			t.Errorf("the forward destination got alerts %+v", siemAlerts)
 		}
 		if strings.Contains(p.stderr.String(), "e2e-wecom-k3y") || strings.Contains(p.stderr.String(), "hook-s3cret") {
 			t.Errorf("a notifier secret reached the logs:\n%s", p.stderr)
