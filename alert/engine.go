@@ -207,7 +207,10 @@ func (e *Engine) evaluate(ctx context.Context) {
 		case did && e.behind:
 			wait = e.o.BackoffMin
 		default: // caught up: let new events gather, so a busy sync is read in large steps
-			if !sleep(ctx, e.o.Poll) {
+			e.mu.Lock()
+			head := e.head
+			e.mu.Unlock()
+			if !e.o.Store.WaitForEvents(ctx, head+int64(e.o.BatchSize), e.o.Poll) {
 				return
 			}
 		}

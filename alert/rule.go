@@ -149,6 +149,16 @@ func (r *rule) evaluate(idx int64, rec *integrity.Record, now time.Time) (storag
 	if !r.matches(rec) {
 		return storage.AlertFiring{}, false
 	}
+	age := now.Sub(rec.Timestamp)
+	old := r.ignoreOld > 0 && age > r.ignoreOld
+	switch {
+	case old && r.cond == "every":
+		return storage.AlertFiring{}, false
+	case old && r.cond == "threshold" && age > r.ignoreOld+time.Duration(r.window)*time.Second:
+		// It can never share a window with a record young enough to fire
+		// (a backfill is mostly such records): nothing to remember.
+		return storage.AlertFiring{}, false
+	}
 	key := r.key(rec)
 	if key == "" {
 		return storage.AlertFiring{}, false
@@ -159,11 +169,10 @@ func (r *rule) evaluate(idx int64, rec *integrity.Record, now time.Time) (storag
 		r.state[key] = st
 	}
 	t := rec.Timestamp.Unix()
-	old := r.ignoreOld > 0 && now.Sub(rec.Timestamp) > r.ignoreOld
+	suppressed := st.Fired != 0 && abs(t-st.Fired) < r.suppress
 	f := storage.AlertFiring{Rule: r.cfg.Name, Key: key, Condition: r.cond, WindowStart: rec.Timestamp.UTC(),
 		WindowEnd: rec.Timestamp.UTC(), Count: 1, FirstRecordID: rec.ID, LastRecordID: rec.ID, LogIndex: idx,
-		FiredAt: now.UTC(), Search: r.search(rec)}
-	suppressed := st.Fired != 0 && abs(t-st.Fired) < r.suppress
+		FiredAt: now.UTC()}
 	switch r.cond {
 	case "first_seen":
 		if st.Seen {
@@ -192,6 +201,7 @@ func (r *rule) evaluate(idx int64, rec *integrity.Record, now time.Time) (storag
 		}
 	}
 	st.Fired, r.dirty[key] = t, true
+	f.Search = r.search(rec) // only for a firing: it costs more than the rest
 	return f, true
 }
 

@@ -61,3 +61,33 @@ func TestWhenWrapsMidnight(t *testing.T) {
 		}
 	}
 }
+
+// TestThresholdBesideIgnoreOlderThan: a record older than
+// ignore_older_than never fires but still counts for a young one within
+// the window; one older than that by more than a window is not even
+// remembered (a backfill's half year of records leaves no state).
+func TestThresholdBesideIgnoreOlderThan(t *testing.T) {
+	c := config.AlertRule{Name: "t", Threshold: &config.AlertThreshold{Count: 2, Window: config.Duration{Duration: time.Hour}}}
+	c.IgnoreOlderThan = &config.Duration{Duration: 24 * time.Hour}
+	r, err := compile(c, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	feed := func(id int64, ago time.Duration) bool {
+		_, ok := r.evaluate(id, &integrity.Record{ID: id, Username: "u", Timestamp: now.Add(-ago)}, now)
+		return ok
+	}
+	if feed(1, 90*24*time.Hour) || feed(2, 90*24*time.Hour+time.Minute) {
+		t.Fatal("records of three months ago fired")
+	}
+	if len(r.state) != 0 || len(r.dirty) != 0 {
+		t.Fatalf("records too old to share a window with a young one left state %v", r.state)
+	}
+	if feed(3, 24*time.Hour+30*time.Minute) { // old: it never fires itself
+		t.Fatal("a record older than ignore_older_than fired")
+	}
+	if !feed(4, 23*time.Hour+45*time.Minute) { // 45 minutes after 3: two in the hour
+		t.Fatal("the young record did not count the old one within its window")
+	}
+}

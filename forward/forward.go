@@ -355,7 +355,12 @@ func (r *runner) run(ctx context.Context) {
 					r.log.Warn("forward destination idle work", "err", err)
 				}
 			}
-			if !sleep(ctx, r.f.o.Poll) {
+			r.mu.Lock()
+			head := r.head
+			r.mu.Unlock()
+			// Until a part of the recent events kept in memory is new, or
+			// poll: a busy sync is read in full batches, from memory.
+			if !r.f.o.Store.WaitForEvents(ctx, head+storage.RecentEvents/4, r.f.o.Poll) {
 				return
 			}
 		}

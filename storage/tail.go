@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -18,6 +20,10 @@ type logTail struct {
 	start   int64         // the index of events[0]
 	events  []LoggedEvent // contiguous: start, start+1, …
 	pending map[*sqlx.Tx]*tailPending
+	// end is the log's size after the last transaction of this process
+	// that appended (tails emptied or not); grew is closed when it moves.
+	end  int64
+	grew chan struct{}
 }
 
 type tailPending struct {
@@ -95,6 +101,13 @@ func (t *logTail) ended(tx *sqlx.Tx, committed bool) {
 	if !committed {
 		return
 	}
+	if n := len(p.events); n > 0 && p.events[n-1].Index+1 > t.end {
+		t.end = p.events[n-1].Index + 1
+		if t.grew != nil {
+			close(t.grew)
+			t.grew = nil
+		}
+	}
 	if p.forget || len(p.events) == 0 {
 		// What the tail holds, or this transaction's own events (a restore
 		// withholds some it appends), may be content that is gone now.
@@ -125,4 +138,34 @@ func (t *logTail) read(from, to int64) ([]LoggedEvent, bool) {
 		return nil, false
 	}
 	return append([]LoggedEvent(nil), t.events[from-t.start:to-t.start]...), true
+}
+
+// WaitForEvents returns once this process has committed events up to
+// size (the log holds at least size events), or d has passed: a consumer
+// that caught up waits here for a batch worth reading instead of polling
+// (writes of other processes are seen when d passes). False: ctx ended.
+// Only a store keeping recent events (KeepRecentEvents) is woken early.
+func (s *Store) WaitForEvents(ctx context.Context, size int64, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		t := &s.tail
+		t.mu.Lock()
+		if t.end >= size {
+			t.mu.Unlock()
+			return true
+		}
+		if t.grew == nil {
+			t.grew = make(chan struct{})
+		}
+		grew := t.grew
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-grew:
+		}
+	}
 }

@@ -133,3 +133,42 @@ func TestRecentEventsAreTheCommittedLog(t *testing.T) {
 		sameEvents(t, "after the purge and a write", read(s, n-keep, n), read(db, n-keep, n))
 	})
 }
+
+// A consumer waiting for new events is woken by this process's commit,
+// not by its poll; a cancelled wait says so.
+func TestWaitForEventsWakesOnCommit(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		s.KeepRecentEvents(100)
+		if !s.WaitForEvents(ctx, 0, time.Hour) {
+			t.Fatal("waiting for a size the log has did not return at once")
+		}
+		woken := make(chan bool)
+		go func() { woken <- s.WaitForEvents(ctx, 2, time.Hour) }()
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("1", t0, "a")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-woken:
+			t.Fatal("woken with 1 event committed, waiting for 2")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("2", t0, "b")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ok := <-woken:
+			if !ok {
+				t.Fatal("the wait reported a cancelled context")
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("a commit did not wake the wait (poll of an hour)")
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		go func() { woken <- s.WaitForEvents(cctx, 100, time.Hour) }()
+		cancel()
+		if <-woken {
+			t.Fatal("a cancelled wait returned true")
+		}
+	})
+}

@@ -4,6 +4,7 @@ package jsontext
 
 import (
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -65,20 +66,25 @@ func AppendString[S string | []byte](b []byte, s S) []byte {
 // AppendStringMap appends m as a JSON object, keys sorted by their bytes as
 // encoding/json sorts them, strings quoted as AppendString does.
 func AppendStringMap(b []byte, m map[string]string) []byte {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	// Pairs, not keys: no second lookup of each key (this runs for every
+	// record forwarded or exported).
+	var room [32]member
+	members := room[:0]
+	for k, v := range m {
+		members = append(members, member{k, v})
 	}
-	slices.Sort(keys)
+	slices.SortFunc(members, func(x, y member) int { return strings.Compare(x.k, y.k) })
 	b = append(b, '{')
-	for i, k := range keys {
+	for i, kv := range members {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(append(AppendString(b, k), ':'), m[k])
+		b = AppendString(append(AppendString(b, kv.k), ':'), kv.v)
 	}
 	return append(b, '}')
 }
+
+type member struct{ k, v string }
 
 // ParseStringMap parses a JSON object of string values, as json.Unmarshal
 // into a map[string]string would, for the common case only: keys and values
