@@ -182,11 +182,16 @@ func (s *Store) CommitAlerts(ctx context.Context, c AlertCommit) ([]AlertFiring,
 				return fmt.Errorf("saving alert state: %w", err)
 			}
 		}
+		if len(c.Cursors) == 0 {
+			return nil
+		}
+		args := make([]any, 0, 2*len(c.Cursors))
 		for rule, next := range c.Cursors {
-			if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO alert_cursor (rule, next_idx) VALUES (?, ?)
-				ON CONFLICT (rule) DO UPDATE SET next_idx = excluded.next_idx`), rule, next); err != nil {
-				return fmt.Errorf("saving the cursor of alert rule %s: %w", rule, err)
-			}
+			args = append(args, rule, next)
+		}
+		if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO alert_cursor (rule, next_idx) VALUES `+valueRows(len(c.Cursors), 2)+`
+			ON CONFLICT (rule) DO UPDATE SET next_idx = excluded.next_idx`), args...); err != nil {
+			return fmt.Errorf("saving the cursors of %d alert rules: %w", len(c.Cursors), err)
 		}
 		return nil
 	})
