@@ -46,10 +46,16 @@ type syslogDest struct {
 	// sent are the frames written on connections since the last one that
 	// broke, newest last, at most resendBytes: a new connection after a
 	// broken one sends them again first (duplicates carry their index).
-	sent      [][]byte
+	sent      []syslogFrame
 	sentBytes int
 	broke     bool
 }
+
+// syslogFrame is one octet-counted message, in two parts: the count and
+// header, and the body — often the event's shared JSON line, not copied.
+type syslogFrame struct{ head, body []byte }
+
+func (f syslogFrame) size() int { return len(f.head) + len(f.body) }
 
 func newSyslog(f config.Forward, now func() time.Time, version string) (*syslogDest, error) {
 	d := &syslogDest{address: f.Address, facility: *f.Facility, format: f.Format, host: syslogHost(), version: version, now: now}
@@ -118,7 +124,7 @@ func (d *syslogDest) dial(ctx context.Context) error {
 }
 
 func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
-	frames := make([][]byte, 0, len(b.Events))
+	frames := make([]syslogFrame, 0, len(b.Events))
 	for _, e := range b.Events {
 		f, err := d.frame(b, e)
 		if err != nil {
@@ -142,10 +148,10 @@ func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
 	}
 	for _, f := range frames {
 		d.sent = append(d.sent, f)
-		d.sentBytes += len(f)
+		d.sentBytes += f.size()
 	}
 	for d.sentBytes > resendBytes && len(d.sent) > 1 {
-		d.sentBytes -= len(d.sent[0])
+		d.sentBytes -= d.sent[0].size()
 		d.sent = d.sent[1:]
 	}
 	return nil
@@ -153,7 +159,7 @@ func (d *syslogDest) Deliver(ctx context.Context, b Batch) error {
 
 // write sends frames and flushes them; on any error the connection is
 // dropped, and the next delivery reconnects and resends.
-func (d *syslogDest) write(ctx context.Context, frames [][]byte) error {
+func (d *syslogDest) write(ctx context.Context, frames []syslogFrame) error {
 	deadline := time.Now().Add(30 * time.Second)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -164,7 +170,10 @@ func (d *syslogDest) write(ctx context.Context, frames [][]byte) error {
 	defer stop()
 	var err error
 	for _, f := range frames {
-		if _, err = d.w.Write(f); err != nil {
+		if _, err = d.w.Write(f.head); err != nil {
+			break
+		}
+		if _, err = d.w.Write(f.body); err != nil {
 			break
 		}
 	}
@@ -191,18 +200,18 @@ func (d *syslogDest) Close() error {
 // time, this host, APP-NAME tapd-mirror, no PROCID, MSGID the event's type,
 // the SDID element (idx: the log index; cp: the covering checkpoint's
 // size, when signed; rid: the record's id) and the body (JSON, OCSF JSON or
-// CEF) — with RFC 6587's octet count before it ("LEN MSG"), built in one
-// buffer: it runs for every event. An alert (a forward notifier's) has no
+// CEF) — with RFC 6587's octet count before it ("LEN MSG"). It runs for
+// every event: the header is built in one buffer, the body is not copied. An alert (a forward notifier's) has no
 // index: its element carries alert (the firing id) and rule instead, at
 // severity warning.
-func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
+func (d *syslogDest) frame(b Batch, e Event) (syslogFrame, error) {
 	var body []byte
 	if d.format == "cef" {
 		body = []byte(cef(e, d.version))
 	} else {
 		var err error
 		if body, err = b.json(d.format, e); err != nil {
-			return nil, err
+			return syslogFrame{}, err
 		}
 	}
 	sev := 6 // informational: a record
@@ -217,7 +226,7 @@ func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
 		at = d.now()
 	}
 	const countRoom = 8 // the octet count and its space, written last
-	m := make([]byte, countRoom, countRoom+160+len(d.host)+len(body))
+	m := make([]byte, countRoom, countRoom+160+len(d.host))
 	m = strconv.AppendInt(append(m, '<'), int64(d.facility*8+sev), 10)
 	m = at.UTC().AppendFormat(append(m, ">1 "...), "2006-01-02T15:04:05.000Z")
 	m = append(append(append(m, ' '), d.host...), " tapd-mirror - "...)
@@ -238,15 +247,15 @@ func (d *syslogDest) frame(b Batch, e Event) ([]byte, error) {
 	if e.Checkpoint != nil {
 		m = append(strconv.AppendInt(append(m, ` cp="`...), e.Checkpoint.Size, 10), '"')
 	}
-	m = append(append(m, "] "...), body...)
-	count := strconv.AppendInt(nil, int64(len(m)-countRoom), 10)
+	m = append(m, "] "...)
+	count := strconv.AppendInt(nil, int64(len(m)-countRoom+len(body)), 10)
 	start := countRoom - len(count) - 1
 	if start < 0 { // 10 MB or more: never so for one event, but not a panic
-		return append(append(count, ' '), m[countRoom:]...), nil
+		return syslogFrame{append(append(count, ' '), m[countRoom:]...), body}, nil
 	}
 	copy(m[start:], count)
 	m[countRoom-1] = ' '
-	return m[start:], nil
+	return syslogFrame{m[start:], body}, nil
 }
 
 // sdValue escapes an SD-PARAM value (RFC 5424 §6.3.3: ", \ and ]).
