@@ -133,21 +133,21 @@ func (h *hec) Deliver(ctx context.Context, b Batch) error {
 	req.Header.Set("User-Agent", "tapd-mirror-forward")
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting events %d-%d to Splunk HEC %s: %w", b.First, b.Last, h.shown, scrubURL(err))
+		return fmt.Errorf("posting %s to Splunk HEC %s: %w", b.span(), h.shown, scrubURL(err))
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var a hecAnswer
 	if json.Unmarshal(raw, &a) != nil || a.Code == nil {
 		if resp.StatusCode/100 == 2 {
-			return fmt.Errorf("posting events %d-%d to Splunk HEC %s: answered %s without HEC's {\"text\",\"code\"} (is the URL a collector?)", b.First, b.Last, h.shown, resp.Status)
+			return fmt.Errorf("posting %s to Splunk HEC %s: answered %s without HEC's {\"text\",\"code\"} (is the URL a collector?)", b.span(), h.shown, resp.Status)
 		}
-		return fmt.Errorf("posting events %d-%d to Splunk HEC %s: answered %s", b.First, b.Last, h.shown, resp.Status)
+		return fmt.Errorf("posting %s to Splunk HEC %s: answered %s", b.span(), h.shown, resp.Status)
 	}
 	if *a.Code == 0 && resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("posting events %d-%d to Splunk HEC %s: answered %s, code %d %q", b.First, b.Last, h.shown, resp.Status, *a.Code, a.Text)
+	err = fmt.Errorf("posting %s to Splunk HEC %s: answered %s, code %d %q", b.span(), h.shown, resp.Status, *a.Code, a.Text)
 	if why, ok := hecRefused[*a.Code]; ok {
 		return &RefusedError{Err: fmt.Errorf("%w: %s", err, why)}
 	}
