@@ -27,6 +27,54 @@ func cefSeverity(typ string) int {
 	return 5
 }
 
+// cefMessage builds one CEF:0 message: the header, then extension
+// key=value pairs, empty values left out.
+type cefMessage struct {
+	b     strings.Builder
+	first bool
+}
+
+func newCEF(version, sig, name string, severity int) *cefMessage {
+	m := &cefMessage{first: true}
+	m.b.WriteString("CEF:0|tapd-mirror|tapd-mirror|")
+	for _, h := range []string{version, sig, name} {
+		m.b.WriteString(cefHeader.Replace(h))
+		m.b.WriteByte('|')
+	}
+	m.b.WriteString(strconv.Itoa(severity))
+	m.b.WriteByte('|')
+	return m
+}
+
+func (m *cefMessage) add(k, v string) {
+	if v == "" {
+		return
+	}
+	if !m.first {
+		m.b.WriteByte(' ')
+	}
+	m.first = false
+	m.b.WriteString(k)
+	m.b.WriteByte('=')
+	m.b.WriteString(cefValue.Replace(v))
+}
+
+// labeled adds a custom field and its label, when it has a value.
+func (m *cefMessage) labeled(k, label, v string) {
+	if v != "" {
+		m.add(k+"Label", label)
+		m.add(k, v)
+	}
+}
+
+// cefNum is v in decimal, or "" (left out) for 0.
+func cefNum(v int64) string {
+	if v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(v, 10)
+}
+
 // cef is e as an ArcSight CEF:0 message (README "Forwarding" has the
 // field table). Signature ID is the event type and, for records, TAPD's
 // action_type ("record:download").
@@ -42,40 +90,8 @@ func cef(e Event, version string) string {
 			name += " " + r.Object
 		}
 	}
-	var b strings.Builder
-	b.WriteString("CEF:0|tapd-mirror|tapd-mirror|")
-	for _, h := range []string{version, sig, name} {
-		b.WriteString(cefHeader.Replace(h))
-		b.WriteByte('|')
-	}
-	b.WriteString(strconv.Itoa(cefSeverity(e.Type)))
-	b.WriteByte('|')
-	first := true
-	add := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if !first {
-			b.WriteByte(' ')
-		}
-		first = false
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(cefValue.Replace(v))
-	}
-	// labeled adds a custom field and its label, when it has a value.
-	labeled := func(k, label, v string) {
-		if v != "" {
-			add(k+"Label", label)
-			add(k, v)
-		}
-	}
-	num := func(v int64) string {
-		if v == 0 {
-			return ""
-		}
-		return strconv.FormatInt(v, 10)
-	}
+	m := newCEF(version, sig, name, cefSeverity(e.Type))
+	add, labeled, num := m.add, m.labeled, cefNum
 	if !e.at.IsZero() {
 		add("rt", strconv.FormatInt(e.at.UnixMilli(), 10))
 	}
@@ -128,7 +144,7 @@ func cef(e Event, version string) string {
 	if e.Prev != 0 {
 		labeled("cn4", "previousIndex", strconv.FormatInt(e.Prev, 10))
 	}
-	return b.String()
+	return m.b.String()
 }
 
 // cefAlertSeverity is an alert's CEF severity: high (7-8), as a rule
@@ -140,33 +156,8 @@ const cefAlertSeverity = 7
 // externalId); README "Alerts" has the field table.
 func cefAlert(e Event, version string) string {
 	a := e.Alert
-	var b strings.Builder
-	b.WriteString("CEF:0|tapd-mirror|tapd-mirror|")
-	for _, h := range []string{version, "alert:" + a.Rule, "tapd-mirror alert " + a.Rule} {
-		b.WriteString(cefHeader.Replace(h))
-		b.WriteByte('|')
-	}
-	b.WriteString(strconv.Itoa(cefAlertSeverity))
-	b.WriteByte('|')
-	first := true
-	kv := func(k, v string) {
-		if v == "" {
-			return
-		}
-		if !first {
-			b.WriteByte(' ')
-		}
-		first = false
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(cefValue.Replace(v))
-	}
-	labeled := func(k, label, v string) {
-		if v != "" {
-			kv(k+"Label", label)
-			kv(k, v)
-		}
-	}
+	m := newCEF(version, "alert:"+a.Rule, "tapd-mirror alert "+a.Rule, cefAlertSeverity)
+	kv, labeled := m.add, m.labeled
 	num := func(v int64) string { return strconv.FormatInt(v, 10) }
 	ms := func(unix int64) string {
 		if unix == 0 {
@@ -189,5 +180,5 @@ func cefAlert(e Event, version string) string {
 	labeled("cn3", "lastRecordId", num(a.LastRecordID))
 	labeled("cn4", "logIndex", num(a.LogIndex))
 	labeled("cs4", "consoleUrl", a.URL)
-	return b.String()
+	return m.b.String()
 }
