@@ -67,7 +67,7 @@ func TestForwardNotifierSendsAlertEvents(t *testing.T) {
 			mac.Write(r.Body)
 			if r.Method != http.MethodPost || r.Path != "/ingest" || r.Header.Get("Content-Type") != "application/x-ndjson" ||
 				r.Header.Get(forward.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) ||
-				r.Header.Get(forward.IdempotencyHeader) != fmt.Sprintf("alert-%d-%d", first, last) {
+				r.Header.Get(forward.IdempotencyHeader) != fmt.Sprintf("alert-ops-%d-%d", first, last) {
 				t.Fatalf("request %s %s %v", r.Method, r.Path, r.Header)
 			}
 			events := alertLines(t, r.Body)

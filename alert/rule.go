@@ -154,9 +154,10 @@ func (r *rule) evaluate(idx int64, rec *integrity.Record, now time.Time) (storag
 	switch {
 	case old && r.cond == "every":
 		return storage.AlertFiring{}, false
-	case old && r.cond == "threshold" && age > r.ignoreOld+time.Duration(r.window)*time.Second:
+	case old && r.cond == "threshold" && rec.Timestamp.Unix() < now.Add(-r.ignoreOld).Unix()-r.window:
 		// It can never share a window with a record young enough to fire
-		// (a backfill is mostly such records): nothing to remember.
+		// (a backfill is mostly such records): nothing to remember. In
+		// whole seconds, as windows count them.
 		return storage.AlertFiring{}, false
 	}
 	key := r.key(rec)

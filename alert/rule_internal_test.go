@@ -91,3 +91,22 @@ func TestThresholdBesideIgnoreOlderThan(t *testing.T) {
 		t.Fatal("the young record did not count the old one within its window")
 	}
 }
+
+// The skip counts whole seconds, as windows do: a record just over
+// ignore_older_than + window old by the clock can still be within the
+// window of a young one once both are in seconds.
+func TestThresholdSkipCountsWholeSeconds(t *testing.T) {
+	c := config.AlertRule{Name: "t", Threshold: &config.AlertThreshold{Count: 2, Window: config.Duration{Duration: 10 * time.Second}}}
+	c.IgnoreOlderThan = &config.Duration{Duration: time.Hour}
+	r, err := compile(c, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 6, 1, 12, 0, 0, 500_000_000, time.UTC)
+	x := now.Add(-time.Hour - 10*time.Second - 100*time.Millisecond) // 11:59:49 in seconds
+	z := now.Add(-time.Hour)                                         // 11:59:59: young, 10 s after x
+	r.evaluate(1, &integrity.Record{ID: 1, Username: "u", Timestamp: x}, now)
+	if _, ok := r.evaluate(2, &integrity.Record{ID: 2, Username: "u", Timestamp: z}, now); !ok {
+		t.Fatalf("records %d and %d are %d s apart, within the 10 s window, but the rule did not fire", x.Unix(), z.Unix(), z.Unix()-x.Unix())
+	}
+}

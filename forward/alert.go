@@ -16,14 +16,14 @@ import (
 // event, and its at-least-once delivery is the alert notifier's (README
 // "Alerts"). Send is for one goroutine at a time.
 type AlertSender struct {
-	name string
-	dest destination
+	name, notifier string
+	dest           destination
 }
 
-// NewAlertSender builds a sender with cfg's settings (cfg is a validated
-// forward: entry); version is the binary's, named in CEF headers. It
-// opens nothing remote.
-func NewAlertSender(cfg config.Forward, version string, now func() time.Time) (*AlertSender, error) {
+// NewAlertSender builds notifier's sender with cfg's settings (cfg is a
+// validated forward: entry); version is the binary's, named in CEF
+// headers. It opens nothing remote.
+func NewAlertSender(cfg config.Forward, notifier, version string, now func() time.Time) (*AlertSender, error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -34,7 +34,7 @@ func NewAlertSender(cfg config.Forward, version string, now func() time.Time) (*
 	if err != nil {
 		return nil, fmt.Errorf("alerts through forward destination %s: %w", cfg.Name, err)
 	}
-	return &AlertSender{name: cfg.Name, dest: d}, nil
+	return &AlertSender{name: cfg.Name, notifier: notifier, dest: d}, nil
 }
 
 // Send delivers alerts (firing ids ascending) as one batch; nil is the
@@ -51,7 +51,7 @@ func (s *AlertSender) Send(ctx context.Context, alerts []Alert) error {
 		events[i] = Event{Type: "alert", Time: a.FiredAt, Alert: &a, at: time.Unix(a.FiredAt, 0)}
 	}
 	// No shared encodings: those are keyed by log index, which alerts lack.
-	b := Batch{First: alerts[0].ID, Last: alerts[len(alerts)-1].ID, Count: len(alerts), Events: events}
+	b := Batch{First: alerts[0].ID, Last: alerts[len(alerts)-1].ID, Count: len(alerts), Events: events, notifier: s.notifier}
 	if err := s.dest.Deliver(ctx, b); err != nil {
 		return fmt.Errorf("sending %s through forward destination %s: %w", b.span(), s.name, err)
 	}

@@ -40,7 +40,7 @@ func testAlerts() []forward.Alert {
 
 func newSender(t *testing.T, cfg config.Forward) *forward.AlertSender {
 	t.Helper()
-	s, err := forward.NewAlertSender(cfg, "1.4.0", func() time.Time { return time.Unix(firedAt+1, 0) })
+	s, err := forward.NewAlertSender(cfg, "siem-alerts", "1.4.0", func() time.Time { return time.Unix(firedAt+1, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestAlertSenderWebhook(t *testing.T) {
 	mac := hmac.New(sha256.New, []byte("wh-s3cret"))
 	mac.Write(body)
 	if r.URL.Path != "/ingest" || r.Header.Get("Content-Type") != "application/x-ndjson" ||
-		r.Header.Get(forward.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) || r.Header.Get(forward.IdempotencyHeader) != "alert-41-42" {
+		r.Header.Get(forward.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) || r.Header.Get(forward.IdempotencyHeader) != "alert-siem-alerts-41-42" {
 		t.Fatalf("request %s %v", r.URL, r.Header)
 	}
 	var want bytes.Buffer

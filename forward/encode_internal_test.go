@@ -86,3 +86,20 @@ func BenchmarkEncodeEvent(b *testing.B) {
 		}
 	})
 }
+
+// An event's shared encoding is not reused once a purge withheld its
+// content: a replay sends it withheld.
+func TestSharedLinesSeeAPurge(t *testing.T) {
+	var lines sharedLines
+	full := Event{Index: 7, Type: "record", Time: 1, Record: sampleRecord("secret")}
+	if _, err := lines.encode("json", full); err != nil {
+		t.Fatal(err)
+	}
+	line, err := lines.encode("json", Event{Index: 7, Type: "record", RecordID: 42, Withheld: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(line, []byte("secret")) {
+		t.Fatalf("the withheld event is sent as it was before the purge: %s", line)
+	}
+}

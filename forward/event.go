@@ -40,7 +40,7 @@ type Event struct {
 	// was delivered (its tree size > index); absent until one is signed.
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 
-	at time.Time // when it happened, to the millisecond (destinations' timestamps)
+	at time.Time // when it happened, in whole seconds (destinations' timestamps)
 }
 
 // Checkpoint names a signed checkpoint: GET /api/v1/integrity/checkpoint
@@ -122,6 +122,9 @@ func toEvent(le storage.LoggedEvent) Event {
 	if e.Record != nil && (e.Kind == integrity.KindRecord || e.Kind == integrity.KindUpdate) {
 		out.at = e.Record.Timestamp // when the person acted, the time a SIEM files it under
 	}
+	// Whole seconds, as the log keeps them: the same event read from
+	// memory, a live row or a stored body gets the same timestamp.
+	out.at = out.at.Truncate(time.Second)
 	out.Time = e.When().Unix()
 	out.Prev, out.RecordID, out.Token, out.Policy = e.Prev, e.RecordID, e.Token, e.Policy
 	if r := e.Record; r != nil {
@@ -171,6 +174,7 @@ type Batch struct {
 	Count       int
 	Events      []Event
 	lines       *sharedLines // nil: each event encoded here
+	notifier    string       // an alert batch's (AlertSender's) notifier
 }
 
 func newBatch(events []Event, lines *sharedLines) Batch {

@@ -55,7 +55,9 @@ func newFile(f config.Forward, now func() time.Time, alerts bool) (*file, error)
 // to their last newline was acknowledged or is about to be sent again (the
 // cursor did not move past it); a half-written last line is cut off.
 func (d *file) recover() error {
-	parts, err := filepath.Glob(filepath.Join(d.dir, d.stem+"-*.ndjson"+partialSuffix))
+	// stem-<20 digits>-…: not the files of a destination "stem-x" that
+	// shares the path.
+	parts, err := filepath.Glob(filepath.Join(d.dir, d.stem+"-"+strings.Repeat("[0-9]", 20)+"-*.ndjson"+partialSuffix))
 	if err != nil {
 		return err
 	}

@@ -145,3 +145,19 @@ func TestFileRecoversAPartialFileCutAtAHalfLine(t *testing.T) {
 		}
 	})
 }
+
+// Destinations sharing a path keep to their own files: "lake" starting
+// does not close the partial file "lake-b" is writing.
+func TestFileRecoversOnlyItsOwnPartialFiles(t *testing.T) {
+	dir := t.TempDir()
+	theirs := filepath.Join(dir, "lake-b-00000000000000000000-1.ndjson.partial")
+	if err := os.WriteFile(theirs, []byte(`{"index":0}`+"\n"+`{"ind`), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forward.New(forward.Options{Destinations: []config.Forward{{Name: "lake", Kind: "file", Path: dir}}}); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := os.ReadFile(theirs); err != nil || string(raw) != `{"index":0}`+"\n"+`{"ind` {
+		t.Fatalf("lake-b's partial file after lake started: %q %v", raw, err)
+	}
+}

@@ -63,8 +63,11 @@ func HECEndpoint(raw string) string {
 }
 
 func epochMillis(t time.Time) json.Number {
-	ms := t.UnixMilli()
-	return json.Number(strconv.FormatInt(ms/1000, 10) + "." + fmt.Sprintf("%03d", ms%1000))
+	ms, sign := t.UnixMilli(), ""
+	if ms < 0 { // before 1970: -0.500, not 0.-500
+		ms, sign = -ms, "-"
+	}
+	return json.Number(sign + strconv.FormatInt(ms/1000, 10) + "." + fmt.Sprintf("%03d", ms%1000))
 }
 
 func (h *hec) body(b Batch) ([]byte, error) {

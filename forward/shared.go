@@ -76,10 +76,12 @@ func upTo(logged []storage.LoggedEvent, to int64) []storage.LoggedEvent {
 const linesKept = 4096
 
 // lineKey names an event's encoding: the same event, format and covering
-// checkpoint encode to the same bytes.
+// checkpoint encode to the same bytes — unless a purge withheld the
+// content since (a replay then reads it withheld).
 type lineKey struct {
 	index, checkpoint int64
 	format            string
+	withheld          bool
 }
 
 // sharedLines lets destinations with the same format encode each event
@@ -91,7 +93,7 @@ type sharedLines struct {
 }
 
 func (s *sharedLines) encode(format string, e Event) ([]byte, error) {
-	k := lineKey{index: e.Index, format: format}
+	k := lineKey{index: e.Index, format: format, withheld: e.Withheld}
 	if e.Checkpoint != nil {
 		k.checkpoint = e.Checkpoint.Size
 	}

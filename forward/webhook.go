@@ -25,7 +25,8 @@ const (
 	SignatureHeader = "X-Tapd-Mirror-Signature"
 	// IdempotencyHeader is "FIRST-LAST", the batch's first and last log
 	// index: a batch sent again carries the same value. An alert batch (a
-	// forward notifier's) has "alert-FIRST-LAST", its first and last firing id.
+	// forward notifier's) has "alert-NOTIFIER-FIRST-LAST", its notifier and
+	// first and last firing id, as the webhook notifier's messages have.
 	IdempotencyHeader = "Idempotency-Key"
 )
 
@@ -78,7 +79,9 @@ func (w *webhook) Deliver(ctx context.Context, b Batch) error {
 	req.Header.Set(SignatureHeader, Sign(w.secret, body))
 	key := strconv.FormatInt(b.First, 10) + "-" + strconv.FormatInt(b.Last, 10)
 	if b.alerts() {
-		key = "alert-" + key // firing ids: apart from the log indexes of the same numbers
+		// Firing ids: apart from the log indexes of the same numbers, and
+		// from another notifier's batches through this destination.
+		key = "alert-" + b.notifier + "-" + key
 	}
 	req.Header.Set(IdempotencyHeader, key)
 	req.Header.Set("User-Agent", "tapd-mirror-forward")

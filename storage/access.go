@@ -60,7 +60,7 @@ type AccessFilter struct {
 
 func (e AccessEntry) event() integrity.Event {
 	return integrity.AccessEvent(integrity.Access{ID: e.ID, Principal: e.Principal, SourceIP: e.SourceIP,
-		ForwardedFor: e.ForwardedFor, Action: e.Action, Params: e.Params, Rows: e.Rows, Outcome: e.Outcome}, e.At)
+		ForwardedFor: e.ForwardedFor, Action: e.Action, Params: maps.Clone(e.Params), Rows: e.Rows, Outcome: e.Outcome}, e.At)
 }
 
 func (e AccessEntry) paramsText() string {
@@ -255,7 +255,9 @@ func (s *Store) PurgeAccess(ctx context.Context, cutoff time.Time, principal, po
 		if n == 0 {
 			return nil
 		}
-		s.tail.withholds(tx)
+		if err := s.withholding(ctx, tx); err != nil {
+			return err
+		}
 		for start := 0; start < len(idx); start += idBatch {
 			q, args, err := s.int64In(`UPDATE integrity_event SET body = `+s.emptyBody()+` WHERE kind = 'access' AND idx`, idx[start:min(start+idBatch, len(idx))])
 			if err != nil {

@@ -640,7 +640,9 @@ func (r *restorer) apply(ctx context.Context, batch []integrity.BackupEvent) err
 	}
 	r.head = head
 	if len(withheld) > 0 {
-		r.s.tail.withholds(r.tx)
+		if err := r.s.withholding(ctx, r.tx); err != nil {
+			return err
+		}
 		q, args, err := r.s.int64In(`UPDATE integrity_event SET body = `+r.s.emptyBody()+` WHERE idx`, withheld)
 		if err != nil {
 			return err

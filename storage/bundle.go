@@ -136,8 +136,16 @@ type LoggedEvent struct {
 // Recent events may come from memory (KeepRecentEvents), shared with other
 // readers: callers must not change them.
 func (s *Store) ReadEvents(ctx context.Context, from, to int64) ([]LoggedEvent, error) {
-	if recent, ok := s.tail.read(from, to); ok {
-		return recent, nil
+	if s.tail.kept() {
+		// The head tells whether a withholding (another process's too)
+		// made what the tail holds stale.
+		h, err := s.Head(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading events %d to %d: %w", from, to-1, err)
+		}
+		if recent, ok := s.tail.read(h.withheld, from, to); ok {
+			return recent, nil
+		}
 	}
 	var rows []eventRow
 	if err := s.eachEventContent(ctx, s.db, `e.idx >= ? AND e.idx < ?`, []any{from, to}, false, func(e eventRow) error {

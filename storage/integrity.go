@@ -30,14 +30,17 @@ type LogHead struct {
 	Size int64
 	Root tlog.Hash
 	edge []byte // the complete subtrees' hashes, left to right (integrity_state.edge)
+	// withheld is the withholding generation (integrity_state.withheld):
+	// how many transactions withheld logged content so far.
+	withheld int64
 }
 
-const stateColumns = `tree_size, root, edge`
+const stateColumns = `tree_size, root, edge, withheld`
 
 func scanHead(row interface{ Scan(...any) error }) (LogHead, error) {
 	var h LogHead
 	var root []byte
-	if err := row.Scan(&h.Size, &root, &h.edge); err != nil {
+	if err := row.Scan(&h.Size, &root, &h.edge, &h.withheld); err != nil {
 		return h, err
 	}
 	copy(h.Root[:], root)
@@ -85,6 +88,7 @@ func (s *Store) Head(ctx context.Context) (LogHead, error) {
 	if err != nil {
 		return h, fmt.Errorf("reading the integrity log's head: %w", err)
 	}
+	s.tail.observe(h)
 	return h, nil
 }
 
@@ -339,7 +343,7 @@ func (s *Store) appendEncoded(ctx context.Context, tx *sqlx.Tx, head LogHead, en
 			hashes = append(hashes, h.Hash[:]...)
 		}
 	}
-	next := LogHead{Size: f.Size()}
+	next := LogHead{Size: f.Size(), withheld: head.withheld}
 	if next.Root, err = f.Root(); err != nil {
 		return head, err
 	}
@@ -349,7 +353,7 @@ func (s *Store) appendEncoded(ctx context.Context, tx *sqlx.Tx, head LogHead, en
 	if err := s.insertEvents(ctx, tx, head.Size, events, bodies, leaves); err != nil {
 		return head, err
 	}
-	s.tail.appended(tx, head.Size, enc)
+	s.tail.appended(tx, head, enc)
 	first := tlog.StoredHashIndex(0, head.Size)
 	for off := 0; off < len(hashes); off += hashRunSize * tlog.HashSize {
 		run := hashes[off:min(off+hashRunSize*tlog.HashSize, len(hashes))]

@@ -158,7 +158,9 @@ func (s *Store) insertTombstones(ctx context.Context, tx *sqlx.Tx, removed []Act
 // update events (their leaf hashes stay): the stored ones, found by record
 // id, and the one each row held itself (its log_idx, body NULL).
 func (s *Store) withholdContent(ctx context.Context, tx *sqlx.Tx, removed []Activity) error {
-	s.tail.withholds(tx)
+	if err := s.withholding(ctx, tx); err != nil {
+		return err
+	}
 	ids, live := make([]int64, 0, len(removed)), make([]int64, 0, len(removed))
 	for _, a := range removed {
 		ids = append(ids, a.ID)

@@ -311,6 +311,13 @@ func (s *Store) txAttempt(ctx context.Context, what string, fn func(tx *sqlx.Tx)
 	if err != nil {
 		return rolledBack(err), fmt.Errorf("%s: begin: %w", what, err)
 	}
+	defer func() {
+		if p := recover(); p != nil { // the events it noted must not stay pending
+			tx.Rollback() //nolint:errcheck // panicking anyway
+			s.tail.ended(tx, false)
+			panic(p)
+		}
+	}()
 	if err := fn(tx); err != nil {
 		tx.Rollback() //nolint:errcheck // the first error is the one worth reporting
 		s.tail.ended(tx, false)

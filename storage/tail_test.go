@@ -172,3 +172,52 @@ func TestWaitForEventsWakesOnCommit(t *testing.T) {
 		}
 	})
 }
+
+// Another process's purge: this process's recent events are not served
+// with the content it withheld (the head's withholding generation moved).
+func TestRecentEventsSeeAnotherProcesssPurge(t *testing.T) {
+	storagetest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		s, other := storagetest.Open(t, url), storagetest.Open(t, url)
+		s.KeepRecentEvents(100)
+		old := t0.Add(-1000 * time.Hour)
+		if _, err := s.UpsertMirrored(ctx, []storage.Activity{mirrored("1", old, "a"), mirrored("2", t0, "b")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Purge(ctx, storage.SourceTAPD, old.Add(time.Hour), "test: another process's retention"); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := s.ReadEvents(ctx, 0, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evs[0].Event != nil {
+			t.Fatalf("record 1's event after another process purged it: %+v, want withheld", evs[0].Event.Record)
+		}
+		if evs[1].Event == nil || evs[1].Event.Record.SourceID != "2" {
+			t.Fatalf("record 2's event: %+v", evs[1].Event)
+		}
+	})
+}
+
+// The access event kept in memory is what was logged: the caller's
+// entry changing afterwards (the API notes a late failure in Params) does
+// not show, nor race with a forwarder encoding it.
+func TestRecentAccessEventIsWhatWasLogged(t *testing.T) {
+	storagetest.EachStore(t, func(t *testing.T, s *storage.Store) {
+		ctx := context.Background()
+		s.KeepRecentEvents(100)
+		e := &storage.AccessEntry{Principal: "token:ci", Action: "export", Params: map[string]string{"q": "x"}}
+		if err := s.AppendAccess(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		e.Params["status"] = "500"
+		evs, err := s.ReadEvents(ctx, e.LogIndex, e.LogIndex+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := evs[0].Event.Access.Params; len(got) != 1 || got["q"] != "x" {
+			t.Fatalf("the logged access event reads params %v, want {q: x}", got)
+		}
+	})
+}

@@ -76,7 +76,7 @@ func TestServeAlertsOnMirroredAndLocalRecords(t *testing.T) {
 						t.Errorf("forward line %q: %v", line, err)
 					}
 					if e.Alert != nil {
-						if k := r.Header.Get(forward.IdempotencyHeader); k != fmt.Sprintf("alert-%d-%d", e.Alert.ID, e.Alert.ID) {
+						if k := r.Header.Get(forward.IdempotencyHeader); k != fmt.Sprintf("alert-siem-alerts-%d-%d", e.Alert.ID, e.Alert.ID) {
 							t.Errorf("forward idempotency key %q for alert %d", k, e.Alert.ID)
 						}
 						siemAlerts = append(siemAlerts, e)
