@@ -146,11 +146,7 @@ func (r *rule) search(rec *integrity.Record) string {
 // the firing it causes, if any. A record older than ignore_older_than
 // (against now) feeds the memory but never fires.
 func (r *rule) evaluate(idx int64, rec *integrity.Record, now time.Time) (storage.AlertFiring, bool) {
-	if !r.matches(rec) {
-		return storage.AlertFiring{}, false
-	}
-	age := now.Sub(rec.Timestamp)
-	old := r.ignoreOld > 0 && age > r.ignoreOld
+	old := r.ignoreOld > 0 && now.Sub(rec.Timestamp) > r.ignoreOld
 	switch {
 	case old && r.cond == "every":
 		return storage.AlertFiring{}, false
@@ -158,6 +154,8 @@ func (r *rule) evaluate(idx int64, rec *integrity.Record, now time.Time) (storag
 		// It can never share a window with a record young enough to fire
 		// (a backfill is mostly such records): nothing to remember. In
 		// whole seconds, as windows count them.
+		return storage.AlertFiring{}, false
+	case !r.matches(rec): // after the cheap checks: a match may convert the time to the rules' zone
 		return storage.AlertFiring{}, false
 	}
 	key := r.key(rec)
