@@ -44,8 +44,10 @@ type Options struct {
 	Location, Console *time.Location
 	// ConsoleURL, optional, makes messages link to the console's search.
 	ConsoleURL string
-	Logger     *slog.Logger
-	Now        func() time.Time // nil: time.Now
+	// Language is the messages': "zh" for Chinese, else English.
+	Language string
+	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
 	// Poll is how often a caught-up engine or notifier looks for work
 	// (default 1s); BatchSize the most log events evaluated per
 	// transaction (default 5000); Backoff bounds the wait after a failed

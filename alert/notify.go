@@ -163,14 +163,43 @@ type message struct {
 	Firings []storage.AlertFiring
 	Zone    *time.Location
 	Console string // base URL of the console, "" without
+	say     *phrases
 }
+
+// phrases are a message's words in one language (alerts.language). The
+// arguments are the same in every language, numbered where the order differs.
+type phrases struct {
+	title, key, records, record, ids, search                     string
+	burstTitle, span, allFirings, burstLine, moreKeys, moreLines string
+}
+
+var (
+	english = phrases{
+		title: "tapd-mirror alert: %s", key: "> key: %s",
+		records: "> %d records from %s to %s (%s)", record: "> record at %s (%s)",
+		ids: "> records #%d to #%d, firing %d", search: "search the records",
+		burstTitle: "tapd-mirror: %d alert firings", span: "> from %s to %s (%s)", allFirings: "all firings",
+		burstLine: "- %d firings of %s: %s%s", moreKeys: " and %d more", moreLines: "… (%d more lines)",
+	}
+	chinese = phrases{
+		title: "tapd-mirror 告警：%s", key: "> 对象：%s",
+		records: "> %[2]s 至 %[3]s（%[4]s）共 %[1]d 条记录", record: "> 记录时间 %s（%s）",
+		ids: "> 记录 #%d 至 #%d，告警 %d", search: "查看这些记录",
+		burstTitle: "tapd-mirror：%d 条告警", span: "> %s 至 %s（%s）", allFirings: "全部告警",
+		burstLine: "- %[2]s：%[1]d 条，%[3]s%[4]s", moreKeys: " 等另外 %d 个", moreLines: "…（另有 %d 行）",
+	}
+)
 
 // text joins the lines, cut to limit bytes (0: no limit) on a line
 // boundary with a note of what was left out.
 func (m message) text(limit int) string {
 	var b strings.Builder
 	for i, l := range m.Lines {
-		more := fmt.Sprintf("\n… (%d more lines)", len(m.Lines)-i)
+		say := m.say
+		if say == nil {
+			say = &english
+		}
+		more := "\n" + fmt.Sprintf(say.moreLines, len(m.Lines)-i)
 		if limit > 0 && b.Len()+len(l)+1+len(more) > limit {
 			b.WriteString(strings.TrimPrefix(more, "\n"))
 			break
@@ -198,20 +227,24 @@ func (e *Engine) link(f storage.AlertFiring) string {
 // compose writes the message for firings: one firing in detail, a burst
 // summarised per rule (how many, for which keys).
 func (e *Engine) compose(firings []storage.AlertFiring) message {
-	m := message{Firings: firings, Zone: e.o.Location, Console: e.o.ConsoleURL}
+	say := &english
+	if e.o.Language == "zh" {
+		say = &chinese
+	}
+	m := message{Firings: firings, Zone: e.o.Location, Console: e.o.ConsoleURL, say: say}
 	at := func(t time.Time) string { return t.In(e.o.Location).Format("2006-01-02 15:04:05") }
 	if len(firings) == 1 {
 		f := firings[0]
-		m.Title = "tapd-mirror alert: " + f.Rule
-		m.Lines = append(m.Lines, "**"+mdEscape(m.Title)+"**", "> key: "+mdEscape(f.Key))
+		m.Title = fmt.Sprintf(say.title, f.Rule)
+		m.Lines = append(m.Lines, "**"+mdEscape(m.Title)+"**", fmt.Sprintf(say.key, mdEscape(f.Key)))
 		if f.Count > 1 {
-			m.Lines = append(m.Lines, fmt.Sprintf("> %d records from %s to %s (%s)", f.Count, at(f.WindowStart), at(f.WindowEnd), e.o.Location))
+			m.Lines = append(m.Lines, fmt.Sprintf(say.records, f.Count, at(f.WindowStart), at(f.WindowEnd), e.o.Location))
 		} else {
-			m.Lines = append(m.Lines, fmt.Sprintf("> record at %s (%s)", at(f.WindowStart), e.o.Location))
+			m.Lines = append(m.Lines, fmt.Sprintf(say.record, at(f.WindowStart), e.o.Location))
 		}
-		m.Lines = append(m.Lines, fmt.Sprintf("> records #%d to #%d, firing %d", f.FirstRecordID, f.LastRecordID, f.ID))
+		m.Lines = append(m.Lines, fmt.Sprintf(say.ids, f.FirstRecordID, f.LastRecordID, f.ID))
 		if l := e.link(f); l != "" {
-			m.Lines = append(m.Lines, "[search the records]("+l+")")
+			m.Lines = append(m.Lines, "["+say.search+"]("+l+")")
 		}
 		return m
 	}
@@ -235,19 +268,19 @@ func (e *Engine) compose(firings []storage.AlertFiring) message {
 		g.keys = append(g.keys, k)
 	}
 	sort.SliceStable(groups, func(i, j int) bool { return len(groups[i].keys) > len(groups[j].keys) })
-	m.Title = fmt.Sprintf("tapd-mirror: %d alert firings", len(firings))
+	m.Title = fmt.Sprintf(say.burstTitle, len(firings))
 	m.Lines = append(m.Lines, "**"+m.Title+"**",
-		fmt.Sprintf("> from %s to %s (%s)", at(firings[0].FiredAt), at(firings[len(firings)-1].FiredAt), e.o.Location))
+		fmt.Sprintf(say.span, at(firings[0].FiredAt), at(firings[len(firings)-1].FiredAt), e.o.Location))
 	if e.o.ConsoleURL != "" {
-		m.Lines = append(m.Lines, "[all firings]("+strings.TrimRight(e.o.ConsoleURL, "/")+"/alerts)")
+		m.Lines = append(m.Lines, "["+say.allFirings+"]("+strings.TrimRight(e.o.ConsoleURL, "/")+"/alerts)")
 	}
 	for _, g := range groups {
 		keys := g.keys
 		more := ""
 		if len(keys) > 20 { // one line stays readable; the console lists them all
-			keys, more = keys[:20], fmt.Sprintf(" and %d more", len(keys)-20)
+			keys, more = keys[:20], fmt.Sprintf(say.moreKeys, len(keys)-20)
 		}
-		m.Lines = append(m.Lines, fmt.Sprintf("- %d firings of %s: %s%s", len(g.keys), mdEscape(g.rule), strings.Join(keys, ", "), more))
+		m.Lines = append(m.Lines, fmt.Sprintf(say.burstLine, len(g.keys), mdEscape(g.rule), strings.Join(keys, ", "), more))
 	}
 	return m
 }

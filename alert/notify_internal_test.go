@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +54,50 @@ func TestMarkdownEscapeHostileText(t *testing.T) {
 		if got := mdEscape(in); got != want {
 			t.Errorf("mdEscape(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestMessagesInChinese: alerts.language zh words every message in
+// Chinese, with the same facts in their places, and no phrase of either
+// language misses an argument.
+func TestMessagesInChinese(t *testing.T) {
+	sh, _ := time.LoadLocation("Asia/Shanghai")
+	start := time.Date(2026, 12, 1, 2, 3, 4, 0, sh)
+	one := storage.AlertFiring{ID: 7, Rule: "bulk-download", Key: "王芳", Count: 120, WindowStart: start,
+		WindowEnd: start.Add(59 * time.Minute), FirstRecordID: 10, LastRecordID: 129, FiredAt: start, Search: "user=x"}
+	single := one
+	single.Count, single.WindowEnd = 1, start
+	var burst []storage.AlertFiring
+	for i := range 25 {
+		f := one
+		f.ID, f.Key = int64(100+i), fmt.Sprint("user", i)
+		burst = append(burst, f)
+	}
+	for _, lang := range []string{"en", "zh"} {
+		e := &Engine{o: Options{Location: sh, Console: sh, ConsoleURL: "https://mirror.example", Language: lang}}
+		for name, fs := range map[string][]storage.AlertFiring{"threshold": {one}, "single": {single}, "burst": burst} {
+			text := e.compose(fs).text(4096)
+			if strings.Contains(text, "%!") {
+				t.Errorf("%s %s: a phrase misses an argument:\n%s", lang, name, text)
+			}
+			if hasHan := strings.ContainsAny(text, "告警记录条"); hasHan != (lang == "zh") {
+				t.Errorf("%s %s: Chinese words %v:\n%s", lang, name, hasHan, text)
+			}
+		}
+	}
+	e := &Engine{o: Options{Location: sh, Console: sh, ConsoleURL: "https://mirror.example", Language: "zh"}}
+	text := e.compose([]storage.AlertFiring{one}).text(4096)
+	for _, want := range []string{"**tapd-mirror 告警：bulk-download**", "> 对象：王芳",
+		"> 2026-12-01 02:03:04 至 2026-12-01 03:02:04（Asia/Shanghai）共 120 条记录", "> 记录 #10 至 #129，告警 7", "[查看这些记录](https://mirror.example/?"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
+		}
+	}
+	text = e.compose(burst).text(4096)
+	if !strings.Contains(text, "- bulk-download：25 条，user0 (120), ") || !strings.Contains(text, " 等另外 5 个") {
+		t.Errorf("burst:\n%s", text)
+	}
+	if got := e.compose(burst).text(80); !strings.Contains(got, "…（另有 ") {
+		t.Errorf("cut text: %q", got)
 	}
 }

@@ -19,6 +19,8 @@ type Alerts struct {
 	// ConsoleURL, optional, is the console's address as people reach it
 	// (https://mirror.example): messages then link to the records' search.
 	ConsoleURL string `yaml:"console_url"`
+	// Language is the messages' language: en (default) or zh.
+	Language string `yaml:"language"`
 	// Defaults switches on the shipped rules (DefaultAlertRules).
 	Defaults  AlertDefaults `yaml:"defaults"`
 	Notifiers []Notifier    `yaml:"notifiers"`
@@ -241,6 +243,9 @@ func ParseHours(s string) (from, to int, err error) {
 
 func (c Config) validateAlerts(bad func(key, format string, args ...any)) {
 	a := c.Alerts
+	if a.Language != "" && a.Language != "en" && a.Language != "zh" {
+		bad("alerts.language", "%q is not en or zh", a.Language)
+	}
 	if a.Timezone != "" {
 		if _, err := time.LoadLocation(a.Timezone); err != nil {
 			bad("alerts.timezone", "%q is not an IANA time zone such as Asia/Shanghai", a.Timezone)
@@ -428,7 +433,12 @@ func (c Config) alertLines() []string {
 	var out []string
 	a := c.Alerts
 	if a.Timezone != "" || len(a.Notifiers) > 0 || len(a.Rules) > 0 || a.Defaults.Enabled {
+		lang := a.Language
+		if lang == "" {
+			lang = "en"
+		}
 		out = append(out, fmt.Sprintf("%-26s = %s", "alerts.timezone", c.AlertsLocation().String()),
+			fmt.Sprintf("%-26s = %s", "alerts.language", lang),
 			fmt.Sprintf("%-26s = enabled=%t notify=%s disable=%s", "alerts.defaults", a.Defaults.Enabled,
 				strings.Join(a.Defaults.Notify, ","), strings.Join(a.Defaults.Disable, ",")))
 	}

@@ -96,6 +96,7 @@ func TestAlertsConfigRefusesMistakes(t *testing.T) {
 		n + "  rules:\n    - {name: r, notify: [ops]}\n    - {name: r, notify: [ops]}\n":                           "unique",
 		n + "  rules:\n    - {name: r, notify: [ops], threshold: {count: 3, window: 1h}, first_seen: ip}\n":        "not both",
 		"alerts:\n  notifiers:\n    - {name: ops, kind: webhook, url: 'https://h.example/a', destination: siem}\n": "is only for kind forward",
+		n + "  language: fr\n": `alerts.language: "fr" is not en or zh`,
 	} {
 		_, err := loadYAML(t, raw)
 		if err == nil || !strings.Contains(err.Error(), want) {

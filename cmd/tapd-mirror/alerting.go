@@ -20,7 +20,7 @@ func startAlerts(ctx context.Context, cfg config.Config, st *storage.Store, log 
 	}
 	// Forward: a notifier of kind forward sends through one of these.
 	e, err := alert.New(alert.Options{Store: st, Rules: rules, Notifiers: cfg.Alerts.Notifiers, Forward: cfg.Forward, Version: version,
-		Location: cfg.AlertsLocation(), Console: cfg.Location(), ConsoleURL: cfg.Alerts.ConsoleURL, Logger: log.With("component", "alerts")})
+		Location: cfg.AlertsLocation(), Console: cfg.Location(), ConsoleURL: cfg.Alerts.ConsoleURL, Language: cfg.Alerts.Language, Logger: log.With("component", "alerts")})
 	if err != nil {
 		return nil, err
 	}
