@@ -57,7 +57,7 @@ const RecentEvents = 16384
 
 // KeepRecentEvents makes the store keep at least the log's last n
 // appended events in memory for ReadEvents (consumers of the log call it;
-// the largest ask wins). Memory: about 1.2 KiB per TAPD record event.
+// the largest ask wins). Memory: about 2 KiB per TAPD record event.
 func (s *Store) KeepRecentEvents(n int) {
 	s.tail.mu.Lock()
 	defer s.tail.mu.Unlock()

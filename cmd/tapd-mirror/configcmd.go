@@ -18,13 +18,18 @@ func (m *Main) configCmd(_ context.Context, args []string) error {
 	}
 	cfg, _, err := m.setup(c)
 	fmt.Fprint(m.Stdout, cfg.Redacted())
-	if err != nil {
-		return err
+	if err == nil {
+		// Files serve reads at start (TLS certificates): missing or
+		// unreadable ones fail here too, not only when serve starts.
+		if ferr := forward.CheckFiles(cfg.Forward); ferr != nil {
+			err = fmt.Errorf("invalid configuration:\n%w", ferr)
+		}
 	}
-	// Files serve reads at start (TLS certificates): missing or unreadable
-	// ones fail here too, not only when serve starts.
-	if err := forward.CheckFiles(cfg.Forward); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	if err != nil {
+		// The last line of stdout says so too: a script reading only
+		// stdout, or its top, must not take the dump for a pass.
+		fmt.Fprintln(m.Stdout, "configuration INVALID (the problems are on stderr)")
+		return err
 	}
 	if methods := cfg.TAPDAuthMethods(); len(methods) == 1 {
 		fmt.Fprintln(m.Stdout, "TAPD auth: "+methods[0])

@@ -195,9 +195,13 @@ func TestConfigCheck(t *testing.T) {
 	}
 	env["TAPD_MIRROR_SYNC_OVERLAP"] = "5s"
 	env["TAPD_MIRROR_LISTEN"] = "nope"
+	out.Reset()
 	err := m.Run(context.Background(), []string{"config", "check"})
 	if err == nil || !strings.Contains(err.Error(), "TAPD_MIRROR_SYNC_OVERLAP") || !strings.Contains(err.Error(), "TAPD_MIRROR_LISTEN") {
 		t.Fatalf("config check with two errors = %v", err)
+	}
+	if s := strings.TrimSpace(out.String()); !strings.HasSuffix(s, "configuration INVALID (the problems are on stderr)") || strings.Contains(s, "configuration OK") {
+		t.Fatalf("stdout of a failed config check ends:\n%s", s[max(0, len(s)-200):])
 	}
 	if err := m.Run(context.Background(), []string{"config"}); err == nil {
 		t.Fatal("config without check accepted")
