@@ -59,12 +59,12 @@ func newNotifier(e *Engine, n config.Notifier) (*notifier, error) {
 		if i < 0 {
 			return nil, fmt.Errorf("alert notifier %s: %q is not a destination in forward:", n.Name, n.Destination)
 		}
-		s, err := forward.NewAlertSender(e.o.Forward[i], n.Name, e.o.Version, e.o.Now)
+		s, err := forward.NewAlertSender(e.o.Forward[i], e.o.Version, e.o.Now)
 		if err != nil {
 			return nil, fmt.Errorf("alert notifier %s: %w", n.Name, err)
 		}
 		nt.shown = "forward destination " + n.Destination
-		nt.send = forwardSender{s: s, e: e}
+		nt.send = forwardSender{s: s, e: e, name: n.Name}
 	default:
 		return nil, fmt.Errorf("alert notifier %s: kind %s is not supported", n.Name, n.Kind)
 	}

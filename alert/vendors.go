@@ -263,7 +263,7 @@ func (w webhook) send(ctx context.Context, m message) error {
 	if w.secret != "" {
 		h.Set(SignatureHeader, Sign([]byte(w.secret), body))
 	}
-	h.Set(IdempotencyHeader, fmt.Sprintf("alert-%s-%d-%d", w.name, m.Firings[0].ID, m.Firings[len(m.Firings)-1].ID))
+	h.Set(IdempotencyHeader, m.idempotencyKey(w.name))
 	_, err = w.post(ctx, w.url, body, h)
 	return err
 }
@@ -272,8 +272,9 @@ func (w webhook) send(ctx context.Context, m message) error {
 // destination (forward.AlertSender), one batch per message; the message's
 // markdown is for people and is not sent.
 type forwardSender struct {
-	s *forward.AlertSender
-	e *Engine
+	s    *forward.AlertSender
+	e    *Engine
+	name string // the notifier's
 }
 
 func (f forwardSender) send(ctx context.Context, m message) error {
@@ -283,7 +284,13 @@ func (f forwardSender) send(ctx context.Context, m message) error {
 			WindowStart: fr.WindowStart.Unix(), WindowEnd: fr.WindowEnd.Unix(), FirstRecordID: fr.FirstRecordID,
 			LastRecordID: fr.LastRecordID, LogIndex: fr.LogIndex, FiredAt: fr.FiredAt.Unix(), URL: f.e.link(fr)}
 	}
-	return f.s.Send(ctx, alerts)
+	return f.s.Send(ctx, m.idempotencyKey(f.name), alerts)
+}
+
+// idempotencyKey is "alert-NOTIFIER-FIRST-LAST" (IdempotencyHeader): the
+// same for a message sent again, apart from other notifiers' messages.
+func (m message) idempotencyKey(notifier string) string {
+	return fmt.Sprintf("alert-%s-%d-%d", notifier, m.Firings[0].ID, m.Firings[len(m.Firings)-1].ID)
 }
 
 func (f forwardSender) close() error { return f.s.Close() }

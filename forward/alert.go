@@ -16,14 +16,14 @@ import (
 // event, and its at-least-once delivery is the alert notifier's (README
 // "Alerts"). Send is for one goroutine at a time.
 type AlertSender struct {
-	name, notifier string
-	dest           destination
+	name string
+	dest destination
 }
 
-// NewAlertSender builds notifier's sender with cfg's settings (cfg is a
-// validated forward: entry); version is the binary's, named in CEF
-// headers. It opens nothing remote.
-func NewAlertSender(cfg config.Forward, notifier, version string, now func() time.Time) (*AlertSender, error) {
+// NewAlertSender builds a sender with cfg's settings (cfg is a validated
+// forward: entry); version is the binary's, named in CEF headers. It
+// opens nothing remote.
+func NewAlertSender(cfg config.Forward, version string, now func() time.Time) (*AlertSender, error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -34,13 +34,14 @@ func NewAlertSender(cfg config.Forward, notifier, version string, now func() tim
 	if err != nil {
 		return nil, fmt.Errorf("alerts through forward destination %s: %w", cfg.Name, err)
 	}
-	return &AlertSender{name: cfg.Name, notifier: notifier, dest: d}, nil
+	return &AlertSender{name: cfg.Name, dest: d}, nil
 }
 
 // Send delivers alerts (firing ids ascending) as one batch; nil is the
-// destination's ack, as for log events. A batch sent again carries the
-// same firing ids: receivers deduplicate on alert.id.
-func (s *AlertSender) Send(ctx context.Context, alerts []Alert) error {
+// destination's ack, as for log events. key is the batch's idempotency
+// key (webhook), the notifier's: a batch sent again carries the same
+// firing ids, and receivers deduplicate on alert.id.
+func (s *AlertSender) Send(ctx context.Context, key string, alerts []Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
@@ -51,7 +52,7 @@ func (s *AlertSender) Send(ctx context.Context, alerts []Alert) error {
 		events[i] = Event{Type: "alert", Time: a.FiredAt, Alert: &a, at: time.Unix(a.FiredAt, 0)}
 	}
 	// No shared encodings: those are keyed by log index, which alerts lack.
-	b := Batch{First: alerts[0].ID, Last: alerts[len(alerts)-1].ID, Count: len(alerts), Events: events, notifier: s.notifier}
+	b := Batch{First: alerts[0].ID, Last: alerts[len(alerts)-1].ID, Count: len(alerts), Events: events, key: key}
 	if err := s.dest.Deliver(ctx, b); err != nil {
 		return fmt.Errorf("sending %s through forward destination %s: %w", b.span(), s.name, err)
 	}

@@ -40,7 +40,7 @@ func testAlerts() []forward.Alert {
 
 func newSender(t *testing.T, cfg config.Forward) *forward.AlertSender {
 	t.Helper()
-	s, err := forward.NewAlertSender(cfg, "siem-alerts", "1.4.0", func() time.Time { return time.Unix(firedAt+1, 0) })
+	s, err := forward.NewAlertSender(cfg, "1.4.0", func() time.Time { return time.Unix(firedAt+1, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestAlertSenderWebhook(t *testing.T) {
 	defer srv.Close()
 	s := newSender(t, config.Forward{Name: "siem", Kind: "webhook", URL: srv.URL + "/ingest", Secret: "wh-s3cret", Filter: config.ForwardFilter{ActionType: "none"}})
 	alerts := testAlerts()
-	if err := s.Send(context.Background(), alerts); err != nil {
+	if err := s.Send(context.Background(), "alert-siem-alerts-41-42", alerts); err != nil {
 		t.Fatal(err)
 	}
 	if len(rc.got) != 1 {
@@ -107,7 +107,7 @@ func TestAlertSenderWebhook(t *testing.T) {
 		t.Fatalf("events %+v", got)
 	}
 	rc.status = http.StatusBadGateway
-	err := s.Send(context.Background(), alerts[1:])
+	err := s.Send(context.Background(), "alert-siem-alerts-42-42", alerts[1:])
 	if err == nil || !strings.Contains(err.Error(), "alerts 42-42") || !strings.Contains(err.Error(), "502") || strings.Contains(err.Error(), "wh-s3cret") {
 		t.Fatalf("a refused send: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestAlertSenderSplunkHECAndOCSF(t *testing.T) {
 		rc.got, rc.bodies = nil, nil
 		s := newSender(t, config.Forward{Name: "splunk", Kind: "splunk_hec", URL: srv.URL, Token: "11111111-2222-3333-4444-555555555555",
 			Host: "mirror-7", Index: "audit", Format: format})
-		if err := s.Send(context.Background(), testAlerts()); err != nil {
+		if err := s.Send(context.Background(), "alert-siem-alerts-41-42", testAlerts()); err != nil {
 			t.Fatal(err)
 		}
 		if len(rc.got) != 1 || rc.got[0].URL.Path != "/services/collector/event" || rc.got[0].Header.Get("Authorization") != "Splunk 11111111-2222-3333-4444-555555555555" {
@@ -197,7 +197,7 @@ func TestAlertSenderFileKeepsAlertsApart(t *testing.T) {
 	if _, err := os.Stat(logPartial); err != nil {
 		t.Fatalf("the alert sender's start touched the log's partial file: %v", err)
 	}
-	if err := s.Send(context.Background(), testAlerts()); err != nil {
+	if err := s.Send(context.Background(), "alert-siem-alerts-41-42", testAlerts()); err != nil {
 		t.Fatal(err)
 	}
 	names, _ := filepath.Glob(filepath.Join(dir, "lake.alert-*"))
@@ -248,7 +248,7 @@ func alertsToRsyslog(t *testing.T, tls bool) {
 		if tls {
 			d.CAFile = rs.ca
 		}
-		if err := newSender(t, d).Send(context.Background(), testAlerts()); err != nil {
+		if err := newSender(t, d).Send(context.Background(), "alert-siem-alerts-41-42", testAlerts()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -174,7 +174,7 @@ type Batch struct {
 	Count       int
 	Events      []Event
 	lines       *sharedLines // nil: each event encoded here
-	notifier    string       // an alert batch's (AlertSender's) notifier
+	key         string       // an alert batch's idempotency key (AlertSender's caller's)
 }
 
 func newBatch(events []Event, lines *sharedLines) Batch {

@@ -25,8 +25,7 @@ const (
 	SignatureHeader = "X-Tapd-Mirror-Signature"
 	// IdempotencyHeader is "FIRST-LAST", the batch's first and last log
 	// index: a batch sent again carries the same value. An alert batch (a
-	// forward notifier's) has "alert-NOTIFIER-FIRST-LAST", its notifier and
-	// first and last firing id, as the webhook notifier's messages have.
+	// forward notifier's) has its notifier's key (alert.IdempotencyHeader).
 	IdempotencyHeader = "Idempotency-Key"
 )
 
@@ -77,11 +76,9 @@ func (w *webhook) Deliver(ctx context.Context, b Batch) error {
 	// Over the bytes sent (compressed, with gzip): the receiver checks
 	// them before it decompresses anything.
 	req.Header.Set(SignatureHeader, Sign(w.secret, body))
-	key := strconv.FormatInt(b.First, 10) + "-" + strconv.FormatInt(b.Last, 10)
-	if b.alerts() {
-		// Firing ids: apart from the log indexes of the same numbers, and
-		// from another notifier's batches through this destination.
-		key = "alert-" + b.notifier + "-" + key
+	key := b.key // an alert batch's: firing ids, apart from log indexes
+	if key == "" {
+		key = strconv.FormatInt(b.First, 10) + "-" + strconv.FormatInt(b.Last, 10)
 	}
 	req.Header.Set(IdempotencyHeader, key)
 	req.Header.Set("User-Agent", "tapd-mirror-forward")
