@@ -201,9 +201,9 @@ func (d *syslogDest) Close() error {
 // the SDID element (idx: the log index; cp: the covering checkpoint's
 // size, when signed; rid: the record's id) and the body (JSON, OCSF JSON or
 // CEF) — with RFC 6587's octet count before it ("LEN MSG"). It runs for
-// every event: the header is built in one buffer, the body is not copied. An alert (a forward notifier's) has no
-// index: its element carries alert (the firing id) and rule instead, at
-// severity warning.
+// every event: the header is appended by hand, the body is not copied. An
+// alert (a forward notifier's) has no index: its element carries alert
+// (the firing id) and rule instead, at severity warning.
 func (d *syslogDest) frame(b Batch, e Event) (syslogFrame, error) {
 	var body []byte
 	if d.format == "cef" {
@@ -225,8 +225,7 @@ func (d *syslogDest) frame(b Batch, e Event) (syslogFrame, error) {
 	if at.IsZero() {
 		at = d.now()
 	}
-	const countRoom = 8 // the octet count and its space, written last
-	m := make([]byte, countRoom, countRoom+160+len(d.host))
+	m := make([]byte, 0, 160+len(d.host))
 	m = strconv.AppendInt(append(m, '<'), int64(d.facility*8+sev), 10)
 	m = at.UTC().AppendFormat(append(m, ">1 "...), "2006-01-02T15:04:05.000Z")
 	m = append(append(append(m, ' '), d.host...), " tapd-mirror - "...)
@@ -248,14 +247,8 @@ func (d *syslogDest) frame(b Batch, e Event) (syslogFrame, error) {
 		m = append(strconv.AppendInt(append(m, ` cp="`...), e.Checkpoint.Size, 10), '"')
 	}
 	m = append(m, "] "...)
-	count := strconv.AppendInt(nil, int64(len(m)-countRoom+len(body)), 10)
-	start := countRoom - len(count) - 1
-	if start < 0 { // 10 MB or more: never so for one event, but not a panic
-		return syslogFrame{append(append(count, ' '), m[countRoom:]...), body}, nil
-	}
-	copy(m[start:], count)
-	m[countRoom-1] = ' '
-	return syslogFrame{m[start:], body}, nil
+	head := strconv.AppendInt(make([]byte, 0, len(m)+12), int64(len(m)+len(body)), 10)
+	return syslogFrame{append(append(head, ' '), m...), body}, nil
 }
 
 // sdValue escapes an SD-PARAM value (RFC 5424 §6.3.3: ", \ and ]).
