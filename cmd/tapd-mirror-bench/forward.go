@@ -158,45 +158,9 @@ func (b *bench) forwardBench(ctx context.Context) error {
 			return err
 		}
 		pacedRows = append(pacedRows, row)
-		best := map[string]float64{}
-		var lags map[string][]time.Duration
-		var logged *storage.Store
-		var closeLogged func()
-		for round := range forwardRounds {
-			for _, side := range consumerSides {
-				st, _, closeStore, err := b.freshStore(ctx, dialect, fmt.Sprintf("forward-%d-%s", round, side))
-				if err != nil {
-					return err
-				}
-				var dests []config.Forward
-				var alerts *config.Alerts
-				if side != sideNone {
-					dests = b.forwardConfig
-					if dests == nil {
-						d := sk.destinations(b.tmp, fmt.Sprint("-", dialect, round))
-						dests = []config.Forward{d["webhook"], d["syslog json"]}
-					}
-					alerts = sk.defaultAlerts(side == sideEveryRecord)
-				}
-				var rate float64
-				var l map[string][]time.Duration
-				// Labelled, so that -cpuprofile tells each side's CPU apart
-				// (go tool pprof -tagfocus consumers=shipped).
-				pprof.Do(ctx, pprof.Labels("consumers", side), func(ctx context.Context) {
-					rate, l, err = b.ingestForwarding(ctx, st, fake, dests, alerts)
-				})
-				if err != nil {
-					closeStore()
-					return err
-				}
-				best[side] = max(best[side], rate)
-				if side == sideShipped && round == forwardRounds-1 {
-					lags = l
-					logged, closeLogged = st, closeStore
-				} else {
-					closeStore()
-				}
-			}
+		best, lags, logged, closeLogged, err := b.sideRates(ctx, dialect, "forward", fake, sk, consumerSides)
+		if err != nil {
+			return err
 		}
 		ingestRows = append(ingestRows,
 			[]string{dialect, "two destinations and the default rules", fmt.Sprintf("%.0f", best[sideNone]), fmt.Sprintf("%.0f", best[sideShipped]),
@@ -379,29 +343,58 @@ const tapdPace = 100 * time.Millisecond
 // tapdPace: the sync waits on TAPD, as it does in production, instead of
 // taking both cores from the consumers.
 func (b *bench) pacedIngest(ctx context.Context, dialect string, fake *tapdtest.Server, sk *sinks) ([]string, error) {
-	best := map[string]float64{}
+	best, _, _, closeLogged, err := b.sideRates(ctx, dialect, "paced", fake, sk, []string{sideNone, sideShipped})
+	if err != nil {
+		return nil, err
+	}
+	closeLogged()
+	return []string{dialect, fmt.Sprintf("%.0f", best[sideNone]), fmt.Sprintf("%.0f", best[sideShipped]),
+		ratio(best[sideShipped], best[sideNone]), "≥ 0.90", passFail(best[sideShipped] >= 0.9*best[sideNone])}, nil
+}
+
+// sideRates syncs fake into a fresh store of dialect once per side per
+// round and returns each side's best ingest rate. Of the last round's
+// shipped side it also returns each destination's lags and the store,
+// kept open for the throughput runs (closeLogged closes it).
+func (b *bench) sideRates(ctx context.Context, dialect, name string, fake *tapdtest.Server, sk *sinks, sides []string) (
+	best map[string]float64, lags map[string][]time.Duration, logged *storage.Store, closeLogged func(), err error) {
+	best = map[string]float64{}
 	for round := range forwardRounds {
-		for _, side := range []string{sideNone, sideShipped} {
-			st, _, closeStore, err := b.freshStore(ctx, dialect, fmt.Sprintf("paced-%d-%s", round, side))
+		for _, side := range sides {
+			st, _, closeStore, err := b.freshStore(ctx, dialect, fmt.Sprintf("%s-%d-%s", name, round, side))
 			if err != nil {
-				return nil, err
+				return nil, nil, nil, nil, err
 			}
 			var dests []config.Forward
 			var alerts *config.Alerts
 			if side != sideNone {
-				d := sk.destinations(b.tmp, fmt.Sprint("-paced-", dialect, round))
-				dests, alerts = []config.Forward{d["webhook"], d["syslog json"]}, sk.defaultAlerts(false)
+				dests = b.forwardConfig
+				if dests == nil {
+					d := sk.destinations(b.tmp, fmt.Sprint("-", dialect, round))
+					dests = []config.Forward{d["webhook"], d["syslog json"]}
+				}
+				alerts = sk.defaultAlerts(side == sideEveryRecord)
 			}
-			rate, _, err := b.ingestForwarding(ctx, st, fake, dests, alerts)
-			closeStore()
+			var rate float64
+			var l map[string][]time.Duration
+			// Labelled, so that -cpuprofile tells each side's CPU apart
+			// (go tool pprof -tagfocus consumers=shipped).
+			pprof.Do(ctx, pprof.Labels("consumers", side), func(ctx context.Context) {
+				rate, l, err = b.ingestForwarding(ctx, st, fake, dests, alerts)
+			})
 			if err != nil {
-				return nil, err
+				closeStore()
+				return nil, nil, nil, nil, err
 			}
 			best[side] = max(best[side], rate)
+			if side == sideShipped && round == forwardRounds-1 {
+				lags, logged, closeLogged = l, st, closeStore
+			} else {
+				closeStore()
+			}
 		}
 	}
-	return []string{dialect, fmt.Sprintf("%.0f", best[sideNone]), fmt.Sprintf("%.0f", best[sideShipped]),
-		ratio(best[sideShipped], best[sideNone]), "≥ 0.90", passFail(best[sideShipped] >= 0.9*best[sideNone])}, nil
+	return best, lags, logged, closeLogged, nil
 }
 
 // drain delivers the whole log to one fresh destination and times it.
