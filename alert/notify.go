@@ -194,11 +194,11 @@ var (
 // boundary with a note of what was left out.
 func (m message) text(limit int) string {
 	var b strings.Builder
+	say := m.say
+	if say == nil {
+		say = &english
+	}
 	for i, l := range m.Lines {
-		say := m.say
-		if say == nil {
-			say = &english
-		}
 		more := "\n" + fmt.Sprintf(say.moreLines, len(m.Lines)-i)
 		if limit > 0 && b.Len()+len(l)+1+len(more) > limit {
 			b.WriteString(strings.TrimPrefix(more, "\n"))
